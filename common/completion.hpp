@@ -1,0 +1,39 @@
+/**
+ * @file completion.hpp
+ * @brief Waiting for a work completion, with a deadline and a readable failure.
+ *
+ * Posting a work request only queues it; the CQ says when the device is done with it
+ * (a SEND completes when the peer ACKed it, a RECV when a message landed). A lost peer
+ * means a completion that never comes, so every wait here has a deadline, and a failed
+ * completion is reported with ibv_wc_status_str() and what usually causes that status.
+ */
+#pragma once
+
+#include <infiniband/verbs.h>
+
+#include <string>
+
+namespace common {
+
+/// The default deadline for one completion, in seconds.
+inline constexpr double kDefaultCompletionTimeout = 5.0;
+
+/**
+ * Poll @p cq until one completion arrives or @p timeout_s passes.
+ *
+ * This busy-polls (ibv_poll_cq is a memory read, no system call): the lowest latency,
+ * at the price of a spinning core. After a while without a completion it pauses ~50 us
+ * between polls so a long wait does not burn a whole core. (An event-driven wait uses a
+ * completion channel instead; a later lesson shows it.)
+ *
+ * @param what  what is awaited, for the messages ("echo of message 3")
+ * @return the completion, status IBV_WC_SUCCESS
+ * @throws Error on timeout (naming @p what and the deadline) or on a failed completion
+ *         (status, ibv_wc_status_str, and the usual cause).
+ */
+ibv_wc wait_for_completion(ibv_cq* cq, double timeout_s, const std::string& what);
+
+/// What usually causes a completion @p status, and what to check.
+const char* wc_status_remedy(ibv_wc_status status);
+
+}  // namespace common

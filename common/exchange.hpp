@@ -1,0 +1,89 @@
+/**
+ * @file exchange.hpp
+ * @brief The out-of-band wire format: how two sides tell each other their QP details.
+ *
+ * An RC QP can reach RTR only once it knows the peer's QP number, first PSN and address.
+ * Those travel over an ordinary TCP connection first. Sending a C struct as raw bytes
+ * (as many examples do) breaks between hosts of different endianness, compilers that pad
+ * differently, or builds of different versions, and trusts whatever arrives. So every
+ * message here has an explicit layout, all integers big-endian (network order):
+ *
+ * @code
+ *  header (12 bytes)                    HELLO body (36 bytes)
+ *  off size field                       off size field
+ *   0   4   magic "RDMT"                  0   4   QPN        (24 bits used)
+ *   4   1   version (1)                   4   4   PSN        (24 bits used)
+ *   5   1   type: 1 HELLO 2 READY 3 ERROR 8   2   LID        (0 on RoCE)
+ *   6   2   reserved, 0                  10   1   MTU        (ibv_mtu: 1=256 .. 5=4096)
+ *   8   4   body length                  11   1   reserved, 0
+ *                                        12  16   GID        (IPv6 byte order already)
+ *  READY: empty body                     28   4   message size in bytes
+ *  ERROR: 1..512 bytes of text           32   4   message count (0 = interactive)
+ * @endcode
+ *
+ * The decoder checks every field and throws common::Error with the value seen, so a
+ * short, oversized, wrong-version or garbage message is refused before any of it is used.
+ */
+#pragma once
+
+#include <infiniband/verbs.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace common {
+
+inline constexpr std::uint8_t kWireMagic[4] = {'R', 'D', 'M', 'T'};  ///< first 4 bytes of a message
+inline constexpr std::uint8_t kWireVersion = 1;   ///< the layout version this build speaks
+inline constexpr std::size_t kHeaderSize = 12;    ///< bytes in a header
+inline constexpr std::size_t kHelloSize = 36;     ///< bytes in a HELLO body
+inline constexpr std::size_t kMaxErrorText = 512; ///< longest ERROR body
+inline constexpr std::uint32_t kMax24Bit = 0xFFFFFF;  ///< QPNs and PSNs are 24-bit numbers
+static_assert(kMaxErrorText > kHelloSize, "the largest body is an ERROR text");
+
+/// The kind of message (header byte 5).
+enum class MessageType : std::uint8_t {
+  hello = 1,  ///< my QP details (Hello)
+  ready = 2,  ///< my QP is in RTR/RTS and my RECVs are posted: you may send
+  error = 3   ///< I refuse to go on; the body says why
+};
+
+/// "HELLO", "READY", "ERROR" or "type 7".
+std::string message_type_name(MessageType type);
+
+/// What one side tells the other about its QP and the run it intends.
+struct Hello {
+  std::uint32_t qpn = 0;        ///< QP number (24 bits): the peer's dest_qp_num
+  std::uint32_t psn = 0;        ///< first PSN this side sends (24 bits): the peer's rq_psn
+  std::uint16_t lid = 0;        ///< port LID (InfiniBand; 0 on RoCE)
+  ibv_mtu mtu = IBV_MTU_1024;   ///< this side's port active_mtu
+  ibv_gid gid{};                ///< this side's GID: the peer's dgid
+  std::uint32_t msg_size = 0;   ///< message size in bytes (>= 1)
+  std::uint32_t msg_count = 0;  ///< number of messages, 0 = interactive
+};
+
+/// A decoded header.
+struct Header {
+  MessageType type = MessageType::hello;  ///< the message kind (validated)
+  std::uint32_t body_length = 0;          ///< body bytes that follow (validated per type)
+};
+
+/// HELLO message (header + body) ready to send.
+std::vector<std::uint8_t> encode_hello(const Hello& hello);
+/// READY message ready to send.
+std::vector<std::uint8_t> encode_ready();
+/// ERROR message carrying @p reason (cut to kMaxErrorText bytes).
+std::vector<std::uint8_t> encode_error(const std::string& reason);
+
+/// Validate and decode a header. @throws Error on a short header, wrong magic, other
+/// version, unknown type, non-zero reserved bytes, or a length that does not fit the type.
+Header decode_header(std::span<const std::uint8_t> bytes);
+/// Validate and decode a HELLO body. @throws Error on a wrong length or any field out of range.
+Hello decode_hello(std::span<const std::uint8_t> body);
+/// Decode an ERROR body; non-printable bytes are shown as '?'. @throws Error if empty or too long.
+std::string decode_error(std::span<const std::uint8_t> body);
+
+}  // namespace common

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Record a lesson's packets in the lab VMs and check them against its walkthrough.
+#
+#   scripts/capture.sh LESSON [--out DIR]   run the lesson between the two lab guests,
+#                                           keep the lesson's own frames, check them
+#   scripts/capture.sh LESSON --update      ... and replace the committed capture, logs
+#                                           and walkthrough in captures/LESSON/
+#   scripts/capture.sh LESSON --check       ... and check that the committed walkthrough
+#                                           still matches: it renders from the committed
+#                                           capture, and a fresh run shows the same frames
+#                                           (opcodes, order, sizes, PSN offsets)
+#
+# LESSON is a directory under captures/ (e.g. 01-verbs-send-recv) holding scenario.sh
+# (what to run) and walkthrough.md.in (the narration, with {{...}} placeholders filled
+# from the capture and the logs by tests/tools/roce_capture.py render).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+lesson=${1:?usage: capture.sh LESSON [--out DIR] [--update|--check]}
+shift
+mode=run out=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --update) mode=update ;;
+    --check) mode=check ;;
+    --out) out=${2:?--out needs a directory}; shift ;;
+    *) echo "capture.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+dir="$ROOT/captures/$lesson"
+[ -f "$dir/scenario.sh" ] || { echo "capture.sh: no $dir/scenario.sh" >&2; exit 2; }
+source "$dir/scenario.sh"
+tool="$ROOT/tests/tools/roce_capture.py"
+: "${out:=$BUILD_DIR/captures/$lesson}"
+rm -rf "$out"
+mkdir -p "$out"
+
+# 1. Run the scenario between the two guests; qemu records the wire.
+"$ROOT/scripts/lab/lab.sh" run --out "$out" --timeout 180 --capture "$out/wire.pcap" \
+  --server "export BUILD_DIR='$BUILD_DIR'; $SERVER_CMD" \
+  --client "export BUILD_DIR='$BUILD_DIR'; $CLIENT_CMD"
+cp "$out/server/server.log" "$out/server.log"
+cp "$out/client/client.log" "$out/client.log"
+cp "${LAB_IMAGE_DIR:-$ROOT/build/lab/image}/kernel-version" "$out/kernel-version"
+
+# 2. Keep only the lesson's frames (the TCP exchange and RoCE), not ARP or IPv6 chatter.
+tshark -r "$out/wire.pcap" -2 -R "tcp.port == $PORT or udp.port == 4791" -F pcap \
+  -w "$out/$PCAP_NAME" 2>/dev/null
+echo "capture: $out/$PCAP_NAME ($(stat -c %s "$out/$PCAP_NAME") bytes)"
+
+# 3. It must decode as RoCE with the lesson's opcodes and the PSNs the programs logged.
+python3 "$tool" check "$out/$PCAP_NAME" --port "$PORT" --require "$REQUIRE" --client-log "$out/client.log"
+
+case $mode in
+  update)
+    cp "$out/$PCAP_NAME" "$out/server.log" "$out/client.log" "$out/kernel-version" "$dir/"
+    python3 "$tool" render "$dir/walkthrough.md.in" "$dir/$PCAP_NAME" --port "$PORT" --log-dir "$dir" \
+      >"$dir/walkthrough.md"
+    echo "capture: updated $dir (commit $PCAP_NAME, the logs and walkthrough.md)"
+    ;;
+  check)
+    # The committed walkthrough is exactly what the committed capture and logs render to.
+    python3 "$tool" render "$dir/walkthrough.md.in" "$dir/$PCAP_NAME" --port "$PORT" --log-dir "$dir" \
+      >"$out/walkthrough.md"
+    diff -u "$dir/walkthrough.md" "$out/walkthrough.md" \
+      || { echo "capture: $dir/walkthrough.md is stale: run scripts/capture.sh $lesson --update" >&2; exit 1; }
+    python3 "$tool" check "$dir/$PCAP_NAME" --port "$PORT" --require "$REQUIRE" --client-log "$dir/client.log" >/dev/null
+    # A fresh run shows the same frames as the committed one.
+    python3 "$tool" compare "$dir/$PCAP_NAME" "$out/$PCAP_NAME" --port "$PORT"
+    ;;
+esac

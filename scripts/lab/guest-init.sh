@@ -1,0 +1,228 @@
+#!/bin/sh
+# guest-init.sh - becomes /init (PID 1) in the lab guest's initramfs.
+#
+# Runs under busybox sh inside the qemu guest that lab.sh boots. Its job:
+#   1. load the kernel modules (Soft-RoCE, virtio NIC, 9p),
+#   2. bring up eth0 with the address lab.sh gave us,
+#   3. build a root file system out of the HOST's own files: the host's `/` is
+#      shared read-only over 9p, so the guest runs the host's binaries and
+#      libraries (rdma-core, the lessons' builds) unchanged,
+#   4. step the clock to the host's, create the Soft-RoCE device rxe0 on
+#      eth0 and wait until it is usable,
+#   5. run the command lab.sh wrote into <out>/cmd.sh, inside that root,
+#      recording its output and exit code in <out>/ (a read-write 9p share
+#      mounted at the same absolute path as on the host),
+#   6. power off.
+#
+# Settings come from the kernel command line (lab.sh builds it):
+#   lab.name=server|client   role of this guest
+#   lab.ip=10.0.0.1/24       our address on eth0
+#   lab.server_ip=, lab.client_ip=   both addresses, for the command's env
+#   lab.out=/abs/path        per-guest output directory (host path)
+#   lab.repo=/abs/path       repository root, the command's working directory
+#   lab.timeout=SECONDS      limit for the command
+#
+# Golden rule: PID 1 must never hang and never just exit (exiting PID 1 is a
+# kernel panic). Every failure prints a clear "lab-init: ERROR" line on the
+# console, writes it to <out>/init-error and rc=255 when <out> is mounted, and
+# powers off. lab.sh additionally kills qemu after a host-side timeout.
+
+PATH=/bin
+export PATH
+
+# devtmpfs first: the initramfs has no /dev/console node (making one needs
+# root when building the image), so the kernel started us without stdin/out.
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+
+NEWROOT=/newroot      # the root the command runs in (host / + mounts)
+OUT_MOUNTED=""        # set once <out> is writable: then errors go there too
+
+say() { echo "lab-init: $*"; }
+
+# Power off now. `poweroff -f` calls reboot(2) directly (no init system to
+# ask). qemu runs with -no-reboot and the kernel with panic=-1, so even if
+# this failed, the panic after PID 1 exits would still end qemu.
+power_off() {
+    sync
+    poweroff -f
+    echo o >/proc/sysrq-trigger 2>/dev/null
+    sleep 5
+    exit 1
+}
+
+fail() {
+    say "ERROR: $*"
+    if [ -n "$OUT_MOUNTED" ]; then
+        echo "$*" >"$NEWROOT$LAB_OUT/init-error"
+        echo 255 >"$NEWROOT$LAB_OUT/rc"
+    fi
+    power_off
+}
+
+mount -t proc proc /proc || fail "cannot mount /proc"
+mount -t sysfs sysfs /sys || fail "cannot mount /sys"
+
+# --- settings from the kernel command line ----------------------------------
+LAB_NAME=""; LAB_IP=""; LAB_SERVER_IP=""; LAB_CLIENT_IP=""
+LAB_OUT=""; LAB_REPO=""; LAB_TIMEOUT=120
+for word in $(cat /proc/cmdline); do
+    case "$word" in
+        lab.name=*)      LAB_NAME=${word#*=} ;;
+        lab.ip=*)        LAB_IP=${word#*=} ;;
+        lab.server_ip=*) LAB_SERVER_IP=${word#*=} ;;
+        lab.client_ip=*) LAB_CLIENT_IP=${word#*=} ;;
+        lab.out=*)       LAB_OUT=${word#*=} ;;
+        lab.repo=*)      LAB_REPO=${word#*=} ;;
+        lab.timeout=*)   LAB_TIMEOUT=${word#*=} ;;
+    esac
+done
+say "starting '$LAB_NAME' (kernel $(cat /kernel-version), ip $LAB_IP, up $(cut -d' ' -f1 /proc/uptime) s)"
+[ -n "$LAB_NAME" ] && [ -n "$LAB_IP" ] && [ -n "$LAB_OUT" ] && [ -n "$LAB_REPO" ] ||
+    fail "missing lab.name/lab.ip/lab.out/lab.repo on the kernel command line: $(cat /proc/cmdline)"
+hostname "$LAB_NAME"
+
+# --- 1. modules ---------------------------------------------------------------
+# load-order was computed by build-image.sh with modprobe --show-depends, so
+# plain insmod in that order satisfies every dependency.
+while read -r mod; do
+    insmod "/lib/modules/$mod" || fail "insmod $mod failed"
+done </lib/modules/load-order
+
+# --- 2. network ---------------------------------------------------------------
+# virtio_net registers eth0 while it is loaded; wait a little in case the
+# device shows up late. Bounded, like every wait here.
+i=0
+while [ ! -e /sys/class/net/eth0 ]; do
+    i=$((i + 1)); [ $i -gt 50 ] && fail "no eth0 (virtio_net did not find the NIC)"
+    sleep 0.1
+done
+ip link set lo up || fail "cannot bring up lo"
+ip addr add "$LAB_IP" dev eth0 || fail "cannot set $LAB_IP on eth0"
+ip link set eth0 up || fail "cannot bring up eth0"
+
+# --- 3. the root file system ------------------------------------------------
+# The host's / arrives read-only over 9p (tag hostroot). msize = size of one
+# 9p message: bigger means fewer round trips when programs load libraries.
+# cache=loose lets the guest cache what it read: the tree is read-only and
+# this guest lives for seconds, so nothing can go stale that matters.
+mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose hostroot "$NEWROOT" ||
+    fail "cannot mount the host's / (9p tag hostroot)"
+# A second view of the host tree without anything mounted on top: used below
+# to bring back the repository if a tmpfs hides it.
+mount -o bind "$NEWROOT" /hostro || fail "cannot bind the host tree to /hostro"
+
+# The guest's own kernel interfaces, not the host's files.
+mount -t proc proc "$NEWROOT/proc" || fail "cannot mount proc in the new root"
+mount -t sysfs sysfs "$NEWROOT/sys" || fail "cannot mount sysfs in the new root"
+mount -o bind /dev "$NEWROOT/dev" || fail "cannot bind /dev in the new root"
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts "$NEWROOT/dev/pts" || fail "cannot mount devpts"
+mount -t tmpfs -o mode=1777 tmpfs "$NEWROOT/dev/shm" || fail "cannot mount /dev/shm"
+# Writable scratch space; everything else is the read-only host tree.
+# /root too, because HOME=/root and tools like to write dotfiles there.
+for d in /tmp /run /root; do
+    mode=0755; [ "$d" = /tmp ] && mode=1777
+    mount -t tmpfs -o mode=$mode tmpfs "$NEWROOT$d" || fail "cannot mount tmpfs on $d"
+done
+# If the repository lives under one of those (e.g. /tmp/x or /root/x), the
+# tmpfs just hid it: bind it back from the untouched view.
+case "$LAB_REPO/" in
+    /tmp/*|/run/*|/root/*)
+        mkdir -p "$NEWROOT$LAB_REPO" &&
+        mount -o bind "/hostro$LAB_REPO" "$NEWROOT$LAB_REPO" ||
+            fail "cannot bring back the repository $LAB_REPO" ;;
+esac
+# The per-guest output directory, read-write (tag labout), at the same path
+# as on the host: a path printed inside the guest is valid outside it.
+mkdir -p "$NEWROOT$LAB_OUT" || fail "output dir $LAB_OUT does not exist in the host tree"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 labout "$NEWROOT$LAB_OUT" ||
+    fail "cannot mount the output dir $LAB_OUT (9p tag labout)"
+OUT_MOUNTED=1
+[ -f "$NEWROOT$LAB_OUT/cmd.sh" ] || fail "$LAB_OUT/cmd.sh not found"
+[ -d "$NEWROOT$LAB_REPO" ] || fail "repository $LAB_REPO not found in the host tree"
+
+# The clock. The kernel set it from the emulated RTC at boot, which only has
+# whole seconds, so the guest starts up to ~1 s behind the host (and two
+# guests can disagree by that much). Refine it: a file we create on the
+# read-write share gets its timestamp from the HOST's clock (to a few ms).
+# bash's $EPOCHREALTIME, read just before and after the create (no process
+# started in between), tells our own time at that moment; the difference is
+# our error, and GNU date applies it as a relative step ("now +0.25 seconds").
+# All of this runs with the host's bash and date, inside the new root.
+if offset=$(chroot "$NEWROOT" /bin/bash -c '
+        f=$1/.lab-clock
+        a=${EPOCHREALTIME/./}; : >"$f" || exit 1; b=${EPOCHREALTIME/./}
+        m=$(date -r "$f" +%s%6N) || exit 1; rm -f "$f"
+        us=$(( m - (a + b) / 2 )); sign=+
+        [ $us -lt 0 ] && sign=- && us=$(( -us ))
+        rel=$sign$(( us / 1000000 )).$(printf %06d $(( us % 1000000 )))
+        date -u -s "now $rel seconds" >/dev/null || exit 1
+        echo "$rel"' bash "$LAB_OUT"); then
+    say "clock synced to the host (stepped ${offset} s)"
+else
+    say "WARNING: could not sync the clock to the host, keeping the RTC time"
+fi
+
+# --- 4. Soft-RoCE --------------------------------------------------------------
+# `rdma` is iproute2's tool from the host tree. This is the same command a
+# learner runs on a real machine to get a Soft-RoCE device.
+chroot "$NEWROOT" /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    rdma link add rxe0 type rxe netdev eth0 || fail "rdma link add rxe0 type rxe netdev eth0 failed"
+
+# The port must be ACTIVE, eth0 must be fully up (the kernel reports the
+# carrier with a short delay), and the GID table must hold
+# our IPv4 address as an IPv4-mapped IPv6 GID (::ffff:a.b.c.d), the GID that
+# RoCE v2 over IPv4 uses. It is filled asynchronously, so poll (bounded).
+ip4=${LAB_IP%/*}
+want_gid=$(echo "$ip4" | { IFS=. read -r a b c d; printf '0000:0000:0000:0000:0000:ffff:%02x%02x:%02x%02x' "$a" "$b" "$c" "$d"; })
+port=/sys/class/infiniband/rxe0/ports/1
+i=0
+gid_index=""
+while :; do
+    if grep -q ACTIVE "$port/state" 2>/dev/null &&
+       [ "$(cat /sys/class/net/eth0/operstate)" = up ]; then
+        # rxe has 1024 GID slots; ours is among the first few.
+        for g in 0 1 2 3 4 5 6 7; do
+            v=""; read -r v <"$port/gids/$g" 2>/dev/null
+            [ "$v" = "$want_gid" ] && gid_index=$g && break
+        done
+        [ -n "$gid_index" ] && break
+    fi
+    i=$((i + 1))
+    [ $i -gt 200 ] && fail "rxe0 not ready after 20 s: port state '$(cat "$port/state" 2>/dev/null)', eth0 $(cat /sys/class/net/eth0/operstate), GID for $ip4 at index '$gid_index'"
+    sleep 0.1
+done
+say "rxe0 on eth0: $(cat "$port/state"), GID index $gid_index = ::ffff:$ip4 (up $(cut -d' ' -f1 /proc/uptime) s)"
+[ "$gid_index" = 1 ] || say "WARNING: the IPv4 GID is at index $gid_index, not 1; lessons assume -g 1 / -x 1"
+
+# --- 5. the command --------------------------------------------------------------
+# env -i: a clean, documented environment. `timeout -k 5`: SIGTERM at the
+# limit, SIGKILL 5 s later if the command ignores it (exit code 124
+# with TERM, 137 when KILL was needed). stdin is /dev/null: nothing can wait
+# for input.
+say "running $LAB_OUT/cmd.sh (timeout ${LAB_TIMEOUT} s)"
+t0=$(cut -d. -f1 /proc/uptime)
+chroot "$NEWROOT" /usr/bin/env -i \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root LANG=C.UTF-8 TERM=dumb \
+    LAB_ROLE="$LAB_NAME" LAB_IP="$ip4" \
+    LAB_SERVER_IP="$LAB_SERVER_IP" LAB_CLIENT_IP="$LAB_CLIENT_IP" \
+    LAB_OUT="$LAB_OUT" LAB_REPO="$LAB_REPO" LAB_TIMEOUT="$LAB_TIMEOUT" \
+    /bin/bash -c 'cd "$LAB_REPO" || exit 126; exec timeout -k 5 "$LAB_TIMEOUT" bash "$LAB_OUT/cmd.sh"' \
+    </dev/null >"$NEWROOT$LAB_OUT/cmd.log" 2>&1
+rc=$?
+elapsed=$(( $(cut -d. -f1 /proc/uptime) - t0 ))
+# 124/137 alone could also be the command's own exit code; the elapsed time
+# tells a real timeout apart.
+if { [ $rc = 124 ] || [ $rc = 137 ]; } && [ $elapsed -ge "$LAB_TIMEOUT" ]; then
+    msg="command timed out after $LAB_TIMEOUT s and was killed (exit $rc)"
+    echo "lab: $msg" >>"$NEWROOT$LAB_OUT/cmd.log"
+    echo "$msg" >"$NEWROOT$LAB_OUT/timed-out"
+    say "$msg"
+fi
+echo $rc >"$NEWROOT$LAB_OUT/rc"
+say "command exited with $rc (up $(cut -d' ' -f1 /proc/uptime) s), powering off"
+
+# --- 6. done ---------------------------------------------------------------------
+power_off

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The project's test command (CI runs it through .ci/run):
+#   1. install what is missing (Debian/Ubuntu packages, as root or with sudo)
+#   2. build everything with warnings as errors (SANITIZE=1: with ASan + UBSan)
+#   3. build the Doxygen pages (a warning fails the build)
+#   4. run the unit tests, then every lesson's smoke in the Soft-RoCE lab VMs, then the
+#      capture checks, all through ctest
+# Logs of every lab run are under $BUILD_DIR/lab-runs/ and $BUILD_DIR/captures/.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+start=$SECONDS
+
+step "1/4 packages"
+"$ROOT/scripts/install-deps.sh"
+
+step "2/4 build ($BUILD_DIR, sanitizers: $([ "$SANITIZE" = 1 ] && echo on || echo off))"
+configure_and_build
+
+step "3/4 API docs (Doxygen, warnings are errors)"
+cmake --build "$BUILD_DIR" --target docs
+
+step "4/4 tests: unit, lab smoke, captures"
+# The lab image is built (or found cached) once here, so its download shows up as its
+# own step instead of inside the first smoke test's time.
+"$ROOT/scripts/lab/build-image.sh"
+cd "$BUILD_DIR"
+ctest --output-on-failure --timeout 900 "$@"
+echo "test.sh: all passed in $((SECONDS - start)) s"

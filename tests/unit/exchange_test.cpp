@@ -1,0 +1,258 @@
+// The out-of-band wire format and the TCP channel that carries it: valid messages round
+// trip; short, oversized, wrong-version, garbage and random input is refused with
+// common::Error (never a crash, never a partly-used message).
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "common/errors.hpp"
+#include "common/exchange.hpp"
+#include "common/tcp.hpp"
+
+using common::Error;
+
+namespace {
+
+common::Hello sample_hello() {
+  common::Hello h;
+  h.qpn = 0x000011;
+  h.psn = 0xabcdef;
+  h.lid = 0;
+  h.mtu = IBV_MTU_1024;
+  const unsigned char gid[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1};
+  std::memcpy(h.gid.raw, gid, 16);
+  h.msg_size = 4096;
+  h.msg_count = 10;
+  return h;
+}
+
+std::span<const std::uint8_t> body_of(const std::vector<std::uint8_t>& msg) {
+  return std::span(msg).subspan(common::kHeaderSize);
+}
+
+// EXPECT that decoding throws common::Error whose message contains `needle`.
+template <class F>
+void expect_error_containing(F&& f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "no error thrown; expected one containing '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    EXPECT_FALSE(e.remedy().empty());
+  }
+}
+
+}  // namespace
+
+TEST(Exchange, HelloRoundTripsWithExplicitBigEndianLayout) {
+  const auto msg = common::encode_hello(sample_hello());
+  ASSERT_EQ(msg.size(), common::kHeaderSize + common::kHelloSize);
+  // Header: "RDMT", version 1, type 1, reserved 0, length 36 big-endian.
+  const std::vector<std::uint8_t> head(msg.begin(), msg.begin() + 12);
+  EXPECT_EQ(head, (std::vector<std::uint8_t>{'R', 'D', 'M', 'T', 1, 1, 0, 0, 0, 0, 0, 36}));
+  // QPN 0x11 and PSN 0xabcdef, most significant byte first.
+  EXPECT_EQ(msg[12 + 3], 0x11);
+  EXPECT_EQ(msg[16 + 1], 0xab);
+  EXPECT_EQ(msg[16 + 3], 0xef);
+  const auto header = common::decode_header(msg);
+  EXPECT_EQ(header.type, common::MessageType::hello);
+  const auto back = common::decode_hello(body_of(msg));
+  EXPECT_EQ(back.qpn, 0x11u);
+  EXPECT_EQ(back.psn, 0xabcdefu);
+  EXPECT_EQ(back.mtu, IBV_MTU_1024);
+  EXPECT_EQ(std::memcmp(back.gid.raw, sample_hello().gid.raw, 16), 0);
+  EXPECT_EQ(back.msg_size, 4096u);
+  EXPECT_EQ(back.msg_count, 10u);
+}
+
+TEST(Exchange, ReadyAndErrorRoundTrip) {
+  EXPECT_EQ(common::decode_header(common::encode_ready()).type, common::MessageType::ready);
+  const auto err = common::encode_error("buffer too small");
+  EXPECT_EQ(common::decode_header(err).type, common::MessageType::error);
+  EXPECT_EQ(common::decode_error(body_of(err)), "buffer too small");
+  // Over-long reasons are cut to the limit, which the decoder accepts.
+  const auto long_err = common::encode_error(std::string(2000, 'x'));
+  EXPECT_EQ(common::decode_header(long_err).body_length, common::kMaxErrorText);
+}
+
+TEST(Exchange, ShortHeaderIsRefused) {
+  const auto msg = common::encode_ready();
+  expect_error_containing([&] { common::decode_header(std::span(msg).first(11)); }, "11 bytes");
+  expect_error_containing([&] { common::decode_header({}); }, "0 bytes");
+}
+
+TEST(Exchange, WrongMagicIsRefused) {
+  auto msg = common::encode_ready();
+  std::memcpy(msg.data(), "GET ", 4);  // someone speaking HTTP to our port
+  expect_error_containing([&] { common::decode_header(msg); }, "magic is 47 45 54 20");
+}
+
+TEST(Exchange, OtherVersionIsRefusedWithTheVersionSeen) {
+  auto msg = common::encode_hello(sample_hello());
+  msg[4] = 2;
+  expect_error_containing([&] { common::decode_header(msg); }, "version 2");
+}
+
+TEST(Exchange, UnknownTypeAndReservedBitsAreRefused) {
+  auto msg = common::encode_ready();
+  msg[5] = 9;
+  expect_error_containing([&] { common::decode_header(msg); }, "unknown message type 9");
+  msg = common::encode_ready();
+  msg[7] = 1;
+  expect_error_containing([&] { common::decode_header(msg); }, "reserved");
+}
+
+TEST(Exchange, LengthsThatDoNotFitTheTypeAreRefused) {
+  auto msg = common::encode_hello(sample_hello());
+  msg[11] = 35;  // HELLO claiming 35 bytes
+  expect_error_containing([&] { common::decode_header(msg); }, "HELLO with a body of 35");
+  msg[8] = 0x7f;  // oversized: ~2 GiB body
+  expect_error_containing([&] { common::decode_header(msg); }, "HELLO with a body of");
+  auto ready = common::encode_ready();
+  ready[11] = 1;
+  expect_error_containing([&] { common::decode_header(ready); }, "READY with a body of 1");
+  auto err = common::encode_error("x");
+  err[10] = 0x10;  // 4097 bytes: above kMaxErrorText
+  expect_error_containing([&] { common::decode_header(err); }, "ERROR with a body of 4097");
+}
+
+TEST(Exchange, HelloFieldsOutOfRangeAreRefused) {
+  const auto with = [](auto change) {
+    common::Hello h = sample_hello();
+    auto msg = common::encode_hello(h);
+    change(msg);
+    return msg;
+  };
+  auto qpn = with([](auto& m) { m[12] = 0x01; });  // QPN 0x01000011: 25 bits
+  expect_error_containing([&] { common::decode_hello(body_of(qpn)); }, "24-bit");
+  auto qp1 = with([](auto& m) { m[15] = 0x01; });  // QPN 1 is the GSI QP
+  expect_error_containing([&] { common::decode_hello(body_of(qp1)); }, "QPN 1");
+  auto psn = with([](auto& m) { m[16] = 0x01; });
+  expect_error_containing([&] { common::decode_hello(body_of(psn)); }, "24 bits");
+  auto mtu = with([](auto& m) { m[22] = 6; });
+  expect_error_containing([&] { common::decode_hello(body_of(mtu)); }, "MTU code 6");
+  auto reserved = with([](auto& m) { m[23] = 1; });
+  expect_error_containing([&] { common::decode_hello(body_of(reserved)); }, "reserved");
+  auto size = with([](auto& m) { m[40] = m[41] = m[42] = m[43] = 0; });
+  expect_error_containing([&] { common::decode_hello(body_of(size)); }, "message size 0");
+  const auto ok = common::encode_hello(sample_hello());
+  expect_error_containing([&] { common::decode_hello(body_of(ok).first(35)); }, "35 bytes");
+}
+
+TEST(Exchange, ErrorTextIsSanitised) {
+  const std::vector<std::uint8_t> body = {'b', 'a', 'd', 0x1b, '[', '2', 'J', 0xff};
+  EXPECT_EQ(common::decode_error(body), "bad?[2J?");
+  expect_error_containing([&] { common::decode_error({}); }, "ERROR text of 0 bytes");
+}
+
+TEST(Exchange, RandomBytesNeverCrashAndAreAlmostAlwaysRefused) {
+  std::mt19937 rng(20261120);
+  std::uniform_int_distribution<int> byte(0, 255), len(0, 64);
+  int accepted = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::vector<std::uint8_t> buf(static_cast<std::size_t>(len(rng)));
+    for (auto& b : buf) b = static_cast<std::uint8_t>(byte(rng));
+    if (i % 2 == 0 && buf.size() >= 4) std::memcpy(buf.data(), "RDMT", 4);  // get past the magic
+    try {
+      common::decode_header(buf);
+      ++accepted;
+    } catch (const Error&) {
+    }
+    try {
+      common::decode_hello(buf);
+      ++accepted;
+    } catch (const Error&) {
+    }
+  }
+  // Valid-looking headers need magic, version, type, zero reserved bytes and a matching
+  // length; random data almost never has all of them.
+  EXPECT_LT(accepted, 10);
+}
+
+// --- the TCP channel, over loopback --------------------------------------------------
+
+namespace {
+
+// A raw TCP peer that connects to `port` and writes `bytes`, then optionally lingers.
+void raw_peer(std::uint16_t port, std::vector<std::uint8_t> bytes, bool hold_open) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  for (int i = 0; i < 200 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!bytes.empty()) (void)!::write(fd, bytes.data(), bytes.size());
+  if (hold_open) {
+    char c;
+    (void)!::read(fd, &c, 1);  // until the server side closes
+  }
+  ::close(fd);
+}
+
+std::uint16_t test_port() {
+  static std::uint16_t next = static_cast<std::uint16_t>(20000 + ::getpid() % 20000);
+  return next++;
+}
+
+// Accept one raw peer sending `bytes` and try to receive a HELLO from it.
+void receive_from_raw_peer(std::vector<std::uint8_t> bytes, bool hold_open, const std::string& needle) {
+  const std::uint16_t port = test_port();
+  std::thread peer(raw_peer, port, bytes, hold_open);
+  {
+    auto channel = common::Channel::accept_one(port, 5.0);
+    expect_error_containing([&] { channel.receive_hello(0.5); }, needle);
+  }  // the channel closes here, releasing a peer that holds the connection open
+  peer.join();
+}
+
+}  // namespace
+
+TEST(Channel, HelloAndReadyCrossLoopback) {
+  const std::uint16_t port = test_port();
+  std::thread client([port] {
+    auto ch = common::Channel::connect_with_retry("127.0.0.1", port, 5.0);
+    ch.send(common::encode_hello(sample_hello()), 1.0);
+    ch.receive_ready(2.0);
+  });
+  auto server = common::Channel::accept_one(port, 5.0);
+  EXPECT_EQ(server.receive_hello(2.0).psn, 0xabcdefu);
+  server.send(common::encode_ready(), 1.0);
+  client.join();
+}
+
+TEST(Channel, GarbageFromThePeerIsRefused) {
+  receive_from_raw_peer({'G', 'E', 'T', ' ', '/', ' ', 'H', 'T', 'T', 'P', '/', '1'}, false, "magic");
+}
+
+TEST(Channel, TruncatedMessageFromAPeerThatClosesIsRefused) {
+  auto msg = common::encode_hello(sample_hello());
+  msg.resize(20);  // header plus 8 of 36 body bytes, then the peer closes
+  receive_from_raw_peer(msg, false, "closed the connection after 8 of 36 bytes");
+}
+
+TEST(Channel, SilentPeerTimesOut) {
+  receive_from_raw_peer({}, true, "no message header");
+}
+
+TEST(Channel, ErrorFromThePeerBecomesAClearError) {
+  receive_from_raw_peer(common::encode_error("server buffer too small"), false,
+                        "refused: server buffer too small");
+}
+
+TEST(Channel, ConnectToNobodyGivesUpWithinTheDeadline) {
+  const auto start = std::chrono::steady_clock::now();
+  expect_error_containing([] { common::Channel::connect_with_retry("127.0.0.1", 1, 0.5); },
+                          "could not connect to 127.0.0.1:1");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST(Channel, UnresolvableHostIsRefusedAtOnce) {
+  expect_error_containing([] { common::Channel::connect_with_retry("no-such-host.invalid", 1, 5); },
+                          "cannot resolve");
+}
