@@ -26,7 +26,9 @@ inline constexpr double kDefaultCompletionTimeout = 5.0;
  * between polls so a long wait does not burn a whole core. (An event-driven wait uses a
  * completion channel instead; a later lesson shows it.)
  *
- * @param what  what is awaited, for the messages ("echo of message 3")
+ * @param cq         the completion queue to poll
+ * @param timeout_s  the deadline in seconds
+ * @param what       what is awaited, for the messages ("echo of message 3")
  * @return the completion, status IBV_WC_SUCCESS
  * @throws Error on timeout (naming @p what and the deadline) or on a failed completion
  *         (status, ibv_wc_status_str, and the usual cause).

@@ -98,7 +98,9 @@ class Fd {
   Fd() = default;
   /// Take ownership of @p fd (-1 = none).
   explicit Fd(int fd) : fd_(fd) {}
+  /// Take over @p other's descriptor.
   Fd(Fd&& other) noexcept : fd_(other.release()) {}
+  /// Close ours, take over @p other's descriptor.
   Fd& operator=(Fd&& other) noexcept {
     if (this != &other) reset(other.release());
     return *this;

@@ -69,6 +69,8 @@ RcEndpoint open_endpoint(const common::Options& opts);
 void post_recv(RcEndpoint& ep);
 
 /// Post one signaled SEND of @p length bytes from send_area (0 is allowed: the goodbye).
+/// @param ep      the endpoint whose QP sends
+/// @param length  bytes to send from the start of send_area
 /// @param detail  dump the SGE and WR only with -v (true after the first message)
 void post_send(RcEndpoint& ep, std::uint32_t length, bool detail);
 

@@ -17,7 +17,10 @@ sees in Wireshark. Subcommands:
       Exit 0 when both captures show the same deterministic story (summary without
       --exact), else print a diff and exit 1.
   render TEMPLATE PCAP --log-dir DIR
-      Fill a walkthrough template: {{frames}} is the frame table, {{frame:N}} one frame,
+      Fill a walkthrough template: {{frames}} is the frame table, {{frame:NAME}} one
+      frame's line and {{frameno:NAME}} its number (NAME: hello_c, hello_s, ready, send1,
+      ack1, echo1, echo_ack1, goodbye, goodbye_ack of the first run; first2, middle2, last2,
+      ack2 of the second), {{retries}} the refused connects before the server listened,
       {{log:ROLE:REGEX}} the first line of DIR/ROLE.log matching REGEX, {{value:NAME}} a
       value (client_qpn, client_psn, server_qpn, server_psn, kernel, mtu).
 """
@@ -149,6 +152,45 @@ def describe(ev, base_psn, exact):
     return f"{ev['dir']}  RoCE  {ev['name']:<26} {ev['payload']:>5} B  {psn}{qp}{ack}"
 
 
+def run_index(ev, run_list):
+    """Which run (TCP connection) a RoCE packet belongs to, by its destination QP."""
+    for i, run in enumerate(run_list):
+        c, s = run["client"], run["server"]
+        receiver = s if ev["dir"] == "c>s" else c
+        if c and s and ev["destqp"] == receiver["qpn"]:
+            return i
+    return None
+
+
+def named_frames(events):
+    """The frames a walkthrough talks about, by name (see render in the module doc)."""
+    run_list = runs(events)
+    names = {}
+    conns = [r["conn"] for r in run_list]
+    for i, conn in enumerate(conns[:2]):
+        evs = [e for e in events if (e["kind"] == "tcp" and e["conn"] == conn) or
+               (e["kind"] == "roce" and e["decoded"] and run_index(e, run_list) == i)]
+        if i == 0:
+            pick = {"hello_c": lambda e: e["kind"] == "tcp" and e["type"] == "HELLO" and e["dir"] == "c>s",
+                    "hello_s": lambda e: e["kind"] == "tcp" and e["type"] == "HELLO" and e["dir"] == "s>c",
+                    "ready": lambda e: e["kind"] == "tcp" and e["type"] == "READY",
+                    "send1": lambda e: e["kind"] == "roce" and e["dir"] == "c>s" and e["op"] in SEND_OPS,
+                    "ack1": lambda e: e["kind"] == "roce" and e["dir"] == "s>c" and e["op"] == 17,
+                    "echo1": lambda e: e["kind"] == "roce" and e["dir"] == "s>c" and e["op"] in SEND_OPS,
+                    "echo_ack1": lambda e: e["kind"] == "roce" and e["dir"] == "c>s" and e["op"] == 17}
+            for name, test in pick.items():
+                names[name] = next((e for e in evs if test(e)), None)
+            sends = [e for e in evs if e["kind"] == "roce" and e["dir"] == "c>s" and e["op"] in SEND_OPS]
+            names["goodbye"] = sends[-1] if sends else None
+            acks = [e for e in evs if e["kind"] == "roce" and e["dir"] == "s>c" and e["op"] == 17]
+            names["goodbye_ack"] = acks[-1] if acks else None
+        else:
+            for name, op in (("first2", 0), ("middle2", 1), ("last2", 2)):
+                names[name] = next((e for e in evs if e["kind"] == "roce" and e["dir"] == "c>s" and e["op"] == op), None)
+            names["ack2"] = next((e for e in evs if e["kind"] == "roce" and e["dir"] == "s>c" and e["op"] == 17), None)
+    return names
+
+
 def announced_psn(ev, run_list):
     """The PSN the requester of this packet's stream announced in its HELLO.
 
@@ -270,7 +312,13 @@ def cmd_render(a):
         m = re.match(r"\s*(\d+) B\s*(.*)", tail)
         size, details = (m[1], m[2]) if m else ("", tail)
         table.append(f"| {ev['frame']} | {d} | {proto} {name} | {size} | {details} |")
-    first_run = runs(story(a.pcap, a.port))[0]
+    events = story(a.pcap, a.port)
+    names = named_frames(events)
+    syn = subprocess.run(["tshark", "-r", a.pcap, "-n", "-Y", f"tcp.flags.reset == 1 && tcp.srcport == {a.port}",
+                          "-T", "fields", "-e", "frame.number"], check=True, capture_output=True, text=True)
+    first_hello = names["hello_c"]["frame"] if names.get("hello_c") else 0
+    retries = len([f for f in syn.stdout.split() if int(f) < first_hello])
+    first_run = runs(events)[0]
     values = {"client_qpn": f"0x{first_run['client']['qpn']:06x}", "client_psn": f"0x{first_run['client']['psn']:06x}",
               "server_qpn": f"0x{first_run['server']['qpn']:06x}", "server_psn": f"0x{first_run['server']['psn']:06x}",
               "mtu": str(min(first_run["client"]["mtu"], first_run["server"]["mtu"]))}
@@ -292,8 +340,13 @@ def cmd_render(a):
         kind, _, arg = m[1].partition(":")
         if kind == "frames":
             return "\n".join(table)
-        if kind == "frame":
-            return by_frame[int(arg)]
+        if kind in ("frame", "frameno"):
+            ev = names.get(arg)
+            if ev is None:
+                raise SystemExit(f"render: no frame named {arg} in {a.pcap}")
+            return str(ev["frame"]) if kind == "frameno" else by_frame[ev["frame"]]
+        if kind == "retries":
+            return str(retries)
         if kind == "log":
             role, _, pattern = arg.partition(":")
             return log_line(role, pattern)
