@@ -14,8 +14,9 @@ step() { printf '\n==> %s\n' "$*"; }
 configure_and_build() {
   local sanitize=OFF
   [ "$SANITIZE" = 1 ] && sanitize=ON
+  mkdir -p "$BUILD_DIR"
   cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DRDMA_TUTORIAL_SANITIZE=$sanitize >"$BUILD_DIR.configure.log" 2>&1 \
-    || { cat "$BUILD_DIR.configure.log"; echo "cmake configure failed (log above)" >&2; return 1; }
+        -DRDMA_TUTORIAL_SANITIZE=$sanitize >"$BUILD_DIR/configure.log" 2>&1 \
+    || { cat "$BUILD_DIR/configure.log"; echo "cmake configure failed (log above)" >&2; return 1; }
   cmake --build "$BUILD_DIR" -j "$(nproc)"
 }

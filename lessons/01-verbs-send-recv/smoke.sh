@@ -207,11 +207,28 @@ start_capture() {
   local dev
   dev=$(ip route get "$1" 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}' | head -n1)
   [ -n "$dev" ] && [ "$dev" != lo ] || { echo "smoke: server $1 is local: no wire to capture"; return 0; }
-  CAPTURE_FILE="$SMOKE_OUT/client-side.pcap"
-  timeout 300 tcpdump -Z root -i "$dev" -s 0 -U -w "$CAPTURE_FILE" "udp port 4791 or tcp port $SMOKE_PORT" \
+  # Write to local disk: tcpdump writes each packet as it comes (-U), and a slow target
+  # (a network share) lets it fall behind.
+  CAPTURE_FILE=$(mktemp /tmp/smoke01-capture.XXXXXX.pcap)
+  timeout 300 tcpdump -Z root -i "$dev" -s 0 -U --immediate-mode -w "$CAPTURE_FILE" "udp port 4791 or tcp port $SMOKE_PORT" \
     2>"$SMOKE_OUT/tcpdump.log" &
   CAPTURE_PID=$!
   wait_for_line "$SMOKE_OUT/tcpdump.log" "listening on" 10 || { echo "smoke: tcpdump did not start; see $SMOKE_OUT/tcpdump.log"; kill "$CAPTURE_PID" 2>/dev/null; CAPTURE_PID=""; }
+}
+
+# stop_capture: let tcpdump write out what it has received (its file stops growing; at
+# most 10 s), then stop it: SIGINT drops whatever it has not yet processed.
+stop_capture() {
+  local size=-1 now deadline=$((SECONDS + 10))
+  while [ $SECONDS -lt $deadline ]; do
+    now=$(stat -c %s "$CAPTURE_FILE")
+    [ "$now" = "$size" ] && break
+    size=$now
+    sleep 0.5
+  done
+  kill -INT "$CAPTURE_PID" 2>/dev/null || true
+  wait "$CAPTURE_PID" 2>/dev/null || true
+  mv "$CAPTURE_FILE" "$SMOKE_OUT/client-side.pcap"
 }
 
 role_client() {
@@ -234,9 +251,8 @@ role_client() {
   set -e
   check "client: interactive" 0 $rc "$SMOKE_OUT/interactive-client.log" "server acknowledged #2"
   if [ -n "$CAPTURE_PID" ]; then
-    kill -INT "$CAPTURE_PID" 2>/dev/null || true
-    wait "$CAPTURE_PID" 2>/dev/null || true
-    role_check_capture "$CAPTURE_FILE" "$SMOKE_OUT"
+    stop_capture
+    role_check_capture "$SMOKE_OUT/client-side.pcap" "$SMOKE_OUT"
   fi
 }
 
