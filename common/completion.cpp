@@ -9,7 +9,7 @@
 
 namespace common {
 
-ibv_wc wait_for_completion(ibv_cq* cq, double timeout_s, const std::string& what) {
+ibv_wc poll_completion(ibv_cq* cq, double timeout_s, const std::string& what) {
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + std::chrono::duration<double>(timeout_s);
   unsigned empty_polls = 0;
@@ -28,6 +28,11 @@ ibv_wc wait_for_completion(ibv_cq* cq, double timeout_s, const std::string& what
     }
     if (++empty_polls > 20000) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
+  return wc;
+}
+
+ibv_wc wait_for_completion(ibv_cq* cq, double timeout_s, const std::string& what) {
+  const ibv_wc wc = poll_completion(cq, timeout_s, what);
   if (wc.status != IBV_WC_SUCCESS) {
     dump_wc(wc);
     fail("completion for " + what + " failed: status " + std::to_string(wc.status) + " (" +

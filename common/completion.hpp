@@ -35,6 +35,13 @@ inline constexpr double kDefaultCompletionTimeout = 5.0;
  */
 ibv_wc wait_for_completion(ibv_cq* cq, double timeout_s, const std::string& what);
 
+/**
+ * Like wait_for_completion(), but return the completion whatever its status: for a
+ * lesson that expects a failure (a bad rkey, a missing RECV) and explains it.
+ * @throws Error only on timeout or when polling itself fails.
+ */
+ibv_wc poll_completion(ibv_cq* cq, double timeout_s, const std::string& what);
+
 /// What usually causes a completion @p status, and what to check.
 const char* wc_status_remedy(ibv_wc_status status);
 

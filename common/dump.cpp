@@ -25,14 +25,14 @@ void dump_qp(ibv_qp* qp) {
                         IBV_QP_STATE | IBV_QP_PATH_MTU | IBV_QP_SQ_PSN | IBV_QP_RQ_PSN |
                             IBV_QP_DEST_QPN | IBV_QP_MAX_QP_RD_ATOMIC |
                             IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
-                            IBV_QP_TIMEOUT | IBV_QP_CAP,
+                            IBV_QP_TIMEOUT | IBV_QP_MIN_RNR_TIMER | IBV_QP_CAP,
                         &init),
            "ibv_query_qp", "the QP may already be destroyed");
   DUMP(false, "QP dump: qpn=0x%06x state=%s mtu=%s sq_psn=0x%06x rq_psn=0x%06x dest_qpn=0x%06x "
-              "max_rd_atomic=%u max_dest_rd_atomic=%u retry=%u rnr_retry=%u timeout=%u",
+              "max_rd_atomic=%u max_dest_rd_atomic=%u retry=%u rnr_retry=%u timeout=%u min_rnr_timer=%u",
        qp->qp_num, qp_state_name(attr.qp_state), mtu_name(attr.path_mtu), attr.sq_psn,
        attr.rq_psn, attr.dest_qp_num, attr.max_rd_atomic, attr.max_dest_rd_atomic,
-       attr.retry_cnt, attr.rnr_retry, attr.timeout);
+       attr.retry_cnt, attr.rnr_retry, attr.timeout, attr.min_rnr_timer);
   DUMP(true, "QP caps: max_send_wr=%u max_recv_wr=%u max_sge={s=%u,r=%u} max_inline_data=%u",
        init.cap.max_send_wr, init.cap.max_recv_wr, init.cap.max_send_sge, init.cap.max_recv_sge,
        init.cap.max_inline_data);
@@ -70,7 +70,9 @@ void dump_recv_wr(const ibv_recv_wr& wr, bool detail) {
 void dump_wc(const ibv_wc& wc, bool detail) {
   const char* fn = __func__;
   char imm_text[32] = "";
-  if (wc.wc_flags & IBV_WC_WITH_IMM)
+  // imm_data belongs to receive completions (opcode has the IBV_WC_RECV bit); some
+  // providers also flag the sender's WRITE_WITH_IMM completion, where it means nothing.
+  if ((wc.wc_flags & IBV_WC_WITH_IMM) && (wc.opcode & IBV_WC_RECV))
     std::snprintf(imm_text, sizeof imm_text, " imm_data=0x%08x", ntohl(wc.imm_data));
   if (wc.status == IBV_WC_SUCCESS)
     DUMP(detail, "WC: wr_id=%llu status=0 opcode=%s byte_len=%u qp_num=0x%06x%s",

@@ -11,7 +11,8 @@
 #                                           (opcodes, order, sizes, PSN offsets)
 #
 # LESSON is a directory under captures/ (e.g. 01-verbs-send-recv) holding scenario.sh
-# (what to run) and walkthrough.md.in (the narration, with {{...}} placeholders filled
+# (what to run: PORT, REQUIRE, CHECK_LOGS, PCAP_NAME, SERVER_CMD, CLIENT_CMD) and
+# walkthrough.md.in (the narration, with {{...}} placeholders filled
 # from the capture and the logs by tests/tools/roce_capture.py render).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -50,7 +51,13 @@ tshark -r "$out/wire.pcap" -2 -R "tcp.port == $PORT or udp.port == 4791" -F pcap
 echo "capture: $out/$PCAP_NAME ($(stat -c %s "$out/$PCAP_NAME") bytes)"
 
 # 3. It must decode as RoCE with the lesson's opcodes and the PSNs the programs logged.
-python3 "$tool" check "$out/$PCAP_NAME" --port "$PORT" --require "$REQUIRE" --client-log "$out/client.log"
+# CHECK_LOGS names logs relative to the log directory (--client-log client.log ...).
+check_logs() { local a; for a in $CHECK_LOGS; do case $a in --*) echo "$a" ;; *) echo "$1/$a" ;; esac; done; }
+mapfile -t fresh_logs < <(check_logs "$out")
+python3 "$tool" check "$out/$PCAP_NAME" --port "$PORT" --require "$REQUIRE" "${fresh_logs[@]}"
+
+# 4. The log lines the lesson README quotes are what the programs print in this run.
+python3 "$ROOT/tests/tools/readme_logs.py" "$ROOT/lessons/$lesson/README.md" "$out/server.log" "$out/client.log"
 
 case $mode in
   update)
@@ -65,7 +72,8 @@ case $mode in
       >"$out/walkthrough.md"
     diff -u "$dir/walkthrough.md" "$out/walkthrough.md" \
       || { echo "capture: $dir/walkthrough.md is stale: run scripts/capture.sh $lesson --update" >&2; exit 1; }
-    python3 "$tool" check "$dir/$PCAP_NAME" --port "$PORT" --require "$REQUIRE" --client-log "$dir/client.log" >/dev/null
+    mapfile -t committed_logs < <(check_logs "$dir")
+    python3 "$tool" check "$dir/$PCAP_NAME" --port "$PORT" --require "$REQUIRE" "${committed_logs[@]}" >/dev/null
     # A fresh run shows the same frames as the committed one.
     python3 "$tool" compare "$dir/$PCAP_NAME" "$out/$PCAP_NAME" --port "$PORT"
     ;;

@@ -32,7 +32,7 @@ case $mode in
       --client "$env_prefix $smoke client \$LAB_SERVER_IP"
     # The guests' own tcpdump may have checked a capture too; this checks qemu's
     # recording of the wire, which no guest software can influence.
-    SMOKE_OUT="$out" "$ROOT/$smoke" check-capture "$out/wire.pcap" "$out/client"
+    SMOKE_OUT="$out" "$ROOT/$smoke" check-capture "$out/wire.pcap" "$out"
     ;;
   *) echo "lab_smoke: mode must be local or pair, not '$mode'" >&2; exit 2 ;;
 esac

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# On a host without RDMA devices, both lesson programs must fail cleanly: exit 1, one
+# On a host without RDMA devices, a lesson's programs must fail cleanly: exit 1, one
 # ERROR naming the problem, a remedy pointing to softroce-setup.sh and the lab VMs.
+#
+#   no_device.sh PORT SERVER CLIENT     (the client is pointed at 127.0.0.1:PORT)
 set -uo pipefail
-server=$1 client=$2
+port=$1 server=$2 client=$3
 if [ -n "$(ls /sys/class/infiniband 2>/dev/null)" ]; then
   echo "this host has RDMA devices ($(ls /sys/class/infiniband | tr '\n' ' ')): nothing to test"
   exit 77
 fi
 status=0
-for cmd in "$server -p 18599" "$client 127.0.0.1 -p 18599"; do
+for cmd in "$server -p $port" "$client 127.0.0.1 -p $port"; do
   out=$($cmd 2>&1); rc=$?
   echo "$out" | sed 's/^/  | /'
   if [ $rc -ne 1 ]; then echo "FAIL: '$cmd' exited $rc, expected 1"; status=1; fi
-  echo "$out" | grep -Eq "ERROR (no RDMA device found|ibv_get_device_list failed)" \
+  echo "$out" | grep -Eq "ERROR (no RDMA device found|ibv_get_device_list failed|rdma_create_event_channel failed)" \
     || { echo "FAIL: '$cmd' did not say there is no RDMA device"; status=1; }
   echo "$out" | grep -q "scripts/softroce-setup.sh" \
     || { echo "FAIL: '$cmd' did not point to scripts/softroce-setup.sh"; status=1; }

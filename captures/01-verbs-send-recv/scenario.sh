@@ -6,6 +6,7 @@
 # BUILD_DIR exported; LAB_OUT and LAB_SERVER_IP come from the lab.
 PORT=18515
 REQUIRE=SEND_ONLY,ACK,SEND_FIRST,SEND_MIDDLE,SEND_LAST
+CHECK_LOGS="--client-log client.log"
 PCAP_NAME=lesson01.pcap
 SERVER_CMD='bin=$BUILD_DIR/lessons/01-verbs-send-recv
 for run in 1 2; do "$bin/server" -s 4096 --accept-timeout 60 || exit 1; done >"$LAB_OUT/server.log" 2>&1'

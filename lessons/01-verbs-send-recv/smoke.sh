@@ -26,36 +26,8 @@ CHECK_CAPTURE="$ROOT/tests/tools/roce_capture.py"
 FAKE_PEER="$ROOT/tests/tools/fake_peer.py"
 mkdir -p "$SMOKE_OUT"
 
-passed=0 failed=0
-pass() { passed=$((passed + 1)); echo "smoke: PASS $*"; }
-fail() { failed=$((failed + 1)); echo "smoke: FAIL $*"; }
-
-# expect_exit CASE WANT GOT LOG: the exit code a case must end with.
-expect_exit() {
-  if [ "$3" -eq "$2" ]; then return 0; fi
-  fail "$1: exit $3, expected $2 (log: $4)"; tail -n 15 "$4" | sed 's/^/    | /'
-  return 1
-}
-# expect_line CASE LOG REGEX: a line the log must contain.
-expect_line() {
-  if grep -Eq -- "$3" "$2"; then return 0; fi
-  fail "$1: no line matching /$3/ in $2"; tail -n 15 "$2" | sed 's/^/    | /'
-  return 1
-}
-# check CASE WANT_EXIT GOT_EXIT LOG [REGEX...]: exit code and lines together.
-check() {
-  local name=$1 want=$2 got=$3 log=$4; shift 4
-  expect_exit "$name" "$want" "$got" "$log" || return 0
-  local re
-  for re in "$@"; do expect_line "$name" "$log" "$re" || return 0; done
-  pass "$name"
-}
-
-need_binaries() {
-  [ -x "$BIN/server" ] && [ -x "$BIN/client" ] && return 0
-  echo "smoke: $BIN/server and client are not built; run ./scripts/test.sh or cmake --build build" >&2
-  exit 2
-}
+SMOKE_NAME="lesson 01"
+source "$ROOT/scripts/smoke-lib.sh"
 
 # run_pair NAME PORT "SERVER ARGS" "CLIENT ARGS" [STDIN]: both sides on this host.
 # Sets SERVER_RC, CLIENT_RC; logs in $SMOKE_OUT/NAME-{server,client}.log
@@ -80,7 +52,7 @@ run_pair() {
 # carries this host's IPv4 address, so that RTR can resolve it (ARP) as for a real peer.
 run_server_against_fake() {
   local name=$1 port=$2 mode=$3 sargs=$4 ip
-  ip=$(ip -4 -o addr show scope global | awk '{split($4, a, "/"); print a[1]; exit}')
+  ip=$(local_ipv4)
   timeout 60 "$BIN/server" -p "$port" $sargs >"$SMOKE_OUT/$name-server.log" 2>&1 &
   local spid=$!
   set +e
@@ -89,20 +61,11 @@ run_server_against_fake() {
   set -e
 }
 
-# wait_for_line LOG REGEX SECONDS: poll a log file until a line appears (bounded).
-wait_for_line() {
-  local deadline=$((SECONDS + $3))
-  until grep -Eq -- "$2" "$1" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.1
-  done
-}
-
 OK_SERVER='server: [0-9]+ message\(s\) received, verified and echoed'
 OK_CLIENT='client: [0-9]+ message\(s\) of up to [0-9]+ bytes sent, echoed and verified'
 
 role_local() {
-  need_binaries
+  need_binaries "$BIN"
   local p=$SMOKE_PORT
   echo "smoke: lesson 01, both sides on this host; logs in $SMOKE_OUT"
 
@@ -182,7 +145,7 @@ role_local() {
 }
 
 role_server() {
-  need_binaries
+  need_binaries "$BIN"
   echo "smoke: lesson 01 server role; logs in $SMOKE_OUT"
   local name args
   # The client role runs these three in the same order.
@@ -199,43 +162,11 @@ role_server() {
   done
 }
 
-# start_capture SERVER_IP: record RoCE (UDP 4791) and the exchange (TCP) with tcpdump if
-# we can. Waits (bounded) until tcpdump says it is listening.
-CAPTURE_PID="" CAPTURE_FILE=""
-start_capture() {
-  command -v tcpdump >/dev/null && [ "$(id -u)" -eq 0 ] || { echo "smoke: no tcpdump or not root: no capture"; return 0; }
-  local dev
-  dev=$(ip route get "$1" 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}' | head -n1)
-  [ -n "$dev" ] && [ "$dev" != lo ] || { echo "smoke: server $1 is local: no wire to capture"; return 0; }
-  # Write to local disk: tcpdump writes each packet as it comes (-U), and a slow target
-  # (a network share) lets it fall behind.
-  CAPTURE_FILE=$(mktemp /tmp/smoke01-capture.XXXXXX.pcap)
-  timeout 300 tcpdump -Z root -i "$dev" -s 0 -U --immediate-mode -w "$CAPTURE_FILE" "udp port 4791 or tcp port $SMOKE_PORT" \
-    2>"$SMOKE_OUT/tcpdump.log" &
-  CAPTURE_PID=$!
-  wait_for_line "$SMOKE_OUT/tcpdump.log" "listening on" 10 || { echo "smoke: tcpdump did not start; see $SMOKE_OUT/tcpdump.log"; kill "$CAPTURE_PID" 2>/dev/null; CAPTURE_PID=""; }
-}
-
-# stop_capture: let tcpdump write out what it has received (its file stops growing; at
-# most 10 s), then stop it: SIGINT drops whatever it has not yet processed.
-stop_capture() {
-  local size=-1 now deadline=$((SECONDS + 10))
-  while [ $SECONDS -lt $deadline ]; do
-    now=$(stat -c %s "$CAPTURE_FILE")
-    [ "$now" = "$size" ] && break
-    size=$now
-    sleep 0.5
-  done
-  kill -INT "$CAPTURE_PID" 2>/dev/null || true
-  wait "$CAPTURE_PID" 2>/dev/null || true
-  mv "$CAPTURE_FILE" "$SMOKE_OUT/client-side.pcap"
-}
-
 role_client() {
   local server=${1:?usage: smoke.sh client SERVER_IP}
-  need_binaries
+  need_binaries "$BIN"
   echo "smoke: lesson 01 client role against $server; logs in $SMOKE_OUT"
-  start_capture "$server"
+  start_capture "$server" "udp port 4791 or tcp port $SMOKE_PORT"
   local c="timeout 120 $BIN/client $server -p $SMOKE_PORT --connect-timeout 60"
   set +e
   $c -n 10 -s 64 </dev/null >"$SMOKE_OUT/basic-client.log" 2>&1; rc=$?
@@ -261,6 +192,7 @@ role_client() {
 # and each run's first SEND must carry the PSN its side logged (client logs in DIR).
 role_check_capture() {
   local pcap=$1 dir=$2
+  [ -d "$dir/client" ] && dir="$dir/client"   # a lab run's output: the client guest's logs
   set +e
   python3 "$CHECK_CAPTURE" check "$pcap" --port "$SMOKE_PORT" \
     --require "SEND_ONLY,ACK,SEND_FIRST,SEND_MIDDLE,SEND_LAST" \
@@ -271,13 +203,4 @@ role_check_capture() {
   check "capture: RRoCE opcodes and first PSN ($pcap)" 0 $rc "$SMOKE_OUT/capture-check.log" "capture: OK"
 }
 
-case "${1:-}" in
-  local) role_local ;;
-  server) role_server ;;
-  client) shift; role_client "$@" ;;
-  check-capture) shift; [ $# -eq 2 ] || { echo "usage: smoke.sh check-capture PCAP DIR" >&2; exit 2; }; role_check_capture "$@" ;;
-  -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "usage: smoke.sh local | server | client SERVER_IP | check-capture PCAP DIR" >&2; exit 2 ;;
-esac
-echo "smoke: lesson 01: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+smoke_main "$@"

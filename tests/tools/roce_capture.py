@@ -2,27 +2,77 @@
 """Read a lesson's packet capture the way its walkthrough narrates it.
 
 Uses tshark (Wireshark's decoder) for every field, so what this prints is what a learner
-sees in Wireshark. Subcommands:
+sees in Wireshark. A lesson connects either over a TCP side channel (lesson 01: QP
+details in HELLO messages on --port) or with RDMA CM (librdmacm: ConnectRequest,
+ConnectReply, ReadyToUse MADs on UDP 4791, to QP 1). Both become "runs": a client QP and
+a server QP with the first PSN each side's requests carry.
 
-  check PCAP --require OPS [--client-log LOG ...] [--port P]
-      Every UDP/4791 packet must decode as RRoCE; each opcode in OPS (comma list of
-      SEND_ONLY, SEND_FIRST, SEND_MIDDLE, SEND_LAST, ACK, ...) must appear; for each
-      client log, the first SEND the client sent to the server's QP must carry the PSN
-      the client logged, and the server's first SEND the PSN the server announced.
-      Prints "capture: OK" on success, exits 1 otherwise.
+Subcommands:
+
+  check PCAP --require NAMES [--client-log LOG ...] [--server-log LOG ...] [--port P]
+      Every UDP/4791 packet must decode as RRoCE and tshark must report no malformed
+      frame or expert error. Each name in NAMES (comma list of RoCE opcodes such as
+      SEND_ONLY, RDMA_WRITE_ONLY, RDMA_READ_REQUEST, ACK; CM messages such as
+      ConnectRequest, ConnectReply, ReadyToUse, ConnectReject, DisconnectRequest,
+      DisconnectReply; NAKs such as RNR_NAK, NAK_REMOTE_ACCESS_ERROR) must appear (a
+      connect refused before the server listened does not count).
+      For each client log (lesson 01), the first SEND the client sent to the server's QP
+      must carry the PSN the client logged, and the server's first SEND the PSN the
+      server announced. For each CM connection, the client's first request (SEND, RDMA
+      WRITE, RDMA READ) must carry the ConnectReply's Starting PSN, and the server's
+      first request, if it sends any, the ConnectRequest's (see cm_runs() for why).
+      For each server log, every line matching `addr=0x.. rkey=0x.. length=N` advertises
+      a buffer; every RETH (RDMA WRITE, RDMA READ) must name one of those rkeys and stay
+      inside its buffer, unless the responder refused it with NAK_REMOTE_ACCESS_ERROR.
+      Prints one "capture: ..." line per verified fact and "capture: OK" on success,
+      exits 1 otherwise.
   summary PCAP [--port P] [--exact]
-      The lesson's frames, one per line: direction, exchange message or RoCE opcode,
-      payload size, PSN (relative to the first PSN of that direction unless --exact).
+      The lesson's frames, one per line: direction, exchange message, CM message or
+      RoCE opcode, payload size, PSN (relative to the first PSN of that stream unless
+      --exact). Without --exact only what is the same in every run of a scenario:
+      RETH length (len=), immediate data (imm=) and NAK names, but not addresses,
+      rkeys, QPNs or resend counts; CM lines are direction and name only, and neither
+      an MRA nor a ConnectRequest refused before the server listened is shown (both
+      depend on timing). --exact adds QPNs, raw PSNs, va= rkey=, CM Starting PSNs, the
+      service port, reject reasons and "(resent N)" for retransmitted CM messages.
   compare PCAP_A PCAP_B [--port P]
       Exit 0 when both captures show the same deterministic story (summary without
       --exact), else print a diff and exit 1.
-  render TEMPLATE PCAP --log-dir DIR
-      Fill a walkthrough template: {{frames}} is the frame table, {{frame:NAME}} one
-      frame's line and {{frameno:NAME}} its number (NAME: hello_c, hello_s, ready, send1,
-      ack1, echo1, echo_ack1, goodbye, goodbye_ack of the first run; first2, middle2, last2,
-      ack2 of the second), {{retries}} the refused connects before the server listened,
-      {{log:ROLE:REGEX}} the first line of DIR/ROLE.log matching REGEX, {{value:NAME}} a
-      value (client_qpn, client_psn, server_qpn, server_psn, kernel, mtu).
+  render TEMPLATE PCAP --log-dir DIR [--port P]
+      Fill a walkthrough template's {{...}} placeholders; one that cannot be resolved
+      is an error (exit 1 with a message), never an empty string:
+        {{frames}}              the frame table (summary --exact as markdown)
+        {{frame:SEL}}           the --exact summary line of one frame
+        {{frameno:SEL}}         its frame number
+        {{field:FIELD@SEL}}     tshark's value of FIELD (e.g. infiniband.reth.va) in
+                                that frame, first occurrence, as `tshark -T fields`
+                                prints it (many integers in hex: 0x1c06)
+        {{bytes:N:FIELD@SEL}}   the first N bytes of a bytes FIELD as "aa bb cc ..."
+                                (e.g. infiniband.cm.req.ip_cm.private, data.data)
+        {{count:[c>s:|s>c:]NAME}}  how many events have that name (and direction)
+        {{retries}}             connection attempts refused before the server listened
+                                (TCP RSTs from --port; CM ConnectRequests rejected with
+                                reason 8, Invalid Service ID)
+        {{log:ROLE:REGEX}}      the first line of DIR/ROLE.log matching REGEX
+        {{value:NAME}}          a value of the first connection: client_qpn,
+                                server_qpn, client_psn, server_psn, client_send_psn,
+                                server_send_psn, mtu, kernel (DIR/kernel-version)
+      SEL is [c>s:|s>c:]NAME[#K]: the K-th (1-based, default 1) event called NAME,
+      optionally only in that direction. NAME is a RoCE opcode (RDMA_WRITE_ONLY,
+      RDMA_READ_RESPONSE_FIRST, ACK, ...), a CM message (ConnectRequest, ...), a NAK
+      (RNR_NAK, NAK_REMOTE_ACCESS_ERROR, ...) or an exchange message (HELLO, READY).
+      ACK means a positive acknowledgement: an Acknowledge packet carrying a NAK is
+      named by its syndrome. Retransmitted CM messages count once; selectors and
+      counts skip what only --exact shows (refused connects, MRAs). Lesson 01's names
+      of its first connection stay: hello_c, hello_s, ready, send1, ack1, echo1,
+      echo_ack1, goodbye, goodbye_ack; and of its second: first2, middle2, last2, ack2.
+      Values: for lesson 01, client_psn and server_psn are the PSNs each side announced
+      in its HELLO, the first PSN of its own requests (= *_send_psn). For CM, client_qpn
+      and client_psn are the Local QPN and Starting PSN of the ConnectRequest, server_*
+      those of the ConnectReply; Linux's CM makes each Starting PSN the first PSN its
+      sender expects to *receive*, so the client's requests start at server_psn
+      (= client_send_psn) and the server's at client_psn (= server_send_psn). mtu is the
+      smaller HELLO MTU, or the ConnectRequest's path MTU.
 """
 import argparse
 import difflib
@@ -37,15 +87,45 @@ OPCODES = {
     8: "RDMA_WRITE_LAST", 9: "RDMA_WRITE_LAST_WITH_IMMEDIATE", 10: "RDMA_WRITE_ONLY",
     11: "RDMA_WRITE_ONLY_WITH_IMMEDIATE", 12: "RDMA_READ_REQUEST", 13: "RDMA_READ_RESPONSE_FIRST",
     14: "RDMA_READ_RESPONSE_MIDDLE", 15: "RDMA_READ_RESPONSE_LAST", 16: "RDMA_READ_RESPONSE_ONLY",
-    17: "ACK",
+    17: "ACK", 18: "ATOMIC_ACKNOWLEDGE", 19: "COMPARE_SWAP", 20: "FETCH_ADD",
+    22: "SEND_LAST_WITH_INVALIDATE", 23: "SEND_ONLY_WITH_INVALIDATE",
+    100: "UD_SEND_ONLY", 101: "UD_SEND_ONLY_WITH_IMMEDIATE",
 }
-# Extended transport headers after the 12-byte BTH, by opcode: RETH 16, AETH 4, ImmDt 4.
-EXTRA_HEADER_BYTES = {3: 4, 5: 4, 6: 16, 9: 4, 10: 16, 11: 20, 12: 16, 13: 4, 15: 4, 16: 4, 17: 4}
-SEND_OPS = {0, 1, 2, 3, 4, 5}
+# Extended transport headers after the 12-byte BTH, by opcode: RETH 16, AETH 4, ImmDt 4,
+# IETH 4, AtomicETH 28, AtomicAckETH 8, DETH 8 (UD).
+EXTRA_HEADER_BYTES = {3: 4, 5: 4, 6: 16, 9: 4, 10: 16, 11: 20, 12: 16, 13: 4, 15: 4, 16: 4, 17: 4,
+                      18: 12, 19: 28, 20: 28, 22: 4, 23: 4, 100: 8, 101: 12}
+SEND_OPS = {0, 1, 2, 3, 4, 5, 22, 23}
+# A responder's packets (ACK, READ responses, atomic ACK) belong to the requester's PSN
+# stream: they echo the PSNs of the requests they answer.
+RESPONSE_OPS = {13, 14, 15, 16, 17, 18}
+REQUEST_OPS = SEND_OPS | {6, 7, 8, 9, 10, 11, 12, 19, 20}
+# The packets that carry a RETH: the first (or only) packet of an RDMA WRITE, and the
+# READ request; later packets of a WRITE follow on from it without one.
+RETH_OPS = {6, 10, 11, 12}
+ACK_OP = 17
+# RDMA CM messages are MADs of the Communication Management class (7), sent as UD SENDs to
+# the general services QP (QP 1); the attribute ID says which message it is.
+CM_ATTRIBUTES = {0x10: "ConnectRequest", 0x11: "MRA", 0x12: "ConnectReject", 0x13: "ConnectReply",
+                 0x14: "ReadyToUse", 0x15: "DisconnectRequest", 0x16: "DisconnectReply"}
+CM_MGMT_CLASS = 7
+# Reject reasons a lesson meets (IBA table "REJ reason"); others print as a number.
+# 8 is what the kernel's CM answers when nobody listens on the service ID (the port).
+REJECT_REASONS = {1: "no QP", 3: "no resources", 4: "timeout", 8: "invalid service ID",
+                  10: "stale connection", 28: "consumer reject"}
+NO_LISTENER = 8
+NAK_CODES = {0: "NAK_PSN_SEQUENCE_ERROR", 1: "NAK_INVALID_REQUEST", 2: "NAK_REMOTE_ACCESS_ERROR",
+             3: "NAK_REMOTE_OPERATIONAL_ERROR", 4: "NAK_INVALID_RD_REQUEST"}
 FIELDS = ["frame.number", "frame.time_relative", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport",
           "tcp.payload", "udp.dstport", "udp.length", "infiniband.bth.opcode",
           "infiniband.bth.destqp", "infiniband.bth.psn", "infiniband.bth.a",
-          "infiniband.aeth.syndrome", "_ws.col.Protocol", "frame.len"]
+          "infiniband.aeth.syndrome", "_ws.col.Protocol", "frame.len",
+          "infiniband.bth.padcnt", "infiniband.reth.va", "infiniband.reth.r_key",
+          "infiniband.reth.dmalen", "infiniband.immdt", "infiniband.mad.mgmtclass",
+          "infiniband.mad.attributeid", "infiniband.mad.transactionid",
+          "infiniband.cm.req.serviceid.dport", "infiniband.cm.req.localqpn",
+          "infiniband.cm.req.startpsn", "infiniband.cm.req.pppmtu", "infiniband.cm.rep.localqpn",
+          "infiniband.cm.rep.startpsn", "infiniband.cm.rej.reason"]
 MSG_TYPES = {1: "HELLO", 2: "READY", 3: "ERROR"}
 MTU_BYTES = {1: 256, 2: 512, 3: 1024, 4: 2048, 5: 4096}
 
@@ -62,6 +142,16 @@ def tshark_rows(pcap, port):
         vals = line.split("\t")
         rows.append(dict(zip(FIELDS, vals + [""] * (len(FIELDS) - len(vals)))))
     return rows
+
+
+def number(text):
+    """A tshark integer field (decimal or 0x hex); None when the field is absent."""
+    return int(text, 0) if text else None
+
+
+def hex_bytes(text):
+    """A tshark bytes field ("0a1b..." or "0a:1b:...") as bytes; None when absent."""
+    return bytes.fromhex(text.replace(":", "")) if text else None
 
 
 def parse_messages(data):
@@ -85,41 +175,150 @@ def parse_messages(data):
     return msgs, off
 
 
+def is_cm(row):
+    """A CM MAD: a UD SEND to QP 1 whose MAD header says Communication Management."""
+    return row["infiniband.mad.attributeid"] != "" and number(row["infiniband.mad.mgmtclass"]) == CM_MGMT_CLASS
+
+
+def server_addresses(rows, port):
+    """Who the server is: the destination of the TCP exchange (lesson 01) or of a CM
+    ConnectRequest (the active side, the client, always sends the request)."""
+    ips = {r["ip.dst"] for r in rows if r["tcp.dstport"] == str(port)}
+    ips |= {r["ip.dst"] for r in rows if is_cm(r) and number(r["infiniband.mad.attributeid"]) == 0x10}
+    return ips
+
+
+def aeth_name(syndrome):
+    """The AETH syndrome of an Acknowledge packet, named: its top 3 bits say ACK (000),
+    RNR NAK (001: receiver not ready, no RECV posted) or NAK (011, low 5 bits the code);
+    the low bits of an ACK (credits) and RNR NAK (timer) vary and are not part of the name."""
+    kind = syndrome >> 5
+    if kind == 0:
+        return "ACK"
+    if kind == 1:
+        return "RNR_NAK"
+    if kind == 3:
+        return NAK_CODES.get(syndrome & 0x1F, f"NAK_CODE_{syndrome & 0x1F}")
+    return f"AETH_RESERVED_0x{syndrome:02x}"
+
+
+def tcp_events(r, to_server, streams, n):
+    """The exchange messages completed by this TCP segment (a message may span segments)."""
+    key = (r["tcp.srcport"] if to_server else r["tcp.dstport"], to_server)
+    payload = hex_bytes(r["tcp.payload"]) or b""
+    if not payload:
+        return []
+    buf = streams.get(key, b"") + payload
+    msgs, used = parse_messages(buf)
+    streams[key] = buf[used:]
+    return [{"frame": n, "dir": "c>s" if to_server else "s>c", "kind": "tcp", "conn": key[0], **m}
+            for m in msgs]
+
+
+def roce_event(r, n, direction):
+    """One RoCE packet: BTH fields, the payload size, and whichever of RETH, ImmDt, AETH
+    its opcode carries."""
+    ev = {"frame": n, "dir": direction, "kind": "roce", "decoded": r["infiniband.bth.opcode"] != ""}
+    if not ev["decoded"]:
+        return ev
+    op = number(r["infiniband.bth.opcode"])
+    # UDP length - UDP header 8 - BTH 12 - ICRC 4 - extended headers - pad bytes.
+    payload = (int(r["udp.length"]) - 8 - 12 - 4 - EXTRA_HEADER_BYTES.get(op, 0)
+               - (number(r["infiniband.bth.padcnt"]) or 0))
+    ev.update(op=op, name=OPCODES.get(op, f"opcode{op}"), destqp=number(r["infiniband.bth.destqp"]),
+              psn=number(r["infiniband.bth.psn"]), ackreq=r["infiniband.bth.a"] in ("1", "True"),
+              payload=payload, syndrome=r["infiniband.aeth.syndrome"], nak=None,
+              va=number(r["infiniband.reth.va"]), rkey=number(r["infiniband.reth.r_key"]),
+              dmalen=number(r["infiniband.reth.dmalen"]), imm=None)
+    immdt = hex_bytes(r["infiniband.immdt"])
+    if immdt is not None:
+        ev["imm"] = int.from_bytes(immdt, "big")
+    if op == ACK_OP and r["infiniband.aeth.syndrome"]:
+        name = aeth_name(number(r["infiniband.aeth.syndrome"]))
+        ev["nak"] = None if name == "ACK" else name
+    return ev
+
+
+def cm_event(r, n, direction):
+    """One CM message with the fields a run needs: QPN and Starting PSN (REQ, REP), the
+    service's port and path MTU (REQ), the reason (REJ)."""
+    attr = number(r["infiniband.mad.attributeid"])
+    ev = {"frame": n, "dir": direction, "kind": "cm", "attr": attr,
+          "name": CM_ATTRIBUTES.get(attr, f"CM_0x{attr:04x}"),
+          "tid": number(r["infiniband.mad.transactionid"]), "resent": 0, "refused": False}
+    if attr == 0x10:
+        mtu = number(r["infiniband.cm.req.pppmtu"])
+        ev.update(qpn=number(r["infiniband.cm.req.localqpn"]), start_psn=number(r["infiniband.cm.req.startpsn"]),
+                  port=number(r["infiniband.cm.req.serviceid.dport"]), mtu=MTU_BYTES.get(mtu, mtu))
+    elif attr == 0x13:
+        ev.update(qpn=number(r["infiniband.cm.rep.localqpn"]), start_psn=number(r["infiniband.cm.rep.startpsn"]))
+    elif attr == 0x12:
+        ev["reason"] = number(r["infiniband.cm.rej.reason"])
+    return ev
+
+
+def collapse_resends(events):
+    """A CM sender resends a MAD (same transaction ID, attribute, direction) when the
+    answer is late, e.g. on a slow guest; keep the first and count the others, so two
+    runs of one scenario tell the same story."""
+    first, kept = {}, []
+    for ev in events:
+        if ev["kind"] == "cm":
+            key = (ev["tid"], ev["attr"], ev["dir"])
+            if key in first:
+                first[key]["resent"] += 1
+                continue
+            first[key] = ev
+        kept.append(ev)
+    return kept
+
+
+def mark_refused(events):
+    """Both lab guests start together, so a client may knock before the server listens:
+    its kernel then rejects the ConnectRequest with reason 8 (invalid service ID) and
+    rdma_cm reports REJECTED, like the TCP RST of lesson 01. Mark such attempts before the
+    first ConnectReply; they are timing, not the scenario."""
+    reply = next((e["frame"] for e in events if e["kind"] == "cm" and e["attr"] == 0x13), None)
+    rejected = {e["tid"] for e in events if e["kind"] == "cm" and e["attr"] == 0x12
+                and e["reason"] == NO_LISTENER and (reply is None or e["frame"] < reply)}
+    for e in events:
+        if e["kind"] == "cm" and e["tid"] in rejected and e["attr"] in (0x10, 0x11, 0x12):
+            e["refused"] = True
+
+
 def story(pcap, port):
-    """The lesson's frames as events: exchange messages and RoCE packets, in capture order."""
+    """The lesson's frames as events: exchange messages, CM messages and RoCE packets, in
+    capture order."""
     rows = tshark_rows(pcap, port)
-    server_ips = {r["ip.dst"] for r in rows if r["tcp.dstport"] == str(port)}
+    server_ips = server_addresses(rows, port)
     streams = {}  # (client port, direction) -> pending bytes
     events = []
     for r in rows:
         n = int(r["frame.number"])
         if r["tcp.srcport"]:
-            to_server = r["tcp.dstport"] == str(port)
-            key = (r["tcp.srcport"] if to_server else r["tcp.dstport"], to_server)
-            payload = bytes.fromhex(r["tcp.payload"].replace(":", "")) if r["tcp.payload"] else b""
-            if not payload:
-                continue
-            buf = streams.get(key, b"") + payload
-            msgs, used = parse_messages(buf)
-            streams[key] = buf[used:]
-            for m in msgs:
-                events.append({"frame": n, "dir": "c>s" if to_server else "s>c", "kind": "tcp",
-                               "conn": key[0], **m})
+            events += tcp_events(r, r["tcp.dstport"] == str(port), streams, n)
         elif r["udp.dstport"] == "4791":
-            ev = {"frame": n, "dir": "c>s" if r["ip.dst"] in server_ips else "s>c", "kind": "roce",
-                  "decoded": r["infiniband.bth.opcode"] != ""}
-            if ev["decoded"]:
-                op = int(r["infiniband.bth.opcode"], 0)
-                ev.update(op=op, name=OPCODES.get(op, f"opcode{op}"), destqp=int(r["infiniband.bth.destqp"], 0),
-                          psn=int(r["infiniband.bth.psn"], 0), ackreq=r["infiniband.bth.a"] in ("1", "True"),
-                          payload=int(r["udp.length"]) - 8 - 12 - 4 - EXTRA_HEADER_BYTES.get(op, 0),
-                          syndrome=r["infiniband.aeth.syndrome"])
-            events.append(ev)
+            direction = "c>s" if r["ip.dst"] in server_ips else "s>c"
+            events.append(cm_event(r, n, direction) if is_cm(r) else roce_event(r, n, direction))
+    events = collapse_resends(events)
+    mark_refused(events)
     return events
 
 
-def runs(events):
-    """Group events by TCP connection; RoCE packets join the run whose QPNs they address."""
+def label(ev):
+    """The name selectors, --require and {{count}} know an event by."""
+    if ev["kind"] == "tcp":
+        return ev["type"]
+    if ev["kind"] == "cm":
+        return ev["name"]
+    if not ev["decoded"]:
+        return None
+    return ev["nak"] or ev["name"]
+
+
+def tcp_runs(events):
+    """Lesson 01: one run per TCP connection; each HELLO announces the QPN of its sender
+    and the PSN its sender's requests start at."""
     by_conn = {}
     for ev in events:
         if ev["kind"] == "tcp":
@@ -127,18 +326,107 @@ def runs(events):
     result = []
     for conn, evs in by_conn.items():
         hellos = {e["dir"]: e for e in evs if e["type"] == "HELLO"}
-        result.append({"conn": conn, "client": hellos.get("c>s"), "server": hellos.get("s>c")})
+        result.append({"kind": "tcp", "conn": conn, "start": evs[0]["frame"],
+                       "client": hellos.get("c>s"), "server": hellos.get("s>c")})
     return result
+
+
+def cm_runs(events):
+    """RDMA CM: one run per ConnectRequest, joined to its ConnectReply by the transaction
+    ID (the passive side answers in the requester's transaction).
+
+    Linux's CM (drivers/infiniband/core/cm.c) sets the active side's rq_psn from the
+    REQ's Starting PSN and its sq_psn from the REP's, and the passive side the other way
+    round: each Starting PSN is the first PSN its sender expects to receive. So the
+    client's requests start at the ConnectReply's Starting PSN and the server's at the
+    ConnectRequest's; "psn" below is, as for a HELLO, where that side's requests start."""
+    replies = {e["tid"]: e for e in events if e["kind"] == "cm" and e["attr"] == 0x13}
+    result = []
+    for req in (e for e in events if e["kind"] == "cm" and e["attr"] == 0x10):
+        rep = replies.get(req["tid"])
+        client = {"qpn": req["qpn"], "psn": rep["start_psn"] if rep else None, "cm": req, "mtu": req["mtu"]}
+        server = {"qpn": rep["qpn"], "psn": req["start_psn"], "cm": rep} if rep else None
+        result.append({"kind": "cm", "conn": req["tid"], "start": req["frame"], "client": client, "server": server})
+    return result
+
+
+def runs(events):
+    """Every connection of the capture, in the order it started."""
+    return sorted(tcp_runs(events) + cm_runs(events), key=lambda run: run["start"])
+
+
+def run_index(ev, run_list):
+    """Which run a RoCE packet belongs to, by its destination QP. The destination QP
+    belongs to the receiving side; both hosts number their QPs independently (both often
+    start at 0x11), so the direction picks the side. When separate processes reuse QPNs,
+    the latest run that started before the packet wins."""
+    found = None
+    for i, run in enumerate(run_list):
+        c, s = run["client"], run["server"]
+        receiver = s if ev["dir"] == "c>s" else c
+        if c and s and ev["destqp"] == receiver["qpn"]:
+            if found is None or run["start"] < ev["frame"]:
+                found = i
+    return found
+
+
+def announced_psn(ev, run_list):
+    """The PSN where this packet's stream started, as its run announced it.
+
+    Requests from the client (and the server's responses to them: ACKs, READ responses)
+    count from the client's first PSN; requests from the server (and the client's
+    responses) from the server's."""
+    i = run_index(ev, run_list)
+    if i is None:
+        return None
+    run = run_list[i]
+    client_stream = (ev["op"] not in RESPONSE_OPS) == (ev["dir"] == "c>s")
+    return run["client"]["psn"] if client_stream else run["server"]["psn"]
+
+
+def describe_tcp(ev, exact):
+    if ev["type"] == "HELLO":
+        detail = f"size={ev['size']} count={ev['count']} mtu={ev['mtu']}"
+        if exact:
+            detail = f"QPN=0x{ev['qpn']:06x} PSN=0x{ev['psn']:06x} " + detail
+        return f"{ev['dir']}  TCP   {ev['type']:<26} {ev['bytes']:>5} B  {detail}"
+    return f"{ev['dir']}  TCP   {ev['type']:<26} {ev['bytes']:>5} B"
+
+
+def describe_cm(ev, exact):
+    """A CM message: direction and name; --exact adds what this run's values were."""
+    if not exact:
+        return f"{ev['dir']}  CM    {ev['name']}"
+    detail = []
+    if ev["attr"] == 0x10:
+        detail.append(f"port={ev['port']} QPN=0x{ev['qpn']:06x} StartPSN=0x{ev['start_psn']:06x}")
+    elif ev["attr"] == 0x13:
+        detail.append(f"QPN=0x{ev['qpn']:06x} StartPSN=0x{ev['start_psn']:06x}")
+    elif ev["attr"] == 0x12:
+        detail.append(f"reason={ev['reason']} ({REJECT_REASONS.get(ev['reason'], 'see IBA REJ reasons')})")
+    if ev["resent"]:
+        detail.append(f"(resent {ev['resent']})")
+    return f"{ev['dir']}  CM    {ev['name']:<26} {' '.join(detail)}".rstrip()
+
+
+def roce_details(ev, exact):
+    """What RETH, ImmDt and a NAK add to a RoCE line (nothing for lesson 01's packets)."""
+    extra = ""
+    if ev["op"] in RETH_OPS and ev["dmalen"] is not None:
+        extra += f" va=0x{ev['va']:x} rkey=0x{ev['rkey']:08x}" if exact else ""
+        extra += f" len={ev['dmalen']}"
+    if ev["imm"] is not None:
+        extra += f" imm=0x{ev['imm']:08x}"
+    if ev["nak"]:
+        extra += f" {ev['nak']}" + (f" syndrome=0x{number(ev['syndrome']):02x}" if exact else "")
+    return extra
 
 
 def describe(ev, base_psn, exact):
     if ev["kind"] == "tcp":
-        if ev["type"] == "HELLO":
-            detail = f"size={ev['size']} count={ev['count']} mtu={ev['mtu']}"
-            if exact:
-                detail = f"QPN=0x{ev['qpn']:06x} PSN=0x{ev['psn']:06x} " + detail
-            return f"{ev['dir']}  TCP   {ev['type']:<26} {ev['bytes']:>5} B  {detail}"
-        return f"{ev['dir']}  TCP   {ev['type']:<26} {ev['bytes']:>5} B"
+        return describe_tcp(ev, exact)
+    if ev["kind"] == "cm":
+        return describe_cm(ev, exact)
     if not ev["decoded"]:
         return f"{ev['dir']}  UDP   NOT DECODED AS RoCE"
     if exact:
@@ -149,28 +437,18 @@ def describe(ev, base_psn, exact):
         psn = f"PSN=announced+{(ev['psn'] - base_psn) & 0xFFFFFF}"
     qp = f" QP=0x{ev['destqp']:06x}" if exact else ""
     ack = " AckReq" if ev["ackreq"] else ""
-    return f"{ev['dir']}  RoCE  {ev['name']:<26} {ev['payload']:>5} B  {psn}{qp}{ack}"
-
-
-def run_index(ev, run_list):
-    """Which run (TCP connection) a RoCE packet belongs to, by its destination QP."""
-    for i, run in enumerate(run_list):
-        c, s = run["client"], run["server"]
-        receiver = s if ev["dir"] == "c>s" else c
-        if c and s and ev["destqp"] == receiver["qpn"]:
-            return i
-    return None
+    return f"{ev['dir']}  RoCE  {ev['name']:<26} {ev['payload']:>5} B  {psn}{qp}{roce_details(ev, exact)}{ack}"
 
 
 def named_frames(events):
-    """The frames a walkthrough talks about, by name (see render in the module doc)."""
+    """Lesson 01's frames by name (see render in the module doc): its first two TCP runs."""
     run_list = runs(events)
     names = {}
-    conns = [r["conn"] for r in run_list]
-    for i, conn in enumerate(conns[:2]):
+    tcp = [(i, r["conn"]) for i, r in enumerate(run_list) if r["kind"] == "tcp"]
+    for nth, (i, conn) in enumerate(tcp[:2]):
         evs = [e for e in events if (e["kind"] == "tcp" and e["conn"] == conn) or
                (e["kind"] == "roce" and e["decoded"] and run_index(e, run_list) == i)]
-        if i == 0:
+        if nth == 0:
             pick = {"hello_c": lambda e: e["kind"] == "tcp" and e["type"] == "HELLO" and e["dir"] == "c>s",
                     "hello_s": lambda e: e["kind"] == "tcp" and e["type"] == "HELLO" and e["dir"] == "s>c",
                     "ready": lambda e: e["kind"] == "tcp" and e["type"] == "READY",
@@ -191,21 +469,42 @@ def named_frames(events):
     return names
 
 
-def announced_psn(ev, run_list):
-    """The PSN the requester of this packet's stream announced in its HELLO.
+SELECTOR = re.compile(r"^(?:(c>s|s>c):)?([A-Za-z_][A-Za-z0-9_]*)(?:#([1-9][0-9]*))?$")
 
-    Requests from the client (and the server's ACKs of them) count from the client's PSN;
-    requests from the server (and the client's ACKs) from the server's PSN."""
-    for run in run_list:
-        c, s = run["client"], run["server"]
-        # The destination QP belongs to the receiving side. Both hosts number their QPs
-        # independently (both often start at 0x11), so the direction picks the side.
-        receiver = s if ev["dir"] == "c>s" else c
-        if not c or not s or ev["destqp"] != receiver["qpn"]:
-            continue
-        client_stream = (ev["op"] != 17) == (ev["dir"] == "c>s")
-        return c["psn"] if client_stream else s["psn"]
-    return None
+
+def parse_selector(sel):
+    """[c>s:|s>c:]NAME[#K] -> (direction or None, NAME, K or None)."""
+    m = SELECTOR.match(sel.strip())
+    if not m:
+        raise SystemExit(f"render: bad frame selector '{sel}' (want [c>s:|s>c:]NAME[#K])")
+    return m[1], m[2], int(m[3]) if m[3] else None
+
+
+def timing_only(ev):
+    """Events that depend on timing rather than on the scenario: a ConnectRequest refused
+    before the server listened (and its reject), and an MRA (a CM receiver's "wait", sent
+    when a message arrives again before it has answered). Only --exact output and
+    {{frames}} show them; compare, selectors and counts ignore them."""
+    return ev["kind"] == "cm" and (ev["refused"] or ev["attr"] == 0x11)
+
+
+def matching(events, direction, name):
+    return [e for e in events if label(e) == name and not timing_only(e)
+            and (direction is None or e["dir"] == direction)]
+
+
+def select(events, legacy, sel, pcap):
+    """The event a selector names: a lesson-01 name, else the K-th event called NAME."""
+    direction, name, k = parse_selector(sel)
+    if direction is None and k is None and name in legacy:
+        if legacy[name] is None:
+            raise SystemExit(f"render: no frame named {name} in {pcap}")
+        return legacy[name]
+    found = matching(events, direction, name)
+    if len(found) < (k or 1):
+        raise SystemExit(f"render: {sel}: {len(found)} event(s) called {name}"
+                         f"{' ' + direction if direction else ''} in {pcap}, wanted #{k or 1}")
+    return found[(k or 1) - 1]
 
 
 def summary_lines(pcap, port, exact):
@@ -213,6 +512,8 @@ def summary_lines(pcap, port, exact):
     run_list = runs(events)
     lines = []
     for ev in events:
+        if not exact and timing_only(ev):
+            continue
         base = announced_psn(ev, run_list) if ev["kind"] == "roce" and ev["decoded"] else 0
         lines.append((ev, describe(ev, base, exact)))
     return lines
@@ -247,7 +548,9 @@ def log_values(path):
 
 # Wireshark 4.0 hands every SEND payload to its RPC-over-RDMA heuristic, which throws on
 # an empty one and labels a valid zero-length SEND "[Malformed Packet: RPCoRDMA]". With
-# that dissector off, any malformed frame or expert error is a real problem.
+# that dissector off, any malformed frame or expert error is a real problem. (Valid CM
+# MADs, RDMA WRITE/READ/WRITE_WITH_IMM, RNR NAKs and NAKs raise no expert info at all in
+# tshark 4.0, so nothing else needs excusing.)
 QUIET_HEURISTIC = ["--disable-protocol", "rpcordma"]
 
 
@@ -257,25 +560,20 @@ def malformed_frames(pcap):
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()
 
 
-def cmd_check(a):
-    events = story(a.pcap, a.port)
-    roce = [e for e in events if e["kind"] == "roce"]
-    problems = []
-    bad = malformed_frames(a.pcap)
-    if bad:
-        problems.append(f"frames {bad[:10]} are malformed or carry expert errors in tshark")
-    if not roce:
-        problems.append("no RoCE packets (UDP port 4791) in the capture")
-    undecoded = [e["frame"] for e in roce if not e["decoded"]]
-    if undecoded:
-        problems.append(f"frames {undecoded[:10]} on UDP 4791 are not decoded as RRoCE")
-    seen = {e["name"] for e in roce if e["decoded"]}
-    for op in [o for o in a.require.split(",") if o]:
-        if op not in seen:
-            problems.append(f"no {op} packet (seen: {', '.join(sorted(seen)) or 'none'})")
+def check_required(events, require, problems):
+    """Each required name (opcode, CM message, NAK) appears at least once; a connect
+    refused before the server listened does not count (see mark_refused)."""
+    seen = {label(e) for e in events if e["kind"] == "roce" or (e["kind"] == "cm" and not e["refused"])} - {None}
+    for name in [o for o in require.split(",") if o]:
+        if name not in seen:
+            problems.append(f"no {name} packet (seen: {', '.join(sorted(seen)) or 'none'})")
         else:
-            print(f"capture: {op} present")
-    for log in a.client_log:
+            print(f"capture: {name} present")
+
+
+def check_hello_logs(roce, logs, problems):
+    """Lesson 01: the first SEND of each side carries the PSN its HELLO announced."""
+    for log in logs:
         v = log_values(log)
         if v is None:
             problems.append(f"{log}: no 'sending HELLO' / 'received HELLO' lines")
@@ -292,17 +590,116 @@ def cmd_check(a):
             else:
                 print(f"capture: the {who}'s first SEND to QP 0x{dest:06x} (frame {first['frame']}) "
                       f"has PSN 0x{psn:06x}, the PSN it announced")
+
+
+def check_cm_psns(events, problems):
+    """RDMA CM: each side's first request (SEND, RDMA WRITE, RDMA READ, atomic) carries
+    the Starting PSN its peer announced (see cm_runs for why the peer's)."""
+    run_list = runs(events)
+    roce = [e for e in events if e["kind"] == "roce" and e["decoded"] and e["op"] in REQUEST_OPS]
+    for i, run in enumerate(run_list):
+        if run["kind"] != "cm" or not run["server"]:
+            continue
+        for who, direction, receiver, peer_msg in (("client", "c>s", run["server"], run["server"]["cm"]),
+                                                   ("server", "s>c", run["client"], run["client"]["cm"])):
+            sender = run["client"] if who == "client" else run["server"]
+            first = next((e for e in roce if e["dir"] == direction and run_index(e, run_list) == i), None)
+            if first is None:
+                # A connection may carry no request at all (a client that leaves at once);
+                # the other checks (--require) say whether the capture shows enough.
+                print(f"capture: the {who} sent no requests on the connection of frame {run['start']}")
+            elif first["psn"] != sender["psn"]:
+                problems.append(f"the {who}'s first request (frame {first['frame']}, {first['name']}) has PSN "
+                                f"0x{first['psn']:06x}, but the {peer_msg['name']} (frame {peer_msg['frame']}) "
+                                f"announced Starting PSN 0x{sender['psn']:06x}")
+            else:
+                print(f"capture: the {who}'s first request to QP 0x{receiver['qpn']:06x} (frame {first['frame']}, "
+                      f"{first['name']}) has PSN 0x{sender['psn']:06x}, the Starting PSN of the "
+                      f"{peer_msg['name']} (frame {peer_msg['frame']})")
+
+
+ADVERTISED = re.compile(r"addr=0x([0-9a-f]+) rkey=0x([0-9a-f]+) length=([0-9]+)")
+
+
+def advertised_buffers(logs, problems):
+    """rkey -> [(addr, length)] from every `addr=0x.. rkey=0x.. length=N` in the logs."""
+    buffers = {}
+    for log in logs:
+        text = open(log, encoding="utf-8", errors="replace").read()
+        found = ADVERTISED.findall(text)
+        if not found:
+            problems.append(f"{log}: no line advertises a buffer (addr=0x.. rkey=0x.. length=N)")
+        for addr, rkey, length in found:
+            buffers.setdefault(int(rkey, 16), []).append((int(addr, 16), int(length)))
+    return buffers
+
+
+def refusal(ev, events, run_list):
+    """The NAK_REMOTE_ACCESS_ERROR with which the responder refused this RETH, if any: it
+    travels back on the same connection and carries the PSN of the refused packet (the
+    responder checks rkey and bounds on the packet that carries the RETH)."""
+    i = run_index(ev, run_list)
+    return next((e for e in events if e["kind"] == "roce" and e["decoded"] and e["frame"] > ev["frame"]
+                 and e["dir"] != ev["dir"] and e["nak"] == "NAK_REMOTE_ACCESS_ERROR"
+                 and e["psn"] == ev["psn"] and run_index(e, run_list) == i), None)
+
+
+def check_reths(events, logs, problems):
+    """Every RETH names an advertised rkey and stays inside that buffer, or was refused."""
+    buffers = advertised_buffers(logs, problems)
+    run_list = runs(events)
+    shown = set()
+    for ev in (e for e in events if e["kind"] == "roce" and e["decoded"] and e["op"] in RETH_OPS):
+        what = f"frame {ev['frame']} RETH va=0x{ev['va']:x} rkey=0x{ev['rkey']:08x} len={ev['dmalen']}"
+        inside = next(((addr, length) for addr, length in buffers.get(ev["rkey"], [])
+                       if addr <= ev["va"] and ev["va"] + ev["dmalen"] <= addr + length), None)
+        if inside:
+            if ev["rkey"] not in shown:
+                shown.add(ev["rkey"])
+                print(f"capture: {what} lies inside the buffer the server advertised "
+                      f"(addr=0x{inside[0]:x} length={inside[1]})")
+            continue
+        nak = refusal(ev, events, run_list)
+        why = "names an rkey no log advertised" if ev["rkey"] not in buffers else "reaches outside the advertised buffer"
+        if nak:
+            print(f"capture: {what} {why}, and the responder correctly refused it "
+                  f"with NAK_REMOTE_ACCESS_ERROR (frame {nak['frame']})")
+        else:
+            problems.append(f"{what} {why}, and no NAK_REMOTE_ACCESS_ERROR refused it")
+
+
+def cmd_check(a):
+    events = story(a.pcap, a.port)
+    roce = [e for e in events if e["kind"] == "roce"]
+    cm = [e for e in events if e["kind"] == "cm"]
+    problems = []
+    bad = malformed_frames(a.pcap)
+    if bad:
+        problems.append(f"frames {bad[:10]} are malformed or carry expert errors in tshark")
+    if not roce:
+        problems.append("no RoCE packets (UDP port 4791) in the capture")
+    undecoded = [e["frame"] for e in roce if not e["decoded"]]
+    if undecoded:
+        problems.append(f"frames {undecoded[:10]} on UDP 4791 are not decoded as RRoCE")
+    check_required(events, a.require, problems)
+    check_hello_logs(roce, a.client_log, problems)
+    check_cm_psns(events, problems)
+    if a.server_log:
+        check_reths(events, a.server_log, problems)
     for p in problems:
         print(f"capture: FAIL {p}")
     if problems:
         return 1
-    print(f"capture: OK ({len(roce)} RoCE packets, {len(events) - len(roce)} exchange messages)")
+    counts = [f"{len(roce)} RoCE packets"]
+    if cm:
+        counts.append(f"{len(cm)} CM messages")
+    if not cm or len(events) > len(roce) + len(cm):
+        counts.append(f"{len(events) - len(roce) - len(cm)} exchange messages")
+    print(f"capture: OK ({', '.join(counts)})")
     return 0
 
 
-def cmd_render(a):
-    lines = summary_lines(a.pcap, a.port, True)
-    by_frame = {ev["frame"]: text for ev, text in lines}
+def frame_table(lines):
     table = ["| frame | dir | what | size | details |", "|---:|---|---|---:|---|"]
     for ev, text in lines:
         parts = text.split(None, 3)
@@ -310,51 +707,158 @@ def cmd_render(a):
         rest = text.split(proto, 1)[1].strip()
         name, _, tail = rest.partition(" ")
         m = re.match(r"\s*(\d+) B\s*(.*)", tail)
-        size, details = (m[1], m[2]) if m else ("", tail)
+        size, details = (m[1], m[2]) if m else ("", tail.strip())
         table.append(f"| {ev['frame']} | {d} | {proto} {name} | {size} | {details} |")
-    events = story(a.pcap, a.port)
-    names = named_frames(events)
-    syn = subprocess.run(["tshark", "-r", a.pcap, "-n", "-Y", f"tcp.flags.reset == 1 && tcp.srcport == {a.port}",
+    return table
+
+
+def retries(a, events, names):
+    """Connection attempts refused before the server listened: TCP RSTs from the exchange
+    port before the first HELLO, plus CM ConnectRequests rejected for want of a listener."""
+    rst = subprocess.run(["tshark", "-r", a.pcap, "-n", "-Y", f"tcp.flags.reset == 1 && tcp.srcport == {a.port}",
                           "-T", "fields", "-e", "frame.number"], check=True, capture_output=True, text=True)
     first_hello = names["hello_c"]["frame"] if names.get("hello_c") else 0
-    retries = len([f for f in syn.stdout.split() if int(f) < first_hello])
-    first_run = runs(events)[0]
-    values = {"client_qpn": f"0x{first_run['client']['qpn']:06x}", "client_psn": f"0x{first_run['client']['psn']:06x}",
-              "server_qpn": f"0x{first_run['server']['qpn']:06x}", "server_psn": f"0x{first_run['server']['psn']:06x}",
-              "mtu": str(min(first_run["client"]["mtu"], first_run["server"]["mtu"]))}
+    tcp = len([f for f in rst.stdout.split() if int(f) < first_hello])
+    return tcp + len([e for e in events if e["kind"] == "cm" and e["attr"] == 0x10 and e["refused"]])
+
+
+def run_values(run_list, log_dir):
+    """{{value:NAME}}: the first connection that got both sides' details (module doc)."""
+    values = {}
+    run = next((r for r in run_list if r["client"] and r["server"]), None)
+    if run:
+        c, s = run["client"], run["server"]
+        if run["kind"] == "tcp":
+            psns = {"client_psn": c["psn"], "server_psn": s["psn"]}
+            mtu = min(c["mtu"], s["mtu"])
+        else:
+            psns = {"client_psn": c["cm"]["start_psn"], "server_psn": s["cm"]["start_psn"]}
+            mtu = c["mtu"]
+        psns.update(client_send_psn=c["psn"], server_send_psn=s["psn"], client_qpn=c["qpn"], server_qpn=s["qpn"])
+        values = {k: f"0x{v:06x}" for k, v in psns.items()}
+        if mtu is not None:
+            values["mtu"] = str(mtu)
     try:
-        values["kernel"] = open(f"{a.log_dir}/kernel-version").read().strip()
+        values["kernel"] = open(f"{log_dir}/kernel-version").read().strip()
     except OSError:
         values["kernel"] = "unknown"
-    logs = {}
+    return values
 
-    def log_line(role, pattern):
-        if role not in logs:
-            logs[role] = open(f"{a.log_dir}/{role}.log", encoding="utf-8", errors="replace").read().splitlines()
-        for line in logs[role]:
+
+def tshark_error(stderr):
+    """tshark's complaint without its "Running as root" warning."""
+    return " ".join(l.strip() for l in stderr.splitlines() if l.strip() and not l.startswith("Running as"))
+
+
+def frame_field(pcap, frame, field):
+    """tshark's value of FIELD in one frame (first occurrence); an error when absent."""
+    cmd = ["tshark", "-r", pcap, "-n", *QUIET_HEURISTIC, "-Y", f"frame.number == {frame}",
+           "-T", "fields", "-E", "occurrence=f", "-e", field]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"render: tshark cannot read field {field}: {tshark_error(res.stderr)}")
+    value = res.stdout.strip()
+    if not value:
+        raise SystemExit(f"render: frame {frame} of {pcap} has no {field}")
+    return value
+
+
+def field_type(field):
+    """tshark's type of a field (FT_BYTES, FT_UINT32, ...), from its field list."""
+    out = subprocess.run(["tshark", "-G", "fields"], check=True, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        cols = line.split("\t")
+        if len(cols) > 3 and cols[0] == "F" and cols[2] == field:
+            return cols[3]
+    return None
+
+
+def first_bytes(value, n, field):
+    """The first N bytes of a bytes field's value as "aa bb cc"."""
+    if field_type(field) != "FT_BYTES":
+        raise SystemExit(f"render: {field} is not a bytes field (tshark type {field_type(field)})")
+    data = bytes.fromhex(value.replace(":", ""))
+    if len(data) < n:
+        raise SystemExit(f"render: {field} has {len(data)} bytes, fewer than {n}")
+    return " ".join(f"{b:02x}" for b in data[:n])
+
+
+class Template:
+    """Everything a walkthrough template's placeholders draw from."""
+
+    def __init__(self, a):
+        self.a = a
+        lines = summary_lines(a.pcap, a.port, True)
+        self.by_frame = {ev["frame"]: text for ev, text in lines}
+        self.table = frame_table(lines)
+        self.events = story(a.pcap, a.port)
+        self.names = named_frames(self.events)
+        self.values = run_values(runs(self.events), a.log_dir)
+        self.logs = {}
+
+    def event(self, sel):
+        return select(self.events, self.names, sel, self.a.pcap)
+
+    def log_line(self, role, pattern):
+        if role not in self.logs:
+            self.logs[role] = open(f"{self.a.log_dir}/{role}.log", encoding="utf-8",
+                                   errors="replace").read().splitlines()
+        for line in self.logs[role]:
             if re.search(pattern, line):
                 return line
-        raise SystemExit(f"render: no line matching /{pattern}/ in {a.log_dir}/{role}.log")
+        raise SystemExit(f"render: no line matching /{pattern}/ in {self.a.log_dir}/{role}.log")
 
-    def fill(m):
+    def field_at(self, arg):
+        field, at, sel = arg.partition("@")
+        if not at or not field:
+            raise SystemExit(f"render: want FIELD@SEL, got '{arg}'")
+        return field, frame_field(self.a.pcap, self.event(sel)["frame"], field)
+
+    def count(self, arg):
+        direction, name, k = parse_selector(arg)
+        if k is not None:
+            raise SystemExit(f"render: {{{{count:{arg}}}}} takes no #K")
+        return str(len(matching(self.events, direction, name)))
+
+    def value(self, name):
+        if name == "mtu" and "mtu" not in self.values and "client_qpn" in self.values:
+            raise SystemExit(f"render: {self.a.pcap} does not say the path MTU (no MTU in its ConnectRequest)")
+        if name not in self.values:
+            raise SystemExit(f"render: no value {name} in {self.a.pcap} "
+                             f"(have: {', '.join(sorted(self.values))})")
+        return self.values[name]
+
+    def fill(self, m):
         kind, _, arg = m[1].partition(":")
         if kind == "frames":
-            return "\n".join(table)
-        if kind in ("frame", "frameno"):
-            ev = names.get(arg)
-            if ev is None:
-                raise SystemExit(f"render: no frame named {arg} in {a.pcap}")
-            return str(ev["frame"]) if kind == "frameno" else by_frame[ev["frame"]]
+            return "\n".join(self.table)
+        if kind == "frame":
+            return self.by_frame[self.event(arg)["frame"]]
+        if kind == "frameno":
+            return str(self.event(arg)["frame"])
+        if kind == "field":
+            return self.field_at(arg)[1]
+        if kind == "bytes":
+            n, _, rest = arg.partition(":")
+            if not n.isdigit() or int(n) == 0:
+                raise SystemExit(f"render: want bytes:N:FIELD@SEL, got '{m[1]}'")
+            field, value = self.field_at(rest)
+            return first_bytes(value, int(n), field)
+        if kind == "count":
+            return self.count(arg)
         if kind == "retries":
-            return str(retries)
+            return str(retries(self.a, self.events, self.names))
         if kind == "log":
             role, _, pattern = arg.partition(":")
-            return log_line(role, pattern)
+            return self.log_line(role, pattern)
         if kind == "value":
-            return values[arg]
+            return self.value(arg)
         raise SystemExit(f"render: unknown placeholder {{{{{m[1]}}}}}")
 
-    sys.stdout.write(re.sub(r"\{\{(.+?)\}\}", fill, open(a.template, encoding="utf-8").read()))
+
+def cmd_render(a):
+    template = Template(a)
+    sys.stdout.write(re.sub(r"\{\{(.+?)\}\}", template.fill, open(a.template, encoding="utf-8").read()))
     return 0
 
 
@@ -363,6 +867,8 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check"); c.add_argument("pcap"); c.add_argument("--require", default="")
     c.add_argument("--client-log", action="append", default=[])
+    c.add_argument("--server-log", action="append", default=[],
+                   help="a log whose 'addr=0x.. rkey=0x.. length=N' lines advertise RDMA buffers")
     s = sub.add_parser("summary"); s.add_argument("pcap"); s.add_argument("--exact", action="store_true")
     k = sub.add_parser("compare"); k.add_argument("pcap_a"); k.add_argument("pcap_b")
     r = sub.add_parser("render"); r.add_argument("template"); r.add_argument("pcap"); r.add_argument("--log-dir", required=True)

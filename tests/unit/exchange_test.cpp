@@ -13,6 +13,7 @@
 #include "common/errors.hpp"
 #include "common/exchange.hpp"
 #include "common/tcp.hpp"
+#include "expect_error.hpp"
 
 using common::Error;
 
@@ -33,18 +34,6 @@ common::Hello sample_hello() {
 
 std::span<const std::uint8_t> body_of(const std::vector<std::uint8_t>& msg) {
   return std::span(msg).subspan(common::kHeaderSize);
-}
-
-// EXPECT that decoding throws common::Error whose message contains `needle`.
-template <class F>
-void expect_error_containing(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error thrown; expected one containing '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    EXPECT_FALSE(e.remedy().empty());
-  }
 }
 
 }  // namespace

@@ -1,0 +1,106 @@
+# Shared by every lesson's smoke.sh (sourced, not run): counting checks, waiting for a
+# log line, finding this host's address, and recording the wire with tcpdump.
+#
+# The sourcing script sets SMOKE_OUT (where logs go) and SMOKE_NAME (e.g. "lesson 02")
+# before calling anything here; `smoke_finish` prints the tally and sets the exit code.
+
+passed=0 failed=0
+pass() { passed=$((passed + 1)); echo "smoke: PASS $*"; }
+fail() { failed=$((failed + 1)); echo "smoke: FAIL $*"; }
+
+# expect_exit CASE WANT GOT LOG: the exit code a case must end with.
+expect_exit() {
+  if [ "$3" -eq "$2" ]; then return 0; fi
+  fail "$1: exit $3, expected $2 (log: $4)"; tail -n 15 "$4" | sed 's/^/    | /'
+  return 1
+}
+# expect_line CASE LOG REGEX: a line the log must contain.
+expect_line() {
+  if grep -Eq -- "$3" "$2"; then return 0; fi
+  fail "$1: no line matching /$3/ in $2"; tail -n 15 "$2" | sed 's/^/    | /'
+  return 1
+}
+# check CASE WANT_EXIT GOT_EXIT LOG [REGEX...]: exit code and lines together.
+check() {
+  local name=$1 want=$2 got=$3 log=$4; shift 4
+  expect_exit "$name" "$want" "$got" "$log" || return 0
+  local re
+  for re in "$@"; do expect_line "$name" "$log" "$re" || return 0; done
+  pass "$name"
+}
+
+# need_binaries DIR: the lesson's server and client must be built.
+need_binaries() {
+  [ -x "$1/server" ] && [ -x "$1/client" ] && return 0
+  echo "smoke: $1/server and client are not built; run ./scripts/test.sh or cmake --build build" >&2
+  exit 2
+}
+
+# wait_for_line LOG REGEX SECONDS: poll a log file until a line appears (bounded).
+wait_for_line() {
+  local deadline=$((SECONDS + $3))
+  until grep -Eq -- "$2" "$1" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.1
+  done
+}
+
+# local_ipv4: this host's first global IPv4 address (RDMA CM needs an address that an
+# RDMA device serves; 127.0.0.1 is not one).
+local_ipv4() {
+  ip -4 -o addr show scope global | awk '{split($4, a, "/"); print a[1]; exit}'
+}
+
+# start_capture SERVER_IP FILTER: record the wire with tcpdump if we can (root, tcpdump,
+# and a server that is not this host). Waits (bounded) until tcpdump is listening.
+CAPTURE_PID="" CAPTURE_FILE=""
+start_capture() {
+  command -v tcpdump >/dev/null && [ "$(id -u)" -eq 0 ] || { echo "smoke: no tcpdump or not root: no capture"; return 0; }
+  local dev
+  dev=$(ip route get "$1" 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}' | head -n1)
+  [ -n "$dev" ] && [ "$dev" != lo ] || { echo "smoke: server $1 is local: no wire to capture"; return 0; }
+  # Write to local disk: tcpdump writes each packet as it comes (-U), and a slow target
+  # (a network share) lets it fall behind.
+  CAPTURE_FILE=$(mktemp /tmp/smoke-capture.XXXXXX.pcap)
+  timeout 300 tcpdump -Z root -i "$dev" -s 0 -U --immediate-mode -w "$CAPTURE_FILE" "$2" \
+    2>"$SMOKE_OUT/tcpdump.log" &
+  CAPTURE_PID=$!
+  wait_for_line "$SMOKE_OUT/tcpdump.log" "listening on" 10 || { echo "smoke: tcpdump did not start; see $SMOKE_OUT/tcpdump.log"; kill "$CAPTURE_PID" 2>/dev/null; CAPTURE_PID=""; }
+}
+
+# stop_capture: let tcpdump write out what it has received (its file stops growing; at
+# most 10 s), then stop it (SIGINT drops whatever it has not yet processed), and move
+# the file to $SMOKE_OUT/client-side.pcap.
+stop_capture() {
+  local size=-1 now deadline=$((SECONDS + 10))
+  while [ $SECONDS -lt $deadline ]; do
+    now=$(stat -c %s "$CAPTURE_FILE")
+    [ "$now" = "$size" ] && break
+    size=$now
+    sleep 0.5
+  done
+  kill -INT "$CAPTURE_PID" 2>/dev/null || true
+  wait "$CAPTURE_PID" 2>/dev/null || true
+  mv "$CAPTURE_FILE" "$SMOKE_OUT/client-side.pcap"
+}
+
+# smoke_finish: the tally; exit status 0 only if something passed and nothing failed.
+smoke_finish() {
+  echo "smoke: $SMOKE_NAME: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+}
+
+# smoke_main ARGS...: run the role the command line names (the sourcing script defines
+# role_local, role_server, role_client and role_check_capture), then the tally.
+smoke_main() {
+  local usage="usage: $(basename "$0") local | server | client SERVER_IP | check-capture PCAP DIR"
+  case "${1:-}" in
+    local) role_local ;;
+    server) role_server ;;
+    client) shift; role_client "$@" ;;
+    check-capture) shift; [ $# -eq 2 ] || { echo "$usage" >&2; exit 2; }; role_check_capture "$@" ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) echo "$usage" >&2; exit 2 ;;
+  esac
+  smoke_finish
+}
