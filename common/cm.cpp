@@ -137,7 +137,9 @@ CmQpResources create_cm_qp(rdma_cm_id* id, const CmQpSizes& sizes) {
   // program does not open the device itself.
   r.pd.reset(check_ptr(ibv_alloc_pd(id->verbs), "ibv_alloc_pd", "out of device resources: check dmesg"));
   const int cqe = static_cast<int>(sizes.send_wr + sizes.recv_wr);
-  r.cq.reset(check_ptr(ibv_create_cq(id->verbs, cqe, nullptr, nullptr, 0), "ibv_create_cq",
+  if (sizes.completion_channel)
+    r.channel.reset(check_ptr(ibv_create_comp_channel(id->verbs), "ibv_create_comp_channel", ""));
+  r.cq.reset(check_ptr(ibv_create_cq(id->verbs, cqe, nullptr, r.channel.get(), 0), "ibv_create_cq",
                        "out of device resources, or the CQ size exceeds max_cqe (ibv_devinfo -v)"));
   ibv_qp_init_attr attr{};
   attr.send_cq = r.cq.get();

@@ -77,6 +77,9 @@ std::string cm_event_text(const rdma_cm_event& event);
 struct CmQpSizes {
   std::uint32_t send_wr = 4;   ///< send-queue depth (WRITE, READ, SEND work requests)
   std::uint32_t recv_wr = 4;   ///< receive-queue depth (RECVs)
+  /// Also create a completion channel for the CQ, so a program can sleep in poll()
+  /// until a completion arrives instead of spinning on ibv_poll_cq (lesson 04 shows it).
+  bool completion_channel = false;
 };
 
 /**
@@ -87,6 +90,7 @@ struct CmQpSizes {
  */
 struct CmQpResources {
   Pd pd;     ///< protection domain on the cm_id's device (id->verbs)
+  CompChannel channel;  ///< the CQ's completion channel, if asked for (outlives the CQ)
   Cq cq;     ///< completions of both the send and the receive queue
   CmQp qp;   ///< owns the QP of the cm_id (the pointer is the cm_id itself)
   /// The QP (id->qp).

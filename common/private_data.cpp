@@ -13,6 +13,7 @@ const char* type_name(std::uint8_t type) {
     case PrivateDataType::buffer: return "buffer";
     case PrivateDataType::ring: return "ring";
     case PrivateDataType::reject: return "reject";
+    case PrivateDataType::regions: return "regions";
   }
   return "unknown";
 }
@@ -117,6 +118,16 @@ std::vector<std::uint8_t> encode_ring(const RingAdvert& advert) {
   return with_header(PrivateDataType::ring, body.bytes);
 }
 
+std::vector<std::uint8_t> encode_regions(const RegionsAdvert& advert) {
+  Writer body;
+  for (const BufferAdvert* b : {&advert.data, &advert.request}) {
+    body.u64(b->addr);
+    body.u32(b->rkey);
+    body.u32(b->length);
+  }
+  return with_header(PrivateDataType::regions, body.bytes);
+}
+
 std::vector<std::uint8_t> encode_reject(const std::string& reason) {
   std::vector<std::uint8_t> body;
   for (char c : reason.substr(0, kMaxRejectReason))
@@ -157,6 +168,19 @@ RingAdvert decode_ring(const void* data, std::size_t len) {
               data, len);
   if (wraps(a.addr, std::uint64_t{a.slot_size} * a.slot_count) || wraps(a.consumed_addr, 8))
     malformed("the advertised ring wraps around the address space", data, len);
+  return a;
+}
+
+RegionsAdvert decode_regions(const void* data, std::size_t len) {
+  Reader r{check_header(data, len, PrivateDataType::regions, 32)};
+  RegionsAdvert a;
+  for (BufferAdvert* b : {&a.data, &a.request}) {
+    b->addr = r.u64();
+    b->rkey = r.u32();
+    b->length = r.u32();
+    if (b->length == 0) malformed("an advertised region is 0 bytes long", data, len);
+    if (wraps(b->addr, b->length)) malformed("an advertised region wraps around the address space", data, len);
+  }
   return a;
 }
 

@@ -37,6 +37,9 @@
  *       20 4  slot_count  number of slots
  *       24 8  consumed_addr  address of the server's 8-byte big-endian count of
  *                            messages it has consumed (the client READs it for credit)
+ *     regions (server -> client, in the REP; lesson 04), 32 bytes: two buffers
+ *       4  16 data     addr (8), rkey (4), length (4) of the dataset (readable)
+ *       20 16 request  addr (8), rkey (4), length (4) of the request region (writable)
  *     reject (server -> client, in the REJ), 1-140 bytes: the reason, ASCII
  * @endcode
  */
@@ -64,6 +67,7 @@ enum class PrivateDataType : std::uint8_t {
   buffer = 2,   ///< one remote buffer (lesson 02), in the ConnectReply
   ring = 3,     ///< a ring of slots plus a consumed counter (lesson 03), in the ConnectReply
   reject = 4,   ///< why the server refused, in the ConnectReject
+  regions = 5,  ///< a dataset and a request region (lesson 04), in the ConnectReply
 };
 
 /// The client's intent (type connect): the server checks it before it accepts.
@@ -88,12 +92,21 @@ struct RingAdvert {
   std::uint64_t consumed_addr = 0;  ///< the server's consumed-message counter (8 bytes, BE)
 };
 
+/// Two remote buffers (type regions), lesson 04: the data to compute on, and where
+/// requests go.
+struct RegionsAdvert {
+  BufferAdvert data;     ///< the dataset (the client may RDMA READ it)
+  BufferAdvert request;  ///< the request region (the client RDMA WRITEs requests into it)
+};
+
 /// Encode the client's intent.
 std::vector<std::uint8_t> encode_connect(const ConnectIntent& intent);
 /// Encode a buffer advertisement.
 std::vector<std::uint8_t> encode_buffer(const BufferAdvert& advert);
 /// Encode a ring advertisement.
 std::vector<std::uint8_t> encode_ring(const RingAdvert& advert);
+/// Encode a two-region advertisement.
+std::vector<std::uint8_t> encode_regions(const RegionsAdvert& advert);
 /// Encode a reject reason (cut to kMaxRejectReason bytes; non-ASCII bytes become '?').
 std::vector<std::uint8_t> encode_reject(const std::string& reason);
 
@@ -111,6 +124,8 @@ BufferAdvert decode_buffer(const void* data, std::size_t len);
 /// Decode a ring advertisement. @throws Error as above, and for zero slots, a zero slot
 /// size, or a ring or counter that wraps around.
 RingAdvert decode_ring(const void* data, std::size_t len);
+/// Decode a two-region advertisement. @throws Error as decode_buffer(), for either buffer.
+RegionsAdvert decode_regions(const void* data, std::size_t len);
 /// The reason in a ConnectReject's private data, or an empty string if the bytes are not
 /// our reject layout (another program's reject, or none).
 std::string decode_reject(const void* data, std::size_t len);

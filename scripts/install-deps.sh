@@ -6,6 +6,8 @@
 #   run:       ibverbs-providers (the rxe user-space driver), ibverbs-utils, rdmacm-utils, iproute2 (rdma)
 #   lab VMs:   qemu-system-x86 busybox-static cpio kmod xz-utils (the guest kernel comes from apt too)
 #   captures:  tshark tcpdump python3
+#   fuzzing:   clang libclang-rt-dev (libFuzzer and clang's sanitizer runtimes, for
+#              tests/fuzz/run_fuzz.sh; only recommended by clang, so named here)
 set -euo pipefail
 
 packages=(
@@ -14,6 +16,7 @@ packages=(
   libcli11-dev libgtest-dev doxygen
   qemu-system-x86 busybox-static cpio kmod xz-utils
   tshark tcpdump python3
+  clang libclang-rt-dev
 )
 
 missing=()

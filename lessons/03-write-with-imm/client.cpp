@@ -24,6 +24,7 @@
 #include "common/log.hpp"
 #include "common/options.hpp"
 #include "common/private_data.hpp"
+#include "common/rdma_ops.hpp"
 #include "lesson03.hpp"
 
 namespace {
@@ -31,23 +32,11 @@ namespace {
 /// wr_ids: messages use their number; the counter READ uses this one.
 constexpr std::uint64_t kCounterReadWrId = 0;
 
-/// Post one signaled one-sided work request on @p sge towards @p remote_addr (with
-/// @p imm_data for WRITE_WITH_IMM) and wait for its completion, whatever its status.
+/// Post one one-sided work request (common/rdma_ops.hpp) and wait for its completion,
+/// whatever its status.
 ibv_wc post_and_wait(common::CmClient& c, ibv_wr_opcode op, std::uint64_t wr_id, ibv_sge sge, std::uint64_t remote_addr,
                      std::uint32_t rkey, std::uint32_t imm_data, double timeout_s, bool detail) {
-  ibv_send_wr wr{};
-  wr.wr_id = wr_id;
-  wr.opcode = op;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.send_flags = IBV_SEND_SIGNALED;
-  wr.imm_data = imm_data;
-  wr.wr.rdma.remote_addr = remote_addr;
-  wr.wr.rdma.rkey = rkey;
-  common::dump_sge(common::wr_opcode_name(op), sge, detail);
-  common::dump_send_wr(wr, detail);
-  ibv_send_wr* bad = nullptr;
-  common::check_rc(ibv_post_send(c.res.get(), &wr, &bad), "ibv_post_send", "");
+  common::post_rdma(c.res.get(), op, wr_id, sge, remote_addr, rkey, imm_data, detail);
   const ibv_wc wc = common::poll_completion(c.res.cq.get(), timeout_s, common::wr_opcode_name(op));
   common::dump_wc(wc, detail && wc.status == IBV_WC_SUCCESS);
   return wc;

@@ -54,6 +54,20 @@ TEST(PrivateData, RingAdvertRoundTrips) {
   EXPECT_EQ(got.consumed_addr, in.consumed_addr);
 }
 
+TEST(PrivateData, RegionsAdvertRoundTrips) {
+  const common::RegionsAdvert in{{0x1000, 0x11, 32768}, {0x9000, 0x22, 4096}};
+  const Bytes b = common::encode_regions(in);
+  ASSERT_EQ(b.size(), 36u);
+  const Bytes p = padded(b, 196);
+  const common::RegionsAdvert got = common::decode_regions(p.data(), p.size());
+  EXPECT_EQ(got.data.addr, 0x1000u);
+  EXPECT_EQ(got.data.length, 32768u);
+  EXPECT_EQ(got.request.rkey, 0x22u);
+  EXPECT_EQ(got.request.length, 4096u);
+  const Bytes empty = common::encode_regions({{0x1000, 0x11, 32768}, {0x9000, 0x22, 0}});
+  expect_error_containing([&] { common::decode_regions(empty.data(), empty.size()); }, "0 bytes long");
+}
+
 TEST(PrivateData, RejectReasonRoundTripsAndIsCut) {
   const Bytes b = common::encode_reject("buffer too small");
   EXPECT_EQ(common::decode_reject(b.data(), b.size()), "buffer too small");
@@ -125,13 +139,14 @@ TEST(PrivateData, RandomInputNeverCrashes) {
     // Half of the inputs get a valid header, so the body checks run too.
     if (i % 2 == 0 && b.size() >= 4) {
       b[0] = 1;
-      b[1] = static_cast<std::uint8_t>(1 + i % 4);
+      b[1] = static_cast<std::uint8_t>(1 + i % 5);
       b[2] = 0;
-      b[3] = static_cast<std::uint8_t>(b[1] == 1 ? 8 : b[1] == 2 ? 16 : 28);
+      b[3] = static_cast<std::uint8_t>(b[1] == 1 ? 8 : b[1] == 2 ? 16 : b[1] == 5 ? 32 : 28);
     }
     try { common::decode_connect(b.data(), b.size()); ++accepted; } catch (const common::Error&) {}
     try { common::decode_buffer(b.data(), b.size()); ++accepted; } catch (const common::Error&) {}
     try { common::decode_ring(b.data(), b.size()); ++accepted; } catch (const common::Error&) {}
+    try { common::decode_regions(b.data(), b.size()); ++accepted; } catch (const common::Error&) {}
     EXPECT_LE(common::decode_reject(b.data(), b.size()).size(), common::kMaxRejectReason);
   }
   EXPECT_GT(accepted, 0u);  // the valid-header half reaches the body checks
