@@ -46,6 +46,7 @@ std::string message_type_name(MessageType type) {
     case MessageType::hello: return "HELLO";
     case MessageType::ready: return "READY";
     case MessageType::error: return "ERROR";
+    case MessageType::qp_info: return "QP_INFO";
   }
   return "type " + std::to_string(static_cast<int>(type));
 }
@@ -60,6 +61,19 @@ std::vector<std::uint8_t> encode_hello(const Hello& h) {
   out.insert(out.end(), std::begin(h.gid.raw), std::end(h.gid.raw));
   put32(out, h.msg_size);
   put32(out, h.msg_count);
+  return out;
+}
+
+std::vector<std::uint8_t> encode_qp_info(const QpInfo& info) {
+  std::vector<std::uint8_t> out = encode_hello(info.qp);
+  // Same body as a HELLO, then the buffer; only the header's type and length differ.
+  out[5] = static_cast<std::uint8_t>(MessageType::qp_info);
+  const std::uint32_t length = kQpInfoSize;
+  for (int i = 0; i < 4; ++i) out[8 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(length >> (24 - 8 * i));
+  put32(out, static_cast<std::uint32_t>(info.addr >> 32));
+  put32(out, static_cast<std::uint32_t>(info.addr));
+  put32(out, info.rkey);
+  put32(out, info.length);
   return out;
 }
 
@@ -98,6 +112,7 @@ Header decode_header(std::span<const std::uint8_t> b) {
     case MessageType::hello: length_is(h.body_length == kHelloSize); break;
     case MessageType::ready: length_is(h.body_length == 0); break;
     case MessageType::error: length_is(h.body_length >= 1 && h.body_length <= kMaxErrorText); break;
+    case MessageType::qp_info: length_is(h.body_length == kQpInfoSize); break;
     default: malformed("unknown message type " + std::to_string(b[5]));
   }
   return h;
@@ -124,6 +139,19 @@ Hello decode_hello(std::span<const std::uint8_t> b) {
   if (b[11] != 0) malformed("HELLO reserved byte is not zero");
   if (h.msg_size == 0) malformed("message size 0");
   return h;
+}
+
+QpInfo decode_qp_info(std::span<const std::uint8_t> b) {
+  if (b.size() != kQpInfoSize)
+    malformed("QP_INFO body is " + std::to_string(b.size()) + " bytes, expected " + std::to_string(kQpInfoSize));
+  QpInfo info;
+  info.qp = decode_hello(b.subspan(0, kHelloSize));
+  info.addr = (std::uint64_t{get32(b, 36)} << 32) | get32(b, 40);
+  info.rkey = get32(b, 44);
+  info.length = get32(b, 48);
+  if (info.addr + info.length < info.addr) malformed("QP_INFO buffer wraps around the address space");
+  if ((info.addr != 0 || info.rkey != 0) && info.length == 0) malformed("QP_INFO buffer of 0 bytes");
+  return info;
 }
 
 std::string decode_error(std::span<const std::uint8_t> b) {

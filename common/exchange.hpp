@@ -40,6 +40,7 @@ inline constexpr std::uint8_t kWireMagic[4] = {'R', 'D', 'M', 'T'};  ///< first 
 inline constexpr std::uint8_t kWireVersion = 1;   ///< the layout version this build speaks
 inline constexpr std::size_t kHeaderSize = 12;    ///< bytes in a header
 inline constexpr std::size_t kHelloSize = 36;     ///< bytes in a HELLO body
+inline constexpr std::size_t kQpInfoSize = 52;    ///< bytes in a QP_INFO body (HELLO's 36 + 16)
 inline constexpr std::size_t kMaxErrorText = 512; ///< longest ERROR body
 inline constexpr std::uint32_t kMax24Bit = 0xFFFFFF;  ///< QPNs and PSNs are 24-bit numbers
 static_assert(kMaxErrorText > kHelloSize, "the largest body is an ERROR text");
@@ -48,7 +49,8 @@ static_assert(kMaxErrorText > kHelloSize, "the largest body is an ERROR text");
 enum class MessageType : std::uint8_t {
   hello = 1,  ///< my QP details (Hello)
   ready = 2,  ///< my QP is in RTR/RTS and my RECVs are posted: you may send
-  error = 3   ///< I refuse to go on; the body says why
+  error = 3,  ///< I refuse to go on; the body says why
+  qp_info = 4 ///< my QP details and one buffer the peer may access (QpInfo; lesson 05)
 };
 
 /// "HELLO", "READY", "ERROR" or "type 7".
@@ -65,6 +67,17 @@ struct Hello {
   std::uint32_t msg_count = 0;  ///< number of messages, 0 = interactive
 };
 
+/**
+ * A HELLO plus one remote buffer (lesson 05): the body is HELLO's 36 bytes followed by
+ * addr (8), rkey (4) and length (4), big-endian. A side that exposes no buffer sends zeros.
+ */
+struct QpInfo {
+  Hello qp;                  ///< QPN, PSN, LID, MTU, GID; msg_size / msg_count as in HELLO
+  std::uint64_t addr = 0;    ///< a buffer the peer may RDMA WRITE/READ (0: none)
+  std::uint32_t rkey = 0;    ///< its rkey
+  std::uint32_t length = 0;  ///< its length in bytes
+};
+
 /// A decoded header.
 struct Header {
   MessageType type = MessageType::hello;  ///< the message kind (validated)
@@ -73,6 +86,8 @@ struct Header {
 
 /// HELLO message (header + body) ready to send.
 std::vector<std::uint8_t> encode_hello(const Hello& hello);
+/// QP_INFO message (header + body) ready to send.
+std::vector<std::uint8_t> encode_qp_info(const QpInfo& info);
 /// READY message ready to send.
 std::vector<std::uint8_t> encode_ready();
 /// ERROR message carrying @p reason (cut to kMaxErrorText bytes).
@@ -83,6 +98,9 @@ std::vector<std::uint8_t> encode_error(const std::string& reason);
 Header decode_header(std::span<const std::uint8_t> bytes);
 /// Validate and decode a HELLO body. @throws Error on a wrong length or any field out of range.
 Hello decode_hello(std::span<const std::uint8_t> body);
+/// Validate and decode a QP_INFO body: the HELLO checks, plus a buffer that does not wrap
+/// around and is either all zero or has a non-zero length. @throws Error.
+QpInfo decode_qp_info(std::span<const std::uint8_t> body);
 /// Decode an ERROR body; non-printable bytes are shown as '?'. @throws Error if empty or too long.
 std::string decode_error(std::span<const std::uint8_t> body);
 

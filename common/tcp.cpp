@@ -1,112 +1,20 @@
 #include "common/tcp.hpp"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cmath>
-#include <cstdio>
 #include <thread>
 
 #include "common/errors.hpp"
 #include "common/log.hpp"
+#include "common/net.hpp"
 
 namespace common {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-Clock::time_point deadline_after(double seconds) {
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                            std::chrono::duration<double>(seconds));
-}
-
-int ms_left(Clock::time_point deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return left.count() > 0 ? static_cast<int>(left.count()) : 0;
-}
-
-std::string seconds_text(double s) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f s", s);
-  return text;
-}
-
-std::string address_text(const sockaddr* sa) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  unsigned port = 0;
-  if (sa->sa_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
-    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-    port = ntohs(in->sin_port);
-  } else if (sa->sa_family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
-    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-    port = ntohs(in6->sin6_port);
-    // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d; print a.b.c.d.
-    const std::string text = host;
-    if (text.rfind("::ffff:", 0) == 0 && text.find('.') != std::string::npos)
-      return text.substr(7) + ":" + std::to_string(port);
-    return "[" + text + "]:" + std::to_string(port);
-  }
-  return std::string(host) + ":" + std::to_string(port);
-}
-
-// Wait until @p fd is readable/writable or the deadline passes. Returns false on timeout.
-bool wait_fd(int fd, short events, Clock::time_point deadline) {
-  for (;;) {
-    pollfd p{fd, events, 0};
-    const int rc = ::poll(&p, 1, ms_left(deadline));
-    if (rc > 0) return true;
-    if (rc == 0) return false;
-    if (errno != EINTR) check_rc(-1, "poll", "");
-  }
-}
-
-void set_nodelay(int fd) {
-  // The exchange is a few small messages, each answered: Nagle's algorithm would hold
-  // each one back waiting for more data.
-  const int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-Fd listen_socket(std::uint16_t port) {
-  // Prefer one IPv6 socket that also accepts IPv4 (dual stack); fall back to IPv4 only.
-  Fd fd{::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-  const int one = 1, zero = 0;
-  if (fd.get() >= 0) {
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-    sockaddr_in6 addr{};
-    addr.sin6_family = AF_INET6;
-    addr.sin6_addr = in6addr_any;
-    addr.sin6_port = htons(port);
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
-    if (errno == EADDRINUSE) check_rc(-1, ("bind(TCP port " + std::to_string(port) + ")").c_str(),
-                                      "another program (or an earlier run) uses that port: "
-                                      "stop it or pick another with -p on both sides");
-  }
-  fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  check_rc(fd.get() < 0 ? -1 : 0, "socket(AF_INET)", "");
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  addr.sin_port = htons(port);
-  check_rc(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr),
-           ("bind(TCP port " + std::to_string(port) + ")").c_str(),
-           "another program (or an earlier run) uses that port: stop it or pick another with "
-           "-p on both sides");
-  return fd;
-}
-
-}  // namespace
+// Deadlines, poll, addresses, the listening socket: shared with tls.cpp.
+using namespace net;
 
 Channel Channel::accept_one(std::uint16_t port, double timeout_s) {
   Fd listener = listen_socket(port);
@@ -127,49 +35,25 @@ Channel Channel::accept_one(std::uint16_t port, double timeout_s) {
 }
 
 Channel Channel::connect_with_retry(const std::string& host, std::uint16_t port, double timeout_s) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  const std::string service = std::to_string(port);
-  if (const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0)
-    fail("cannot resolve server address '" + host + "': " + gai_strerror(rc),
-         "pass the server's IP address or a resolvable host name");
-  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addrs(found, ::freeaddrinfo);
-
+  const AddrList addrs = resolve(host, port);
   const auto deadline = deadline_after(timeout_s);
   int attempts = 0, last_error = 0;
   std::string target = address_text(addrs->ai_addr);
   LOG(slow, "connecting to %s (retrying for up to %s)", target.c_str(),
       seconds_text(timeout_s).c_str());
   do {
-    for (addrinfo* ai = addrs.get(); ai != nullptr; ai = ai->ai_next) {
+    for (const addrinfo* ai = addrs.get(); ai != nullptr; ai = ai->ai_next) {
       ++attempts;
-      Fd fd{::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
-      if (fd.get() < 0) { last_error = errno; continue; }
-      // Non-blocking connect bounded by poll: a host that does not answer at all
-      // (no ARP reply) would otherwise block for minutes.
-      int rc = ::connect(fd.get(), ai->ai_addr, ai->ai_addrlen);
-      if (rc != 0 && errno == EINPROGRESS) {
-        const auto attempt_deadline = std::min(deadline, deadline_after(1.0));
-        if (wait_fd(fd.get(), POLLOUT, attempt_deadline)) {
-          int err = 0;
-          socklen_t len = sizeof err;
-          ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-          rc = err == 0 ? 0 : -1;
-          errno = err;
-        } else {
-          rc = -1;
-          errno = ETIMEDOUT;
-        }
-      }
-      if (rc == 0) {
-        ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+      Fd fd;
+      // Non-blocking connect bounded by poll (see connect_once), then blocking again:
+      // send and receive below wait with poll themselves.
+      last_error = connect_once(ai, deadline, fd);
+      if (last_error == 0) {
+        set_nonblocking(fd.get(), false);
         set_nodelay(fd.get());
         LOG(slow, "connected to %s after %d attempt(s)", address_text(ai->ai_addr).c_str(), attempts);
         return Channel(std::move(fd), address_text(ai->ai_addr));
       }
-      last_error = errno;
       target = address_text(ai->ai_addr);
       LOG_DETAIL(info, "connect attempt %d to %s: %s", attempts, target.c_str(),
                  errno_text(last_error).c_str());
@@ -180,7 +64,7 @@ Channel Channel::connect_with_retry(const std::string& host, std::uint16_t port,
   fail("could not connect to " + target + " after " + std::to_string(attempts) +
            " attempts in " + seconds_text(timeout_s) + ": " + errno_text(last_error),
        "is the server running on that host and port (-p)? Is the address right? A firewall "
-       "must let TCP port " + service + " through");
+       "must let TCP port " + std::to_string(port) + " through");
 }
 
 void Channel::send(const std::vector<std::uint8_t>& bytes, double timeout_s) {

@@ -3,6 +3,8 @@
 # Run as root (or with sudo available). Used by tour.sh and test.sh; safe to run again.
 #
 #   build:     cmake g++ pkg-config libibverbs-dev librdmacm-dev libcli11-dev libgtest-dev doxygen
+#              libssl-dev (lesson 05: TLS 1.3)
+#   certs:     openssl (the command, for scripts/make-certs.sh)
 #   run:       ibverbs-providers (the rxe user-space driver), ibverbs-utils, rdmacm-utils, iproute2 (rdma)
 #   lab VMs:   qemu-system-x86 busybox-static cpio kmod xz-utils (the guest kernel comes from apt too)
 #   captures:  tshark tcpdump python3
@@ -13,7 +15,7 @@ set -euo pipefail
 packages=(
   cmake g++ make pkg-config
   libibverbs-dev librdmacm-dev ibverbs-providers ibverbs-utils rdmacm-utils iproute2
-  libcli11-dev libgtest-dev doxygen
+  libcli11-dev libgtest-dev doxygen libssl-dev openssl
   qemu-system-x86 busybox-static cpio kmod xz-utils
   tshark tcpdump python3
   clang libclang-rt-dev

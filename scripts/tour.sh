@@ -4,7 +4,7 @@
 # recorded. Ends with where the logs and captures are.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lessons=(01-verbs-send-recv 02-cm-write-read 03-write-with-imm 04-lambda)
+lessons=(01-verbs-send-recv 02-cm-write-read 03-write-with-imm 04-lambda 05-tls-psn)
 start=$SECONDS
 
 step "packages"

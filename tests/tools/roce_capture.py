@@ -3,9 +3,16 @@
 
 Uses tshark (Wireshark's decoder) for every field, so what this prints is what a learner
 sees in Wireshark. A lesson connects either over a TCP side channel (lesson 01: QP
-details in HELLO messages on --port) or with RDMA CM (librdmacm: ConnectRequest,
-ConnectReply, ReadyToUse MADs on UDP 4791, to QP 1). Both become "runs": a client QP and
-a server QP with the first PSN each side's requests carry.
+details in HELLO messages on --port), over TLS 1.3 on --port (lesson 05: QP_INFO
+messages, encrypted), or with RDMA CM (librdmacm: ConnectRequest, ConnectReply,
+ReadyToUse MADs on UDP 4791, to QP 1). All become "runs": a client QP and a server QP
+with the first PSN each side's requests carry. A TCP connection on --port is TLS when
+the client's first bytes are a TLS handshake record; its events are then TLS records
+(one per record, several per frame possible), named by what tshark sees without the
+keys: ClientHello, ServerHello, HelloRetryRequest, ChangeCipherSpec, Alert (plaintext
+only), ApplicationData (in TLS 1.3 every record after the ServerHello: the encrypted
+handshake, session tickets, the exchange messages and the close_notify alerts alike).
+A TLS run's QPNs and PSNs come from the RoCE packets after its handshake (see tls_runs).
 
 Subcommands:
 
@@ -14,27 +21,40 @@ Subcommands:
       frame or expert error. Each name in NAMES (comma list of RoCE opcodes such as
       SEND_ONLY, RDMA_WRITE_ONLY, RDMA_READ_REQUEST, ACK; CM messages such as
       ConnectRequest, ConnectReply, ReadyToUse, ConnectReject, DisconnectRequest,
-      DisconnectReply; NAKs such as RNR_NAK, NAK_REMOTE_ACCESS_ERROR) must appear (a
-      connect refused before the server listened does not count).
-      For each client log (lesson 01), the first SEND the client sent to the server's QP
-      must carry the PSN the client logged, and the server's first SEND the PSN the
-      server announced. For each CM connection, the client's first request (SEND, RDMA
-      WRITE, RDMA READ) must carry the ConnectReply's Starting PSN, and the server's
-      first request, if it sends any, the ConnectRequest's (see cm_runs() for why).
+      DisconnectReply; NAKs such as RNR_NAK, NAK_REMOTE_ACCESS_ERROR; TLS records such
+      as ClientHello, ServerHello, ApplicationData) must appear (a connect refused before
+      the server listened does not count).
+      For each client log (lesson 01's "sending HELLO: QPN 0x.. PSN 0x.." and "received
+      HELLO: ..." lines, or lesson 05's "sending QP_INFO: ..." and "received QP_INFO:
+      ..."), the first request (SEND, RDMA WRITE, RDMA READ, atomic) the client sent to
+      the server's QP must carry the PSN the client logged, and the server's first
+      request, if it sends any, the PSN the server announced: from the logged values
+      alone, so it works under TLS too. For each CM connection, the client's first
+      request (SEND, RDMA WRITE, RDMA READ) must carry the ConnectReply's Starting PSN,
+      and the server's first request, if it sends any, the ConnectRequest's (see
+      cm_runs() for why).
       For each server log, every line matching `addr=0x.. rkey=0x.. length=N` advertises
       a buffer; every RETH (RDMA WRITE, RDMA READ) must name one of those rkeys and stay
       inside its buffer, unless the responder refused it with NAK_REMOTE_ACCESS_ERROR.
       Prints one "capture: ..." line per verified fact and "capture: OK" on success,
       exits 1 otherwise.
   summary PCAP [--port P] [--exact]
-      The lesson's frames, one per line: direction, exchange message, CM message or
-      RoCE opcode, payload size, PSN (relative to the first PSN of that stream unless
+      The lesson's frames, one per line: direction, exchange message, TLS record, CM
+      message or RoCE opcode, payload size (a TLS record's length field: the bytes after
+      its 5-byte header), PSN (relative to the first PSN of that stream unless
       --exact). Without --exact only what is the same in every run of a scenario:
       RETH length (len=), immediate data (imm=) and NAK names, but not addresses,
       rkeys, QPNs or resend counts; CM lines are direction and name only, and neither
       an MRA nor a ConnectRequest refused before the server listened is shown (both
       depend on timing). --exact adds QPNs, raw PSNs, va= rkey=, CM Starting PSNs, the
       service port, reject reasons and "(resent N)" for retransmitted CM messages.
+      TLS lines always name the ServerHello's version and cipher suite and a plaintext
+      Alert's level and description; --exact adds the record-layer version of the
+      hellos (record=0x0301: a ClientHello's record says TLS 1.0 by convention).
+      Without --exact, ApplicationData records have no size and a TLS connection's
+      records after the client's first ApplicationData are listed client's first, then
+      server's, within each stretch not interrupted by other frames (tls_story_order
+      says why: certificates, ECDSA signatures and session tickets).
   compare PCAP_A PCAP_B [--port P]
       Exit 0 when both captures show the same deterministic story (summary without
       --exact), else print a diff and exit 1.
@@ -46,21 +66,27 @@ Subcommands:
         {{frameno:SEL}}         its frame number
         {{field:FIELD@SEL}}     tshark's value of FIELD (e.g. infiniband.reth.va) in
                                 that frame, first occurrence, as `tshark -T fields`
-                                prints it (many integers in hex: 0x1c06)
+                                prints it (many integers in hex: 0x1c06); a frame
+                                with several TLS records gives its first record's
         {{bytes:N:FIELD@SEL}}   the first N bytes of a bytes FIELD as "aa bb cc ..."
                                 (e.g. infiniband.cm.req.ip_cm.private, data.data)
         {{count:[c>s:|s>c:]NAME}}  how many events have that name (and direction)
         {{retries}}             connection attempts refused before the server listened
-                                (TCP RSTs from --port; CM ConnectRequests rejected with
-                                reason 8, Invalid Service ID)
+                                (TCP RSTs from --port before the first HELLO or
+                                ClientHello; CM ConnectRequests rejected with reason 8,
+                                Invalid Service ID)
         {{log:ROLE:REGEX}}      the first line of DIR/ROLE.log matching REGEX
         {{value:NAME}}          a value of the first connection: client_qpn,
                                 server_qpn, client_psn, server_psn, client_send_psn,
-                                server_send_psn, mtu, kernel (DIR/kernel-version)
+                                server_send_psn, mtu, kernel (DIR/kernel-version);
+                                with no plaintext or CM run (TLS) from DIR/client.log
       SEL is [c>s:|s>c:]NAME[#K]: the K-th (1-based, default 1) event called NAME,
       optionally only in that direction. NAME is a RoCE opcode (RDMA_WRITE_ONLY,
       RDMA_READ_RESPONSE_FIRST, ACK, ...), a CM message (ConnectRequest, ...), a NAK
-      (RNR_NAK, NAK_REMOTE_ACCESS_ERROR, ...) or an exchange message (HELLO, READY).
+      (RNR_NAK, NAK_REMOTE_ACCESS_ERROR, ...), an exchange message (HELLO, READY) or a
+      TLS record (ClientHello, ServerHello, ChangeCipherSpec, ApplicationData, ...).
+      Select ApplicationData with a direction (s>c:ApplicationData#5): the order of the
+      two sides' encrypted records may change from run to run, each side's may not.
       ACK means a positive acknowledgement: an Acknowledge packet carrying a NAK is
       named by its syndrome. Retransmitted CM messages count once; selectors and
       counts skip what only --exact shows (refused connects, MRAs). Lesson 01's names
@@ -73,6 +99,11 @@ Subcommands:
       sender expects to *receive*, so the client's requests start at server_psn
       (= client_send_psn) and the server's at client_psn (= server_send_psn). mtu is the
       smaller HELLO MTU, or the ConnectRequest's path MTU.
+      TLS (no plaintext or CM run): client_qpn, client_psn and server_qpn, server_psn
+      are the QPNs and PSNs of the first "sending QP_INFO" (or HELLO) and "received
+      QP_INFO" lines of DIR/client.log, mtu the smaller of their MTUs; client_send_psn
+      and server_send_psn the PSNs of each side's first request after the first TLS
+      handshake in the capture (check --client-log verifies that they agree).
 """
 import argparse
 import difflib
@@ -80,6 +111,7 @@ import re
 import struct
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 OPCODES = {
     0: "SEND_FIRST", 1: "SEND_MIDDLE", 2: "SEND_LAST", 3: "SEND_LAST_WITH_IMMEDIATE",
@@ -128,6 +160,21 @@ FIELDS = ["frame.number", "frame.time_relative", "ip.src", "ip.dst", "tcp.srcpor
           "infiniband.cm.rep.startpsn", "infiniband.cm.rej.reason"]
 MSG_TYPES = {1: "HELLO", 2: "READY", 3: "ERROR"}
 MTU_BYTES = {1: 256, 2: 512, 3: 1024, 4: 2048, 5: 4096}
+# TLS records (lesson 05) are named by what tshark can see without the keys: the record's
+# content type, and for a plaintext handshake record its handshake message. TLS 1.3
+# encrypts everything after the ServerHello (EncryptedExtensions, Certificate,
+# CertificateVerify, Finished, NewSessionTicket, the exchange messages, even the
+# close_notify alert) into records whose outer ("opaque") type is application data, so
+# all of those are ApplicationData here, as in Wireshark.
+TLS_CONTENT_TYPES = {20: "ChangeCipherSpec", 21: "Alert", 22: "Handshake", 23: "ApplicationData",
+                     24: "Heartbeat"}
+TLS_HANDSHAKE_TYPES = {0: "HelloRequest", 1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket",
+                       5: "EndOfEarlyData", 8: "EncryptedExtensions", 11: "Certificate",
+                       12: "ServerKeyExchange", 13: "CertificateRequest", 14: "ServerHelloDone",
+                       15: "CertificateVerify", 16: "ClientKeyExchange", 20: "Finished", 24: "KeyUpdate",
+                       254: "MessageHash"}
+TLS_VERSIONS = {0x0300: "SSL3.0", 0x0301: "TLS1.0", 0x0302: "TLS1.1", 0x0303: "TLS1.2", 0x0304: "TLS1.3"}
+HELLO_NAMES = ("ClientHello", "ServerHello", "HelloRetryRequest")
 
 
 def tshark_rows(pcap, port):
@@ -142,6 +189,102 @@ def tshark_rows(pcap, port):
         vals = line.split("\t")
         rows.append(dict(zip(FIELDS, vals + [""] * (len(FIELDS) - len(vals)))))
     return rows
+
+
+def tls_connections(rows, port):
+    """The exchange connections (by client port) that speak TLS: the client's first bytes
+    are a TLS handshake record (content type 22, version 3.x), where lesson 01's would be
+    an exchange header ("RDMT")."""
+    first, tls = set(), set()
+    for r in rows:
+        if not r["tcp.srcport"] or not r["tcp.payload"]:
+            continue
+        to_server = r["tcp.dstport"] == str(port)
+        conn = r["tcp.srcport"] if to_server else r["tcp.dstport"]
+        if conn in first:
+            continue
+        first.add(conn)
+        if to_server and (hex_bytes(r["tcp.payload"]) or b"")[:2] == b"\x16\x03":
+            tls.add(conn)
+    return tls
+
+
+def showname_value(field):
+    """The value part of a PDML showname without its code: "Level: Fatal (2)" -> "Fatal",
+    "Cipher Suite: TLS_AES_256_GCM_SHA384 (0x1302)" -> "TLS_AES_256_GCM_SHA384"."""
+    text = field.get("showname", "").partition(": ")[2]
+    return re.sub(r"\s*\((?:0x[0-9a-fA-F]+|\d+)\)$", "", text)
+
+
+def tls_record(rec):
+    """One record of tshark's PDML tree as the fields a TLS event needs."""
+    fields = {}
+    for f in rec.iter("field"):
+        fields.setdefault(f.get("name"), f)
+    plain, opaque = fields.get("tls.record.content_type"), fields.get("tls.record.opaque_type")
+    outer = plain if plain is not None else opaque
+    ctype = number(outer.get("show")) if outer is not None else None
+    info = {"length": number(fields["tls.record.length"].get("show")) if "tls.record.length" in fields else 0,
+            "version": number(fields["tls.record.version"].get("show")) if "tls.record.version" in fields else None,
+            "ctype": ctype, "also": [], "alert": None,
+            "negotiated": None, "suite": None}
+    name = TLS_CONTENT_TYPES.get(ctype, f"TLS_CONTENT_{ctype}")
+    if ctype == 22:
+        # A record may carry several handshake messages (not in TLS 1.3's plaintext part):
+        # it is named by the first, the others are listed.
+        msgs = []
+        for h in rec.iter("field"):
+            if h.get("name") != "tls.handshake":
+                continue
+            htype = next((c for c in h.iter("field") if c.get("name") == "tls.handshake.type"), None)
+            if htype is None:
+                msgs.append("EncryptedHandshake" if "Encrypted" in h.get("showname", "") else "Handshake")
+            elif number(htype.get("show")) == 2 and "Hello Retry Request" in h.get("showname", ""):
+                msgs.append("HelloRetryRequest")
+            else:
+                t = number(htype.get("show"))
+                msgs.append(TLS_HANDSHAKE_TYPES.get(t, f"Handshake_{t}"))
+        name, info["also"] = (msgs[0], msgs[1:]) if msgs else ("Handshake", [])
+        if name in ("ServerHello", "HelloRetryRequest"):
+            # (An Element without children is false: no "or" between them.)
+            chosen = fields.get("tls.handshake.extensions.supported_version")
+            if chosen is None:
+                chosen = fields.get("tls.handshake.version")
+            if chosen is not None:
+                v = number(chosen.get("show"))
+                info["negotiated"] = TLS_VERSIONS.get(v, f"0x{v:04x}")
+            if "tls.handshake.ciphersuite" in fields:
+                info["suite"] = showname_value(fields["tls.handshake.ciphersuite"])
+    elif ctype == 21:
+        level, desc = fields.get("tls.alert_message.level"), fields.get("tls.alert_message.desc")
+        if desc is not None:
+            info["alert"] = (f"{showname_value(level).lower()} " if level is not None else "") + \
+                            showname_value(desc).lower().replace(" ", "_")
+        else:
+            info["alert"] = "encrypted"
+    info["name"] = name
+    return info
+
+
+def tls_records(pcap, port):
+    """frame number -> the TLS records tshark decodes in it on the exchange port, in wire
+    order. A record split over TCP segments belongs to the frame that completes it.
+
+    PDML, not -T fields: tshark puts a plaintext record's type in tls.record.content_type
+    but a TLS 1.3 encrypted record's in tls.record.opaque_type, so with -E occurrence=a
+    the two lists lose their order within a frame (ServerHello, ChangeCipherSpec and four
+    encrypted records share one). "Decode As" TLS, since tshark only recognises TLS on
+    its well-known ports (4433 is one, most are not). Retransmitted segments would repeat
+    records the original segment already had."""
+    cmd = ["tshark", "-r", pcap, "-n", "-d", f"tcp.port=={port},tls", "-J", "tls", "-T", "pdml",
+           "-Y", f"tcp.port == {port} && tls && !tcp.analysis.retransmission"]
+    out = subprocess.run(cmd, check=True, capture_output=True).stdout
+    by_frame = {}
+    for pkt in ET.fromstring(out).iter("packet"):
+        n = int(pkt.find("proto[@name='geninfo']/field[@name='num']").get("show"))
+        for proto in pkt.findall("proto[@name='tls']"):
+            by_frame.setdefault(n, []).extend(tls_record(rec) for rec in proto.findall("field[@name='tls.record']"))
+    return by_frame
 
 
 def number(text):
@@ -292,11 +435,19 @@ def story(pcap, port):
     rows = tshark_rows(pcap, port)
     server_ips = server_addresses(rows, port)
     streams = {}  # (client port, direction) -> pending bytes
+    tls_conns = tls_connections(rows, port)
+    records = tls_records(pcap, port) if tls_conns else {}
     events = []
     for r in rows:
         n = int(r["frame.number"])
         if r["tcp.srcport"]:
-            events += tcp_events(r, r["tcp.dstport"] == str(port), streams, n)
+            to_server = r["tcp.dstport"] == str(port)
+            conn = r["tcp.srcport"] if to_server else r["tcp.dstport"]
+            if conn in tls_conns:
+                events += [{"frame": n, "dir": "c>s" if to_server else "s>c", "kind": "tls", "conn": conn, **rec}
+                           for rec in records.get(n, [])]
+            else:
+                events += tcp_events(r, to_server, streams, n)
         elif r["udp.dstport"] == "4791":
             direction = "c>s" if r["ip.dst"] in server_ips else "s>c"
             events.append(cm_event(r, n, direction) if is_cm(r) else roce_event(r, n, direction))
@@ -309,7 +460,7 @@ def label(ev):
     """The name selectors, --require and {{count}} know an event by."""
     if ev["kind"] == "tcp":
         return ev["type"]
-    if ev["kind"] == "cm":
+    if ev["kind"] in ("cm", "tls"):
         return ev["name"]
     if not ev["decoded"]:
         return None
@@ -350,9 +501,42 @@ def cm_runs(events):
     return result
 
 
+def tls_runs(events):
+    """TLS (lesson 05): one run per TLS connection. Its QP details travel encrypted, so
+    the capture cannot show what each side announced; the run is read from the RoCE
+    packets between this connection's first record and the next TLS connection's (one
+    session at a time): every packet of the client goes to the server's QP and vice
+    versa, and each side's requests start at the PSN it announced (check --client-log
+    verifies that against the logged QP_INFO lines). "psn" is None for a side that sent
+    no request."""
+    starts = {}
+    for ev in events:
+        if ev["kind"] == "tls":
+            starts.setdefault(ev["conn"], ev["frame"])
+    order = sorted(starts.items(), key=lambda item: item[1])
+    roce = [e for e in events if e["kind"] == "roce" and e["decoded"]]
+    result = []
+    for i, (conn, start) in enumerate(order):
+        end = order[i + 1][1] if i + 1 < len(order) else None
+        window = [e for e in roce if e["frame"] > start and (end is None or e["frame"] < end)]
+        to_server = next((e for e in window if e["dir"] == "c>s"), None)
+        to_client = next((e for e in window if e["dir"] == "s>c"), None)
+        client = server = None
+        if to_server and to_client:
+            sides = {}
+            for who, direction, qpn in (("client", "c>s", to_server["destqp"]), ("server", "s>c", to_client["destqp"])):
+                first = next((e for e in window if e["dir"] == direction and e["op"] in REQUEST_OPS
+                              and e["destqp"] == qpn), None)
+                sides[who] = first["psn"] if first else None
+            client = {"qpn": to_client["destqp"], "psn": sides["client"], "mtu": None}
+            server = {"qpn": to_server["destqp"], "psn": sides["server"], "mtu": None}
+        result.append({"kind": "tls", "conn": conn, "start": start, "client": client, "server": server})
+    return result
+
+
 def runs(events):
     """Every connection of the capture, in the order it started."""
-    return sorted(tcp_runs(events) + cm_runs(events), key=lambda run: run["start"])
+    return sorted(tcp_runs(events) + cm_runs(events) + tls_runs(events), key=lambda run: run["start"])
 
 
 def run_index(ev, run_list):
@@ -422,9 +606,32 @@ def roce_details(ev, exact):
     return extra
 
 
+def describe_tls(ev, exact):
+    """A TLS record: direction, name, record length (the bytes after its 5-byte header).
+    Without --exact an ApplicationData record has no size: tshark cannot tell TLS 1.3's
+    encrypted handshake from the exchange messages, and the handshake's sizes are not the
+    scenario's (see tls_story_order)."""
+    detail = []
+    if exact and ev["name"] in HELLO_NAMES and ev["version"] is not None:
+        detail.append(f"record=0x{ev['version']:04x}")
+    if ev["negotiated"]:
+        detail.append(f"version={ev['negotiated']}")
+    if ev["suite"]:
+        detail.append(f"suite={ev['suite']}")
+    if ev["alert"]:
+        detail.append(ev["alert"])
+    if ev["also"]:
+        detail.append("+" + " +".join(ev["also"]))
+    if not exact and ev["name"] == "ApplicationData":
+        return f"{ev['dir']}  TLS   {ev['name']:<26} {' '.join(detail)}".rstrip()
+    return f"{ev['dir']}  TLS   {ev['name']:<26} {ev['length']:>5} B  {' '.join(detail)}".rstrip()
+
+
 def describe(ev, base_psn, exact):
     if ev["kind"] == "tcp":
         return describe_tcp(ev, exact)
+    if ev["kind"] == "tls":
+        return describe_tls(ev, exact)
     if ev["kind"] == "cm":
         return describe_cm(ev, exact)
     if not ev["decoded"]:
@@ -507,9 +714,50 @@ def select(events, legacy, sel, pcap):
     return found[(k or 1) - 1]
 
 
-def summary_lines(pcap, port, exact):
-    events = story(pcap, port)
+def tls_story_order(events):
+    """Without --exact: the order of a TLS connection's records once the client encrypts.
+
+    A TLS 1.3 server sends its session tickets (NewSessionTicket, encrypted, so
+    ApplicationData here; OpenSSL sends two unless the server turns them off) as soon as
+    it has the client's Finished, while the client already sends its first message:
+    whether a ticket goes out before or after the client's QP_INFO is timing (seen both
+    ways on loopback). At the end both sides send their close_notify on their own, after
+    the goodbye. Nothing else can tell which encrypted record answers which, so from the
+    client's first ApplicationData on, each stretch of a connection's consecutive records lists the client's records
+    first, then the server's, each side in capture order. What each side sent, and in
+    which order, is unchanged. Sizes: the encrypted handshake records carry the
+    certificates (made per machine by scripts/make-certs.sh, with random serial numbers
+    and ECDSA signatures) and a CertificateVerify whose ECDSA signature is 70 to 72 bytes
+    long, different in every handshake; tshark cannot tell them from the exchange
+    messages, so describe_tls prints no size for ApplicationData. The plaintext records
+    (ClientHello, ServerHello, ChangeCipherSpec, a plaintext Alert) keep theirs."""
+    started, out, stretch = set(), [], []
+
+    def flush():
+        out.extend(e for e in stretch if e["dir"] == "c>s")
+        out.extend(e for e in stretch if e["dir"] == "s>c")
+        stretch.clear()
+
+    for ev in events:
+        if ev["kind"] == "tls" and ev["dir"] == "c>s" and ev["name"] == "ApplicationData":
+            started.add(ev["conn"])
+        reorder = ev["kind"] == "tls" and ev["conn"] in started
+        if not (reorder and stretch and stretch[0]["conn"] == ev["conn"]):
+            flush()
+        if reorder:
+            stretch.append(ev)
+        else:
+            out.append(ev)
+    flush()
+    return out
+
+
+def summary_lines(pcap, port, exact, events=None):
+    if events is None:
+        events = story(pcap, port)
     run_list = runs(events)
+    if not exact:
+        events = tls_story_order(events)
     lines = []
     for ev in events:
         if not exact and timing_only(ev):
@@ -536,14 +784,21 @@ def cmd_compare(a):
     return 1
 
 
+LOGGED = {"sent": re.compile(r"sending (?:HELLO|QP_INFO): QPN 0x([0-9a-f]+) PSN 0x([0-9a-f]+)(?:.*? MTU (\d+))?"),
+          "got": re.compile(r"received (?:HELLO|QP_INFO): QPN 0x([0-9a-f]+) PSN 0x([0-9a-f]+)(?:.*? MTU (\d+))?")}
+
+
 def log_values(path):
+    """What one side logged of the first exchange: its own QPN and PSN ("sending HELLO:",
+    lesson 01; "sending QP_INFO:", lesson 05) and its peer's ("received ..."), and both
+    MTUs when logged; None without both lines."""
     text = open(path, encoding="utf-8", errors="replace").read()
-    sent = re.search(r"sending HELLO: QPN 0x([0-9a-f]+) PSN 0x([0-9a-f]+)", text)
-    got = re.search(r"received HELLO: QPN 0x([0-9a-f]+) PSN 0x([0-9a-f]+)", text)
+    sent, got = LOGGED["sent"].search(text), LOGGED["got"].search(text)
     if not sent or not got:
         return None
     return {"own_qpn": int(sent[1], 16), "own_psn": int(sent[2], 16),
-            "peer_qpn": int(got[1], 16), "peer_psn": int(got[2], 16)}
+            "peer_qpn": int(got[1], 16), "peer_psn": int(got[2], 16),
+            "own_mtu": int(sent[3]) if sent[3] else None, "peer_mtu": int(got[3]) if got[3] else None}
 
 
 # Wireshark 4.0 hands every SEND payload to its RPC-over-RDMA heuristic, which throws on
@@ -561,9 +816,9 @@ def malformed_frames(pcap):
 
 
 def check_required(events, require, problems):
-    """Each required name (opcode, CM message, NAK) appears at least once; a connect
+    """Each required name (opcode, CM message, NAK, TLS record) appears at least once; a connect
     refused before the server listened does not count (see mark_refused)."""
-    seen = {label(e) for e in events if e["kind"] == "roce" or (e["kind"] == "cm" and not e["refused"])} - {None}
+    seen = {label(e) for e in events if e["kind"] in ("roce", "tls") or (e["kind"] == "cm" and not e["refused"])} - {None}
     for name in [o for o in require.split(",") if o]:
         if name not in seen:
             problems.append(f"no {name} packet (seen: {', '.join(sorted(seen)) or 'none'})")
@@ -572,23 +827,32 @@ def check_required(events, require, problems):
 
 
 def check_hello_logs(roce, logs, problems):
-    """Lesson 01: the first SEND of each side carries the PSN its HELLO announced."""
+    """A client log (lesson 01's HELLO, lesson 05's QP_INFO): the first request (SEND,
+    RDMA WRITE, RDMA READ, atomic) the client sent to the server's QP carries the PSN the
+    client logged, and the server's first request, if it sends any, the server's. Only
+    the logged values are used: under TLS the capture cannot show them."""
     for log in logs:
         v = log_values(log)
         if v is None:
-            problems.append(f"{log}: no 'sending HELLO' / 'received HELLO' lines")
+            problems.append(f"{log}: no 'sending HELLO|QP_INFO' / 'received HELLO|QP_INFO' lines")
             continue
         for who, direction, dest, psn in (("client", "c>s", v["peer_qpn"], v["own_psn"]),
                                           ("server", "s>c", v["own_qpn"], v["peer_psn"])):
-            first = next((e for e in roce if e["decoded"] and e["op"] in SEND_OPS
+            first = next((e for e in roce if e["decoded"] and e["op"] in REQUEST_OPS
                           and e["dir"] == direction and e["destqp"] == dest), None)
             if first is None:
-                problems.append(f"{log}: no SEND from the {who} to QP 0x{dest:06x} in the capture")
-            elif first["psn"] != psn:
-                problems.append(f"{log}: the {who}'s first SEND (frame {first['frame']}) has PSN "
+                if who == "client":
+                    problems.append(f"{log}: no request from the client to QP 0x{dest:06x} in the capture")
+                else:
+                    print(f"capture: the server sent no requests to QP 0x{dest:06x}")
+                continue
+            # Lesson 01's wording ("first SEND") when that request is a SEND.
+            what = "SEND" if first["op"] in SEND_OPS else f"request ({first['name']})"
+            if first["psn"] != psn:
+                problems.append(f"{log}: the {who}'s first {what} (frame {first['frame']}) has PSN "
                                 f"0x{first['psn']:06x}, but 0x{psn:06x} was logged")
             else:
-                print(f"capture: the {who}'s first SEND to QP 0x{dest:06x} (frame {first['frame']}) "
+                print(f"capture: the {who}'s first {what} to QP 0x{dest:06x} (frame {first['frame']}) "
                       f"has PSN 0x{psn:06x}, the PSN it announced")
 
 
@@ -672,6 +936,7 @@ def cmd_check(a):
     events = story(a.pcap, a.port)
     roce = [e for e in events if e["kind"] == "roce"]
     cm = [e for e in events if e["kind"] == "cm"]
+    tls = [e for e in events if e["kind"] == "tls"]
     problems = []
     bad = malformed_frames(a.pcap)
     if bad:
@@ -693,8 +958,11 @@ def cmd_check(a):
     counts = [f"{len(roce)} RoCE packets"]
     if cm:
         counts.append(f"{len(cm)} CM messages")
-    if not cm or len(events) > len(roce) + len(cm):
-        counts.append(f"{len(events) - len(roce) - len(cm)} exchange messages")
+    if tls:
+        counts.append(f"{len(tls)} TLS records")
+    exchange = len(events) - len(roce) - len(cm) - len(tls)
+    if (not cm and not tls) or exchange:
+        counts.append(f"{exchange} exchange messages")
     print(f"capture: OK ({', '.join(counts)})")
     return 0
 
@@ -714,18 +982,50 @@ def frame_table(lines):
 
 def retries(a, events, names):
     """Connection attempts refused before the server listened: TCP RSTs from the exchange
-    port before the first HELLO, plus CM ConnectRequests rejected for want of a listener."""
+    port before the first HELLO (TLS: ClientHello), plus CM ConnectRequests rejected for
+    want of a listener."""
     rst = subprocess.run(["tshark", "-r", a.pcap, "-n", "-Y", f"tcp.flags.reset == 1 && tcp.srcport == {a.port}",
                           "-T", "fields", "-e", "frame.number"], check=True, capture_output=True, text=True)
     first_hello = names["hello_c"]["frame"] if names.get("hello_c") else 0
+    if not first_hello:  # TLS: before the first ClientHello
+        first_hello = next((e["frame"] for e in events if e["kind"] == "tls" and e["name"] == "ClientHello"), 0)
     tcp = len([f for f in rst.stdout.split() if int(f) < first_hello])
     return tcp + len([e for e in events if e["kind"] == "cm" and e["attr"] == 0x10 and e["refused"]])
 
 
+def logged_values(run_list, log_dir):
+    """TLS hides the QP details, so {{value:...}} comes from what the client logged:
+    client_* from its "sending QP_INFO" (or HELLO) line, server_* from "received ...",
+    mtu the smaller of the two; client_send_psn and server_send_psn are the PSNs of each
+    side's first request on the first TLS connection (the logged PSNs if it has none;
+    check --client-log verifies that they agree)."""
+    try:
+        v = log_values(f"{log_dir}/client.log")
+    except OSError:
+        v = None
+    if v is None:
+        return {}
+    nums = {"client_qpn": v["own_qpn"], "server_qpn": v["peer_qpn"], "client_psn": v["own_psn"],
+            "server_psn": v["peer_psn"], "client_send_psn": v["own_psn"], "server_send_psn": v["peer_psn"]}
+    run = next((r for r in run_list if r["kind"] == "tls" and r["client"] and r["server"]), None)
+    if run:
+        for who in ("client", "server"):
+            if run[who]["psn"] is not None:
+                nums[f"{who}_send_psn"] = run[who]["psn"]
+    values = {k: f"0x{n:06x}" for k, n in nums.items()}
+    mtus = [m for m in (v["own_mtu"], v["peer_mtu"]) if m is not None]
+    if mtus:
+        values["mtu"] = str(min(mtus))
+    return values
+
+
 def run_values(run_list, log_dir):
-    """{{value:NAME}}: the first connection that got both sides' details (module doc)."""
+    """{{value:NAME}}: the first plaintext or CM connection that got both sides' details;
+    without one (TLS), the client log's first exchange and the first TLS run (module doc)."""
     values = {}
-    run = next((r for r in run_list if r["client"] and r["server"]), None)
+    run = next((r for r in run_list if r["kind"] in ("tcp", "cm") and r["client"] and r["server"]), None)
+    if run is None:
+        values = logged_values(run_list, log_dir)
     if run:
         c, s = run["client"], run["server"]
         if run["kind"] == "tcp":
@@ -750,9 +1050,11 @@ def tshark_error(stderr):
     return " ".join(l.strip() for l in stderr.splitlines() if l.strip() and not l.startswith("Running as"))
 
 
-def frame_field(pcap, frame, field):
-    """tshark's value of FIELD in one frame (first occurrence); an error when absent."""
-    cmd = ["tshark", "-r", pcap, "-n", *QUIET_HEURISTIC, "-Y", f"frame.number == {frame}",
+def frame_field(pcap, frame, field, decode_as=()):
+    """tshark's value of FIELD in one frame (first occurrence); an error when absent.
+    decode_as: "Decode As" rules (TLS on the exchange port, see tls_records)."""
+    rules = [arg for rule in decode_as for arg in ("-d", rule)]
+    cmd = ["tshark", "-r", pcap, "-n", *QUIET_HEURISTIC, *rules, "-Y", f"frame.number == {frame}",
            "-T", "fields", "-E", "occurrence=f", "-e", field]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
@@ -788,10 +1090,12 @@ class Template:
 
     def __init__(self, a):
         self.a = a
-        lines = summary_lines(a.pcap, a.port, True)
-        self.by_frame = {ev["frame"]: text for ev, text in lines}
-        self.table = frame_table(lines)
         self.events = story(a.pcap, a.port)
+        lines = summary_lines(a.pcap, a.port, True, self.events)
+        # By event, not frame: one frame may hold several TLS records.
+        self.by_event = {id(ev): text for ev, text in lines}
+        self.table = frame_table(lines)
+        self.decode_as = [f"tcp.port=={a.port},tls"] if any(e["kind"] == "tls" for e in self.events) else []
         self.names = named_frames(self.events)
         self.values = run_values(runs(self.events), a.log_dir)
         self.logs = {}
@@ -812,7 +1116,7 @@ class Template:
         field, at, sel = arg.partition("@")
         if not at or not field:
             raise SystemExit(f"render: want FIELD@SEL, got '{arg}'")
-        return field, frame_field(self.a.pcap, self.event(sel)["frame"], field)
+        return field, frame_field(self.a.pcap, self.event(sel)["frame"], field, self.decode_as)
 
     def count(self, arg):
         direction, name, k = parse_selector(arg)
@@ -833,7 +1137,7 @@ class Template:
         if kind == "frames":
             return "\n".join(self.table)
         if kind == "frame":
-            return self.by_frame[self.event(arg)["frame"]]
+            return self.by_event[id(self.event(arg))]
         if kind == "frameno":
             return str(self.event(arg)["frame"])
         if kind == "field":

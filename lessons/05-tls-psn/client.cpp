@@ -1,0 +1,215 @@
+/**
+ * @file lessons/05-tls-psn/client.cpp
+ * @brief Lesson 05 client: verify the server over TLS 1.3, exchange QP details with
+ *        random PSNs, connect an RC QP, then `send`, `write`, `read` and `quit`.
+ *
+ * Commands come from -e (scripted) or, without -e, from standard input, one per line:
+ *   send TEXT      a two-sided SEND; the server acknowledges with a SEND of its own
+ *   write TEXT     a one-sided RDMA WRITE into this client's slot on the server
+ *   read           an RDMA READ of the slot, checked against the last write
+ *   quit           a zero-length SEND (goodbye), then close
+ */
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include "common/errors.hpp"
+#include "common/exchange.hpp"
+#include "common/log.hpp"
+#include "common/options.hpp"
+#include "common/rdma_ops.hpp"
+#include "common/tls.hpp"
+#include "rc_peer.hpp"
+
+namespace {
+
+struct ClientOptions {
+  std::string server;                 ///< the server's address or name (verified in its certificate)
+  std::vector<std::string> commands;  ///< -e, in order; empty: read standard input
+  common::TlsFiles tls;               ///< CA (and, with --mutual, our certificate and key)
+  bool mutual = false;                ///< present a client certificate
+  unsigned repeat = 1;                ///< run the whole session this many times
+  double connect_timeout_s = 30;      ///< how long to retry while the server is not listening
+};
+
+/// The state of one session after the exchange.
+struct Session {
+  lesson05::Peer& peer;
+  const common::QpInfo& server;  ///< the server's QPN, PSN and our slot's addr/rkey/length
+  common::TlsChannel& tls;
+  std::string last_written;      ///< what `write` put in the slot, for `read` to check
+  double t;                      ///< the deadline of every wait
+};
+
+/// Wait until both the posted work request and (if @p want_recv) the server's answer
+/// have completed; they may complete in either order. Returns the RECV's length.
+/// (The goodbye does not watch the TLS socket: the server closes it as soon as the goodbye
+/// arrives, which may be before our SEND's ACK is polled here.)
+std::uint32_t wait_both(Session& s, bool want_recv, const std::string& what, bool watch_tls = true) {
+  bool sent = false, received = !want_recv;
+  std::uint32_t length = 0;
+  while (!sent || !received) {
+    ibv_wc wc{};
+    if (!lesson05::wait_completion(s.peer, wc, s.t, what, watch_tls ? s.tls.fd() : -1))
+      common::fail("the server closed the connection during " + what, "check the server's log");
+    if (wc.opcode == IBV_WC_RECV) {
+      received = true;
+      length = wc.byte_len;
+    } else {
+      sent = true;
+    }
+  }
+  return length;
+}
+
+/// Step 9: one command. Returns false for quit.
+bool run_command(Session& s, const std::string& line) {
+  const std::string verb = line.substr(0, line.find(' '));
+  const std::string text = line.find(' ') == std::string::npos ? "" : line.substr(line.find(' ') + 1);
+  lesson05::Peer& p = s.peer;
+  if (verb == "quit") return false;
+  if (verb == "send") {
+    if (text.empty() || text.size() > p.slot_size)
+      common::fail("send needs 1.." + std::to_string(p.slot_size) + " bytes of text, got " + std::to_string(text.size()),
+                   "e.g. send hello");
+    std::memcpy(p.send_area(), text.data(), text.size());
+    LOG(data, "step 8: send %zu bytes (two-sided: the server's RECV takes them)", text.size());
+    lesson05::post_send(p, static_cast<std::uint32_t>(text.size()));
+    const std::uint32_t n = wait_both(s, true, "send '" + text + "'");
+    const std::string ack(p.recv_area(), n);
+    lesson05::post_recv(p);
+    const std::string expected = "ack " + std::to_string(text.size()) + " bytes";
+    if (ack.rfind(expected, 0) != 0) common::fail("the server answered '" + ack + "'", "expected '" + expected + " ...'");
+    std::printf("client: send '%s': server says '%s'\n", text.c_str(), ack.c_str());
+    return true;
+  }
+  if (verb == "write") {
+    // The text and a terminating zero go to the start of our slot on the server.
+    if (text.empty() || text.size() + 1 > s.server.length)
+      common::fail("write needs 1.." + std::to_string(s.server.length - 1) + " bytes of text, got " +
+                       std::to_string(text.size()),
+                   "e.g. write hello");
+    std::memcpy(p.send_area(), text.c_str(), text.size() + 1);
+    LOG(data, "step 9: RDMA WRITE %zu bytes to slot addr=0x%llx rkey=0x%08x (one-sided: no server CPU)",
+        text.size() + 1, static_cast<unsigned long long>(s.server.addr), s.server.rkey);
+    const ibv_sge sge{reinterpret_cast<std::uintptr_t>(p.send_area()), static_cast<std::uint32_t>(text.size() + 1),
+                      p.mr->lkey};
+    common::post_rdma(p.qp.get(), IBV_WR_RDMA_WRITE, lesson05::kWriteWrId, sge, s.server.addr, s.server.rkey, 0, true);
+    wait_both(s, false, "write '" + text + "'");
+    s.last_written = text;
+    std::printf("client: write '%s': %zu bytes in my slot on the server\n", text.c_str(), text.size() + 1);
+    return true;
+  }
+  if (verb == "read") {
+    // The READ lands in our own third area (the first holds the posted RECV).
+    LOG(data, "step 9: RDMA READ %u bytes from slot addr=0x%llx", s.server.length,
+        static_cast<unsigned long long>(s.server.addr));
+    const ibv_sge sge{reinterpret_cast<std::uintptr_t>(p.slot()), std::min(s.server.length, p.slot_size), p.mr->lkey};
+    common::post_rdma(p.qp.get(), IBV_WR_RDMA_READ, lesson05::kReadWrId, sge, s.server.addr, s.server.rkey, 0, true);
+    wait_both(s, false, "read");
+    const std::string got(p.slot(), strnlen(p.slot(), sge.length));
+    if (!s.last_written.empty() && got != s.last_written)
+      common::fail("read back '" + got + "', but wrote '" + s.last_written + "'", "another writer? report it with both logs");
+    std::printf("client: read '%s'%s\n", got.c_str(), s.last_written.empty() ? "" : " (verified)");
+    return true;
+  }
+  common::fail("unknown command '" + verb + "'", "commands: send TEXT, write TEXT, read, quit");
+}
+
+/// Steps 3-10, once.
+void run_session(const common::Options& opts, const ClientOptions& copts, SSL_CTX* ctx, unsigned round) {
+  const double t = opts.timeout_s;
+  // Step 3: TLS first. If the server's certificate does not verify, we stop here, before
+  // opening the RDMA device.
+  common::TlsChannel tls = common::TlsChannel::connect(ctx, copts.server, opts.port, copts.connect_timeout_s);
+  LOG(slow, "step 3: TLS with %s verified: %s", tls.peer().c_str(), tls.describe().c_str());
+
+  // Step 4: now the RDMA side: device, our QP, our random PSN.
+  lesson05::Device dev = lesson05::open_device(opts);
+  lesson05::Peer p = lesson05::make_peer(dev, opts.size, false);
+  LOG(slow, "step 4: QP 0x%06x, our PSN 0x%06x (24 random bits from RAND_bytes)", p.qp->qp_num, p.psn);
+  const common::QpInfo ours = lesson05::make_info(dev, p, false);
+  lesson05::log_info("step 4: sending QP_INFO", ours);
+  tls.send(common::encode_qp_info(ours), t);
+
+  // Step 6: the server's answer: its QP details and our slot, or why it refuses us.
+  const common::Message m = tls.receive(t);
+  if (m.type == common::MessageType::error)
+    common::fail("the server refused us: " + common::decode_error(m.body), "try again later, or ask for more --max-clients");
+  if (m.type != common::MessageType::qp_info)
+    common::fail("expected QP_INFO, got " + common::message_type_name(m.type), "is this the lesson 05 server?");
+  const common::QpInfo server = common::decode_qp_info(m.body);
+  lesson05::log_info("step 6: received QP_INFO", server);
+  if (server.length < 2) common::fail("the server offers no slot", "is this the lesson 05 server?");
+
+  // Step 7: RTR/RTS with the exchanged PSNs, a RECV for the acknowledgements, READY.
+  lesson05::connect_peer(p, dev, server);
+  lesson05::post_recv(p);
+  LOG(slow, "step 7: QP in RTS: we send from PSN 0x%06x, expect the server's from 0x%06x", p.psn, server.qp.psn);
+  const common::Message ready = tls.receive(t);
+  if (ready.type == common::MessageType::error) common::fail("the server: " + common::decode_error(ready.body), "");
+  if (ready.type != common::MessageType::ready)
+    common::fail("expected READY, got " + common::message_type_name(ready.type), "");
+
+  // Steps 8-9: the commands.
+  Session s{p, server, tls, "", t};
+  unsigned done = 0;
+  if (!copts.commands.empty()) {
+    for (const std::string& c : copts.commands) {
+      ++done;
+      if (!run_command(s, c)) break;
+    }
+  } else {
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      if (line.empty()) continue;
+      ++done;
+      if (!run_command(s, line)) break;
+    }
+  }
+  // Step 10: goodbye (a zero-length SEND), then close TLS; everything is released.
+  lesson05::post_send(p, 0);
+  wait_both(s, false, "the goodbye", false);
+  tls.close();
+  LOG(slow, "step 10: goodbye sent; session %u done", round);
+  std::printf("client: session %u: %u command(s) done\n", round, done);
+}
+
+int run_client(const common::Options& opts, const ClientOptions& copts) {
+  common::SslCtx ctx = common::make_tls_context(false, copts.tls, false);
+  for (unsigned round = 1; round <= copts.repeat; ++round) run_session(opts, copts, ctx.get(), round);
+  return 0;
+}
+
+}  // namespace
+
+/// Step 1: parse the command line, then run steps 3-10 (--repeat times).
+int main(int argc, char** argv) {
+  common::Options opts;
+  opts.port = lesson05::kDefaultPort;
+  opts.size = lesson05::kDefaultSlotSize;
+  ClientOptions copts;
+  std::string certs = "build/certs";
+  CLI::App app{"Lesson 05 client: TLS-verified exchange of random PSNs, then RC SEND / RDMA WRITE / RDMA READ.",
+               "client"};
+  app.add_option("server", copts.server, "the server's address or name; must match its certificate")->required();
+  common::add_common_options(app, opts);
+  app.get_option("--port")->description("TCP port of the server's TLS exchange");
+  app.get_option("--size")->description("bytes per message (at most the server's slot size)");
+  app.add_option("-e,--exec", copts.commands, "a command to run (repeatable): 'send TEXT', 'write TEXT', 'read', 'quit'");
+  app.add_option("--certs", certs, "directory with ca.pem (and client.pem/client.key for --mutual)")->capture_default_str();
+  app.add_option("--ca", copts.tls.ca, "CA certificate that must sign the server's (default: CERTS/ca.pem)");
+  app.add_option("--cert", copts.tls.cert, "our certificate for --mutual (default: CERTS/client.pem)");
+  app.add_option("--key", copts.tls.key, "our private key for --mutual (default: CERTS/client.key)");
+  app.add_flag("--mutual", copts.mutual, "present a client certificate (for a server started with --mutual)");
+  app.add_option("--repeat", copts.repeat, "run the whole session this many times (a leak test)")
+      ->check(CLI::Range(1u, 100000u))->capture_default_str();
+  app.add_option("--connect-timeout", copts.connect_timeout_s, "seconds to keep retrying while nobody listens")
+      ->check(CLI::Range(0.0, 86400.0))->capture_default_str();
+  if (const auto code = common::parse_options(app, opts, argc, argv)) return *code;
+  if (copts.tls.ca.empty()) copts.tls.ca = certs + "/ca.pem";
+  if (copts.mutual && copts.tls.cert.empty()) copts.tls.cert = certs + "/client.pem";
+  if (copts.mutual && copts.tls.key.empty()) copts.tls.key = certs + "/client.key";
+  LOG(slow, "step 1: client for %s:%u", copts.server.c_str(), opts.port);
+  return common::run_main([&] { return run_client(opts, copts); });
+}

@@ -1,0 +1,221 @@
+/**
+ * @file lessons/05-tls-psn/server.cpp
+ * @brief Lesson 05 server: QP details with random PSNs exchanged over TLS 1.3, then a raw
+ *        verbs RC connection per client; up to --max-clients clients at once, one thread each.
+ *
+ * Per client: TLS handshake (certificate verified; with --mutual the client's too) ->
+ * receive its QP_INFO -> build its own CQ, QP and MR (a slot it may WRITE and READ) ->
+ * send our QP_INFO -> RTR/RTS with the exchanged random PSNs -> post a RECV -> READY ->
+ * serve its SENDs until its goodbye. Nothing is allocated for a client whose handshake or
+ * exchange fails, and everything it had is released when it leaves.
+ */
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "common/errors.hpp"
+#include "common/exchange.hpp"
+#include "common/log.hpp"
+#include "common/options.hpp"
+#include "common/tls.hpp"
+#include "rc_peer.hpp"
+
+namespace {
+
+struct ServerOptions {
+  unsigned max_clients = lesson05::kDefaultMaxClients;  ///< clients served at once
+  unsigned clients = 0;            ///< exit after this many sessions (0: no limit)
+  double accept_timeout_s = 0;     ///< exit when idle this long (0: never)
+  double idle_timeout_s = 600;     ///< how long a connected client may stay silent
+  common::TlsFiles tls;            ///< CA, certificate, key
+  bool mutual = false;             ///< require and verify client certificates
+};
+
+/// What every client thread shares.
+struct Shared {
+  lesson05::Device& dev;
+  const common::Options& opts;
+  const ServerOptions& sopts;
+  std::atomic<unsigned> active{0};    ///< clients holding a slot right now
+  std::atomic<unsigned> finished{0};  ///< sessions ended (served or failed)
+  std::atomic<unsigned> failed{0};    ///< sessions that ended in an error
+  std::atomic<unsigned> refused{0};   ///< connections refused: server full
+};
+
+/// Steps 3-10 for one client, in its own thread.
+void serve_client(Shared& s, SSL_CTX* ctx, common::Fd socket, std::string peer, bool slot_taken) {
+  const double t = s.opts.timeout_s;
+  try {
+    // Step 3: the TLS handshake. Until it succeeds we know nothing about the peer, so
+    // nothing RDMA has been allocated for it.
+    common::TlsChannel tls = common::TlsChannel::accept(ctx, std::move(socket), peer, t);
+    const std::string subject = tls.peer_subject();
+    LOG(slow, "step 3: TLS with %s: %s%s%s", peer.c_str(), tls.describe().c_str(),
+        subject.empty() ? "" : ", client certificate ", subject.c_str());
+    if (!slot_taken) {
+      // Client N+1: say why, over the verified channel, and hang up.
+      const std::string reason = "server full: " + std::to_string(s.sopts.max_clients) +
+                                 " clients connected; try again later";
+      LOG(warn, "refusing %s: %s", peer.c_str(), reason.c_str());
+      tls.send(common::encode_error(reason), t);
+      tls.close();
+      return;
+    }
+    // Step 4: the client's QP details. Garbage, a truncated frame or silence end here.
+    const common::Message m = tls.receive(t);
+    if (m.type != common::MessageType::qp_info)
+      common::fail("expected QP_INFO from " + peer + ", got " + common::message_type_name(m.type),
+                   "the client must run this lesson's client");
+    const common::QpInfo remote = common::decode_qp_info(m.body);
+    lesson05::log_info("step 4: received QP_INFO", remote);
+
+    // Step 5: this client's own CQ, QP and slot.
+    lesson05::Peer p = lesson05::make_peer(s.dev, s.opts.size, true);
+    LOG(slow, "step 5: QP 0x%06x for %s, our PSN 0x%06x (24 random bits from RAND_bytes)", p.qp->qp_num,
+        peer.c_str(), p.psn);
+    const common::QpInfo ours = lesson05::make_info(s.dev, p, true);
+    lesson05::log_info("step 6: sending QP_INFO", ours);
+    tls.send(common::encode_qp_info(ours), t);
+
+    // Step 7: RTR/RTS with the exchanged PSNs; a RECV before READY.
+    lesson05::connect_peer(p, s.dev, remote);
+    lesson05::post_recv(p);
+    LOG(slow, "step 7: QP 0x%06x in RTS: we send from PSN 0x%06x, expect the client's from 0x%06x; READY",
+        p.qp->qp_num, p.psn, remote.qp.psn);
+    tls.send(common::encode_ready(), t);
+
+    // Step 8-9: serve SENDs (WRITEs and READs need nothing from us) until the goodbye.
+    unsigned messages = 0;
+    for (;;) {
+      ibv_wc wc{};
+      if (!lesson05::wait_completion(p, wc, s.sopts.idle_timeout_s, "the next message from " + peer, tls.fd())) {
+        LOG(info, "%s closed its TLS connection without a goodbye", peer.c_str());
+        break;
+      }
+      if (wc.opcode != IBV_WC_RECV) continue;  // our acknowledgement's SEND completed
+      if (wc.byte_len == 0) {
+        LOG(slow, "step 10: goodbye from %s after %u message(s)", peer.c_str(), messages);
+        break;
+      }
+      ++messages;
+      const std::string text(p.recv_area(), wc.byte_len);
+      LOG(data, "step 8: %s sent %u bytes: '%s'", peer.c_str(), wc.byte_len,
+          lesson05::preview(p.recv_area(), wc.byte_len).c_str());
+      lesson05::post_recv(p);
+      const std::string ack = "ack " + std::to_string(wc.byte_len) + " bytes: '" +
+                              lesson05::preview(text.data(), text.size()) + "'";
+      const std::size_t n = std::min<std::size_t>(ack.size(), p.slot_size);
+      std::memcpy(p.send_area(), ack.data(), n);
+      lesson05::post_send(p, static_cast<std::uint32_t>(n));
+    }
+    tls.close();
+    std::printf("server: client %s done: %u message(s)\n", peer.c_str(), messages);
+  } catch (const std::exception& e) {
+    // One client's failure is that client's only: its objects are already released.
+    if (slot_taken) s.failed++;
+    LOG(warn, "client %s dropped: %s", peer.c_str(), e.what());
+  }
+  if (slot_taken) {
+    s.active--;
+    s.finished++;
+  }
+}
+
+int run_server(const common::Options& opts, const ServerOptions& sopts) {
+  // Step 2: the device, opened once and shared; TLS context; listen.
+  lesson05::Device dev = lesson05::open_device(opts);
+  common::SslCtx ctx = common::make_tls_context(true, sopts.tls, sopts.mutual);
+  LOG(slow, "step 2: TLS 1.3 with certificate %s%s; listening on TCP port %u for up to %u clients at once",
+      sopts.tls.cert.c_str(), sopts.mutual ? ", client certificates required" : "", opts.port, sopts.max_clients);
+  common::TlsListener listener(opts.port);
+  Shared s{dev, opts, sopts};
+  // Each client's thread, and whether it has finished (finished ones are joined as we go,
+  // so a long-running server does not pile up threads).
+  std::list<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> threads;
+  const auto reap = [&threads] {
+    for (auto it = threads.begin(); it != threads.end();) {
+      if (it->second->load()) {
+        it->first.join();
+        it = threads.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
+  auto last_activity = std::chrono::steady_clock::now();
+  for (;;) {
+    reap();
+    if (sopts.clients && s.finished >= sopts.clients) break;
+    const bool idle = s.active == 0;
+    if (idle && sopts.accept_timeout_s > 0 &&
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - last_activity).count() > sopts.accept_timeout_s)
+      break;
+    std::string peer;
+    common::Fd fd;
+    try {
+      fd = listener.accept_tcp(0.2, peer);  // short, so the exit conditions are checked often
+    } catch (const common::Error&) {
+      continue;  // no connection in this period
+    }
+    last_activity = std::chrono::steady_clock::now();
+    // Take a slot before the handshake, so at most max_clients ever hold RDMA resources.
+    const bool slot = s.active.fetch_add(1) < sopts.max_clients;
+    if (!slot) {
+      s.active--;
+      s.refused++;
+    }
+    LOG(slow, "step 3: connection from %s (%u active)%s", peer.c_str(), static_cast<unsigned>(s.active),
+        slot ? "" : ": server full");
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::thread t([&s, c = ctx.get(), f = std::move(fd), peer, slot, done]() mutable {
+      serve_client(s, c, std::move(f), peer, slot);
+      done->store(true);
+    });
+    threads.emplace_back(std::move(t), done);
+  }
+  for (auto& t : threads) t.first.join();
+  std::printf("server: %u session(s), %u failed, %u refused (server full)\n", static_cast<unsigned>(s.finished),
+              static_cast<unsigned>(s.failed), static_cast<unsigned>(s.refused));
+  return 0;
+}
+
+}  // namespace
+
+/// Step 1: parse the command line, then run steps 2-10.
+int main(int argc, char** argv) {
+  common::Options opts;
+  opts.port = lesson05::kDefaultPort;
+  opts.size = lesson05::kDefaultSlotSize;
+  ServerOptions sopts;
+  std::string certs = "build/certs";
+  CLI::App app{"Lesson 05 server: random PSNs exchanged over TLS 1.3, raw verbs RC, many clients at once.",
+               "server"};
+  common::add_common_options(app, opts);
+  app.get_option("--port")->description("TCP port of the TLS exchange");
+  app.get_option("--size")->description("bytes per message and per client slot");
+  app.add_option("--max-clients", sopts.max_clients, "clients served at once; the next one is refused")
+      ->check(CLI::Range(1u, 1000u))->capture_default_str();
+  app.add_option("--clients", sopts.clients, "exit after this many client sessions (0: never)")->capture_default_str();
+  app.add_option("--accept-timeout", sopts.accept_timeout_s, "exit after this many seconds with no client (0: never)")
+      ->check(CLI::Range(0.0, 86400.0))->capture_default_str();
+  app.add_option("--idle-timeout", sopts.idle_timeout_s, "seconds a connected client may stay silent")
+      ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
+  app.add_option("--certs", certs, "directory with ca.pem, server.pem, server.key (scripts/make-certs.sh)")
+      ->capture_default_str();
+  app.add_option("--ca", sopts.tls.ca, "CA certificate (default: CERTS/ca.pem)");
+  app.add_option("--cert", sopts.tls.cert, "server certificate (default: CERTS/server.pem)");
+  app.add_option("--key", sopts.tls.key, "server private key (default: CERTS/server.key)");
+  app.add_flag("--mutual", sopts.mutual, "require and verify a client certificate (mutual TLS)");
+  if (const auto code = common::parse_options(app, opts, argc, argv)) return *code;
+  if (sopts.tls.ca.empty()) sopts.tls.ca = certs + "/ca.pem";
+  if (sopts.tls.cert.empty()) sopts.tls.cert = certs + "/server.pem";
+  if (sopts.tls.key.empty()) sopts.tls.key = certs + "/server.key";
+  LOG(slow, "step 1: server on TCP port %u, slots of %u bytes, up to %u clients", opts.port, opts.size,
+      sopts.max_clients);
+  return common::run_main([&] { return run_server(opts, sopts); });
+}
