@@ -10,6 +10,8 @@
 #   captures:  tshark tcpdump python3
 #   fuzzing:   clang libclang-rt-dev (libFuzzer and clang's sanitizer runtimes, for
 #              tests/fuzz/run_fuzz.sh; only recommended by clang, so named here)
+#   userspace RoCE runtime: zlib1g-dev (crc32 for the ICRC), python3-scapy (an independent
+#              ICRC check of its captures, tests/tools/roce_wire_check.py)
 set -euo pipefail
 
 packages=(
@@ -19,6 +21,7 @@ packages=(
   qemu-system-x86 busybox-static cpio kmod xz-utils
   tshark tcpdump python3
   clang libclang-rt-dev
+  zlib1g-dev python3-scapy
 )
 
 missing=()

@@ -45,9 +45,29 @@ wait_for_line() {
   done
 }
 
+# The verbs runtime under the lesson: SMOKE_RUNTIME=kernel (the default: whatever
+# libibverbs finds, e.g. Soft-RoCE in the lab VMs) or userspace (this project's userspace
+# RoCE runtime, userspace-roce/: every process gets its own 127.0.0.x and talks RoCE v2
+# over loopback, no kernel module needed). `smoke.sh --runtime userspace local` sets it.
+: "${SMOKE_RUNTIME:=kernel}"
+use_runtime() {
+  case "$SMOKE_RUNTIME" in
+    kernel) ;;
+    userspace)
+      local line
+      while IFS= read -r line; do export "${line?}"; done \
+        < <("$ROOT/scripts/userspace-roce.sh" --print-env) || exit 2
+      [ -n "${LD_LIBRARY_PATH:-}" ] || exit 2
+      echo "smoke: runtime: userspace RoCE ($(echo "$LD_LIBRARY_PATH" | cut -d: -f1))" ;;
+    *) echo "smoke: unknown runtime '$SMOKE_RUNTIME' (kernel or userspace)" >&2; exit 2 ;;
+  esac
+}
+
 # local_ipv4: this host's first global IPv4 address (RDMA CM needs an address that an
 # RDMA device serves; 127.0.0.1 is not one).
 local_ipv4() {
+  # On the userspace runtime everything runs over loopback.
+  if [ "$SMOKE_RUNTIME" = userspace ]; then echo 127.0.0.1; return; fi
   ip -4 -o addr show scope global | awk '{split($4, a, "/"); print a[1]; exit}'
 }
 
@@ -93,7 +113,12 @@ smoke_finish() {
 # smoke_main ARGS...: run the role the command line names (the sourcing script defines
 # role_local, role_server, role_client and role_check_capture), then the tally.
 smoke_main() {
-  local usage="usage: $(basename "$0") local | server | client SERVER_IP | check-capture PCAP DIR"
+  local usage="usage: $(basename "$0") [--runtime kernel|userspace] local | server | client SERVER_IP | check-capture PCAP DIR"
+  if [ "${1:-}" = --runtime ]; then
+    [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
+    SMOKE_RUNTIME=$2; shift 2
+  fi
+  use_runtime
   case "${1:-}" in
     local) role_local ;;
     server) role_server ;;

@@ -1,0 +1,523 @@
+// The emulated HCA: its UDP socket, the engine thread that receives and runs timers, the
+// transmit path with its fault injector, and the packet demultiplexer.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "runtime.hpp"
+
+#ifndef SO_NO_CHECK
+#define SO_NO_CHECK 11
+#endif
+
+namespace uroce {
+namespace {
+
+double env_probability(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  double d = std::strtod(v, &end);
+  if (*end || d < 0 || d > 1) {
+    std::fprintf(stderr, "userspace-roce: %s=%s is not a probability in [0, 1]; ignoring it\n",
+                 name, v);
+    return 0;
+  }
+  return d;
+}
+
+uint64_t env_number(const char* name, uint64_t fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  unsigned long long n = std::strtoull(v, &end, 0);
+  if (*end) {
+    std::fprintf(stderr, "userspace-roce: %s=%s is not a number; using %llu\n", name, v,
+                 static_cast<unsigned long long>(fallback));
+    return fallback;
+  }
+  return n;
+}
+
+Device* g_device = nullptr;
+std::mutex g_device_mu;
+
+constexpr size_t kRxBuf = 9216;  // larger than any RoCE packet (4096 MTU + headers)
+constexpr int kRxBatch = 32;
+
+}  // namespace
+
+const Config& Config::get() {
+  static const Config config = [] {
+    Config c;
+    if (const char* a = std::getenv("UROCE_ADDR")) c.addr = a;
+    c.drop = env_probability("UROCE_DROP");
+    c.duplicate = env_probability("UROCE_DUPLICATE");
+    c.reorder = env_probability("UROCE_REORDER");
+    c.seed = env_number("UROCE_SEED", 1);
+    c.log = static_cast<int>(env_number("UROCE_LOG", 0));
+    c.window = static_cast<uint32_t>(env_number("UROCE_WINDOW", 128));
+    if (c.window < 1 || c.window > 4096) c.window = 128;
+    return c;
+  }();
+  return config;
+}
+
+void log_line(const char* fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  std::fprintf(stderr, "userspace-roce[%d] %ld.%06ld: %s\n", static_cast<int>(getpid()),
+               static_cast<long>(ts.tv_sec), ts.tv_nsec / 1000, buf);
+}
+
+const char* wc_status_text(ibv_wc_status s) {
+  static const char* const names[] = {"success", "local length error",
+                                      "local QP operation error", "local EE context operation error",
+                                      "local protection error", "Work Request Flushed Error",
+                                      "memory management operation error", "bad response error",
+                                      "local access error", "remote invalid request error",
+                                      "remote access error", "remote operation error",
+                                      "transport retry counter exceeded", "RNR retry counter exceeded",
+                                      "local RDD violation error", "remote invalid RD request",
+                                      "aborted error", "invalid EE context number",
+                                      "invalid EE context state", "fatal error",
+                                      "response timeout error", "general error",
+                                      "TM error", "TM rendezvous error"};
+  return s >= 0 && s < static_cast<int>(std::size(names)) ? names[s] : "unknown";
+}
+
+union ibv_gid Device::gid() const {
+  // The RoCE v2 GID of an IPv4 address is the IPv4-mapped IPv6 address ::ffff:a.b.c.d.
+  union ibv_gid g{};
+  g.raw[10] = 0xFF;
+  g.raw[11] = 0xFF;
+  uint32_t be = htonl(ip);
+  std::memcpy(&g.raw[12], &be, 4);
+  return g;
+}
+
+uint64_t Device::guid() const {
+  // One made-up EUI-64 (locally administered) for every process: ibv_devices reports it
+  // before any device is opened, so it cannot depend on the address a process gets.
+  return htobe64(0x02005e00000000feull);
+}
+
+namespace {
+
+int bind_socket(uint32_t ip, std::string& error) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
+  if (fd < 0) {
+    error = std::string("socket(AF_INET, SOCK_DGRAM): ") + std::strerror(errno);
+    return -1;
+  }
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(wire::kRoceV2Port);
+  sa.sin_addr.s_addr = htonl(ip);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    char a[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &sa.sin_addr, a, sizeof a);
+    error = std::string("bind(") + a + ":4791): " + std::strerror(e);
+    return -1;
+  }
+  // The ICRC covers the IPv4 Identification and flags. An unconnected socket with
+  // "don't fragment" makes Linux send ID 0 with DF set, which is what compute_icrc assumes
+  // for every packet in both directions.
+  int pmtu = IP_PMTUDISC_DO;
+  setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+  // RoCE v2 senders leave the UDP checksum at 0: the ICRC protects the packet.
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one, sizeof one);
+  // Room for a window of full-size packets per QP. FORCE works as root; otherwise the
+  // kernel caps the plain request at net.core.[rw]mem_max.
+  int bytes = 8 << 20;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  return fd;
+}
+
+}  // namespace
+
+Device* device_open(std::string& error) {
+  std::lock_guard<std::mutex> g(g_device_mu);
+  if (g_device) {
+    std::lock_guard<std::mutex> l(g_device->mu);
+    g_device->open_contexts++;
+    return g_device;
+  }
+  const Config& cfg = Config::get();
+  auto dev = std::make_unique<Device>();
+  if (!cfg.addr.empty()) {
+    in_addr a{};
+    if (inet_pton(AF_INET, cfg.addr.c_str(), &a) != 1) {
+      error = "UROCE_ADDR=" + cfg.addr + " is not an IPv4 address (example: 127.0.0.2)";
+      return nullptr;
+    }
+    dev->ip = ntohl(a.s_addr);
+    dev->sock = bind_socket(dev->ip, error);
+    if (dev->sock < 0) {
+      error += "; another process may use this address: unset UROCE_ADDR to pick a free one";
+      return nullptr;
+    }
+  } else {
+    // Every process gets its own loopback address, so that each has its own UDP port
+    // 4791 and its own GID: take the first 127.0.0.x (x = 2..254) nobody has bound yet.
+    for (uint32_t x = 2; x <= 254 && dev->sock < 0; ++x) {
+      std::string e;
+      dev->ip = (127u << 24) | x;
+      dev->sock = bind_socket(dev->ip, e);
+      if (dev->sock < 0 && errno != EADDRINUSE) {
+        error = e;
+        return nullptr;
+      }
+    }
+    if (dev->sock < 0) {
+      error = "every address 127.0.0.2-254 has UDP port 4791 in use; stop other runtime processes";
+      return nullptr;
+    }
+  }
+  dev->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (dev->wake_fd < 0) {
+    error = std::string("eventfd: ") + std::strerror(errno);
+    close(dev->sock);
+    return nullptr;
+  }
+  dev->fault_rng.seed(cfg.seed ^ dev->ip);
+  dev->open_contexts = 1;
+  Device* d = dev.release();
+  d->engine = std::thread([d] { d->engine_loop(); });
+  if (cfg.log >= 1) {
+    char a[INET_ADDRSTRLEN];
+    in_addr ia{htonl(d->ip)};
+    inet_ntop(AF_INET, &ia, a, sizeof a);
+    log_line("uroce0 up on %s:4791 (GID ::ffff:%s)", a, a);
+  }
+  g_device = d;
+  return d;
+}
+
+void device_close(Device* dev) {
+  std::lock_guard<std::mutex> g(g_device_mu);
+  {
+    std::lock_guard<std::mutex> l(dev->mu);
+    if (--dev->open_contexts > 0) return;
+    dev->stopping = true;
+  }
+  uint64_t one = 1;
+  (void)!write(dev->wake_fd, &one, sizeof one);
+  dev->engine.join();
+  close(dev->sock);
+  close(dev->wake_fd);
+  g_device = nullptr;
+  delete dev;
+}
+
+Mr* Device::find_mr(uint32_t key) {
+  auto it = mrs.find(key);
+  return it == mrs.end() ? nullptr : it->second;
+}
+
+void Device::send_raw(uint32_t dst_ip, const uint8_t* data, size_t len) {
+  if (sock < 0) return;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(wire::kRoceV2Port);
+  sa.sin_addr.s_addr = htonl(dst_ip);
+  for (;;) {
+    ssize_t n = sendto(sock, data, len, 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    if (n >= 0) return;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == ENOBUFS) {
+      // The socket's send buffer is full: wait for room (briefly) rather than drop a
+      // packet the requester would then have to retransmit after a timeout.
+      pollfd p{sock, POLLOUT, 0};
+      if (poll(&p, 1, 10) > 0) continue;
+    }
+    // Anything else (no route, a peer's ICMP error) is a lost packet, as on a real
+    // network: RC's retransmission handles it.
+    if (Config::get().log >= 2) log_line("sendto: %s (packet lost)", std::strerror(errno));
+    return;
+  }
+}
+
+uint8_t* Device::tx_scratch() {
+  if (tx_count == kTxBatch) flush_tx();
+  return tx[tx_count].own;
+}
+
+void Device::transmit(uint32_t dst_ip, const uint8_t* hdr, size_t hdr_len,
+                      const uint8_t* payload, size_t payload_len, uint8_t pad) {
+  const Config& cfg = Config::get();
+  if (tx_count == kTxBatch) flush_tx();
+  TxPacket& t = tx[tx_count];
+  t.dst = dst_ip;
+  std::memcpy(t.hdr, hdr, hdr_len);
+  t.hdr_len = static_cast<uint8_t>(hdr_len);
+  t.payload = payload;
+  t.len = static_cast<uint32_t>(payload_len);
+  std::memset(t.trailer, 0, pad);
+  wire::Ipv4Flow flow;
+  flow.src = ip;
+  flow.dst = dst_ip;
+  const std::span<const uint8_t> parts[] = {{t.hdr, hdr_len}, {payload, payload_len}, {t.trailer, pad}};
+  wire::store_icrc(wire::compute_icrc(flow, parts), t.trailer + pad);
+  t.trailer_len = static_cast<uint8_t>(pad + wire::kIcrcSize);
+
+  if (cfg.log >= 2) {
+    wire::Packet p;
+    std::vector<uint8_t> all(t.hdr, t.hdr + hdr_len);
+    all.insert(all.end(), payload, payload + payload_len);
+    all.insert(all.end(), t.trailer, t.trailer + t.trailer_len);
+    if (wire::parse(all.data(), all.size(), flow, p, false) == wire::ParseStatus::ok)
+      log_line("tx %s qp 0x%x psn %u len %zu", wire::opcode_info(p.bth.opcode).name,
+               p.bth.dest_qp, p.bth.psn, p.payload_len);
+  }
+  if (cfg.drop > 0 && unit(fault_rng) < cfg.drop) return;  // lost on the "wire"
+  if (cfg.reorder > 0 && held.empty() && unit(fault_rng) < cfg.reorder) {
+    // Hold this packet back; it goes out right after the next one (or after 1 ms).
+    held.assign(t.hdr, t.hdr + hdr_len);
+    held.insert(held.end(), payload, payload + payload_len);
+    held.insert(held.end(), t.trailer, t.trailer + t.trailer_len);
+    held_dst = dst_ip;
+    held_until = Clock::now() + std::chrono::milliseconds(1);
+    wake_engine_if_needed(*held_until);
+    return;
+  }
+  tx_count++;
+  if (cfg.duplicate > 0 && unit(fault_rng) < cfg.duplicate) {
+    if (tx_count == kTxBatch) flush_tx();
+    TxPacket& copy = tx[tx_count];
+    copy.dst = t.dst;
+    std::memcpy(copy.hdr, t.hdr, t.hdr_len);
+    copy.hdr_len = t.hdr_len;
+    std::memcpy(copy.own, payload, payload_len);
+    copy.payload = copy.own;
+    copy.len = t.len;
+    std::memcpy(copy.trailer, t.trailer, t.trailer_len);
+    copy.trailer_len = t.trailer_len;
+    tx_count++;
+  }
+  if (!held.empty()) {
+    // The held packet goes out after this one: reordered.
+    flush_tx();
+    send_raw(held_dst, held.data(), held.size());
+    held.clear();
+    held_until.reset();
+  }
+}
+
+void Device::flush_tx() {
+  if (tx_count == 0) return;
+  mmsghdr msgs[kTxBatch];
+  iovec iov[kTxBatch][3];
+  sockaddr_in to[kTxBatch];
+  for (int i = 0; i < tx_count; ++i) {
+    TxPacket& t = tx[i];
+    to[i] = {};
+    to[i].sin_family = AF_INET;
+    to[i].sin_port = htons(wire::kRoceV2Port);
+    to[i].sin_addr.s_addr = htonl(t.dst);
+    // Gathered straight from the application's memory: no copy before the kernel's.
+    iov[i][0] = {t.hdr, t.hdr_len};
+    iov[i][1] = {const_cast<uint8_t*>(t.payload), t.len};
+    iov[i][2] = {t.trailer, t.trailer_len};
+    msgs[i] = {};
+    msgs[i].msg_hdr.msg_name = &to[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof to[i];
+    msgs[i].msg_hdr.msg_iov = iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 3;
+  }
+  int done = 0, stalls = 0;
+  while (done < tx_count) {
+    if (sock < 0) break;  // no socket (the fuzzer's device): the packets go nowhere
+    int n = sendmmsg(sock, msgs + done, static_cast<unsigned>(tx_count - done), 0);
+    if (n > 0) {
+      done += n;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if ((errno == EAGAIN || errno == ENOBUFS) && ++stalls < 100) {
+      // The socket's send buffer is full: wait (briefly) for room rather than drop a
+      // packet the requester would then have to retransmit after a timeout.
+      pollfd p{sock, POLLOUT, 0};
+      poll(&p, 1, 10);
+      continue;
+    }
+    // Anything else (no route, a closed socket) loses this packet, as a real network
+    // would; RC's retransmission takes care of it.
+    if (Config::get().log >= 2) log_line("sendmmsg: %s (packet lost)", std::strerror(errno));
+    done++;
+  }
+  tx_count = 0;
+}
+
+void Device::handle_packet(const uint8_t* data, size_t len, uint32_t src_ip) {
+  wire::Ipv4Flow flow;
+  flow.src = src_ip;
+  flow.dst = ip;
+  wire::Packet p;
+  wire::ParseStatus st = wire::parse(data, len, flow, p);
+  if (st != wire::ParseStatus::ok) {
+    // A real HCA silently drops what it cannot parse or whose ICRC is wrong.
+    if (Config::get().log >= 1)
+      log_line("dropped a %zu-byte packet from %u.%u.%u.%u: %s", len, src_ip >> 24,
+               (src_ip >> 16) & 0xFF, (src_ip >> 8) & 0xFF, src_ip & 0xFF,
+               wire::parse_status_text(st));
+    return;
+  }
+  auto it = qps.find(p.bth.dest_qp);
+  if (it == qps.end()) {
+    // Common after a QP is destroyed while its peer still resends: say it, not 1000 times.
+    static uint64_t unknown = 0;
+    if (Config::get().log >= 1 && (++unknown <= 3 || unknown % 1000 == 0))
+      log_line("dropped a packet for unknown QP 0x%x (%llu so far)", p.bth.dest_qp,
+               static_cast<unsigned long long>(unknown));
+    return;
+  }
+  Qp& qp = *it->second;
+  // An RC QP only accepts packets from the peer its address vector names.
+  if (src_ip != qp.peer_ip) {
+    if (Config::get().log >= 1) log_line("QP 0x%x: dropped a packet from a stranger", qp.qpn());
+    return;
+  }
+  if (Config::get().log >= 2)
+    log_line("rx %s qp 0x%x psn %u len %zu", wire::opcode_info(p.bth.opcode).name,
+             p.bth.dest_qp, p.bth.psn, p.payload_len);
+  qp_receive(qp, p);
+}
+
+void Device::receive_batch() {
+  // Drain what the socket holds, a batch at a time, then send the ACKs the batch earned:
+  // one ACK per QP per batch, however many packets asked for one (ACK coalescing).
+  static thread_local std::vector<uint8_t> bufs(kRxBuf * kRxBatch);
+  mmsghdr msgs[kRxBatch];
+  iovec iov[kRxBatch];
+  sockaddr_in from[kRxBatch];
+  for (int round = 0; round < 64; ++round) {
+    for (int i = 0; i < kRxBatch; ++i) {
+      iov[i] = {bufs.data() + static_cast<size_t>(i) * kRxBuf, kRxBuf};
+      msgs[i] = {};
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+    }
+    int n = recvmmsg(sock, msgs, kRxBatch, MSG_DONTWAIT, nullptr);
+    if (n <= 0) break;
+    for (int i = 0; i < n; ++i) {
+      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
+      if (from[i].sin_port != htons(wire::kRoceV2Port)) continue;
+      handle_packet(static_cast<uint8_t*>(iov[i].iov_base), msgs[i].msg_len,
+                    ntohl(from[i].sin_addr.s_addr));
+    }
+    for (auto& [qpn, qp] : qps) qp_flush_ack(*qp);
+    flush_tx();
+    if (n < kRxBatch) break;
+  }
+}
+
+std::optional<Clock::time_point> Device::next_deadline() const {
+  std::optional<Clock::time_point> best = held_until;
+  for (const auto& [qpn, qp] : qps) {
+    auto d = qp_deadline(*qp);
+    if (d && (!best || *d < *best)) best = d;
+  }
+  return best;
+}
+
+void Device::wake_engine_if_needed(Clock::time_point deadline) {
+  if (engine_sleeping_forever || (engine_sleep_until && deadline < *engine_sleep_until)) {
+    uint64_t one = 1;
+    (void)!write(wake_fd, &one, sizeof one);
+    engine_sleeping_forever = false;
+    engine_sleep_until = deadline;
+  }
+}
+
+void Device::run_timers(Clock::time_point now) {
+  if (held_until && now >= *held_until && !held.empty()) {
+    send_raw(held_dst, held.data(), held.size());
+    held.clear();
+    held_until.reset();
+  }
+  // qp_timers may move a QP to ERROR but never adds or removes QPs.
+  for (auto& [qpn, qp] : qps) qp_timers(*qp, now);
+  flush_tx();
+}
+
+namespace {
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+// How long after the last busy poll the engine leaves the socket to the poller.
+constexpr int64_t kBusyPollGraceNs = 2'000'000;
+}  // namespace
+
+void Device::poll_progress(bool busy) {
+  if (busy) last_busy_poll.store(now_ns(), std::memory_order_relaxed);
+  std::unique_lock<std::mutex> lk(mu, std::try_to_lock);
+  if (!lk.owns_lock()) return;  // the engine or another poller is at it
+  receive_batch();
+  run_timers(Clock::now());
+}
+
+void Device::engine_loop() {
+  std::unique_lock<std::mutex> lk(mu);
+  while (!stopping) {
+    auto deadline = next_deadline();
+    // An application thread busy-polling a CQ does the receiving (poll_progress). The
+    // engine then watches only its timers and looks again shortly.
+    const bool poller_active = now_ns() - last_busy_poll.load(std::memory_order_relaxed) <
+                               kBusyPollGraceNs;
+    if (poller_active) {
+      auto soon = Clock::now() + std::chrono::nanoseconds(kBusyPollGraceNs);
+      if (!deadline || soon < *deadline) deadline = soon;
+    }
+    engine_sleeping_forever = !deadline;
+    engine_sleep_until = deadline;
+    timespec ts{};
+    timespec* tsp = nullptr;
+    if (deadline) {
+      auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - Clock::now());
+      long long ns = wait.count() < 0 ? 0 : wait.count();
+      ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+      ts.tv_nsec = static_cast<long>(ns % 1000000000);
+      tsp = &ts;
+    }
+    lk.unlock();
+    // Idle means asleep here: no packet, no timer, no core used.
+    pollfd fds[2] = {{wake_fd, POLLIN, 0}, {sock, POLLIN, 0}};
+    ppoll(fds, poller_active ? 1 : 2, tsp, nullptr);
+    lk.lock();
+    engine_sleeping_forever = false;
+    engine_sleep_until.reset();
+    if (fds[0].revents & POLLIN) {
+      uint64_t v;
+      (void)!read(wake_fd, &v, sizeof v);
+    }
+    receive_batch();
+    run_timers(Clock::now());
+  }
+}
+
+}  // namespace uroce

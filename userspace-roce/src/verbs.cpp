@@ -1,0 +1,808 @@
+// The libibverbs API this runtime implements: devices, contexts, PDs, MRs, CQs,
+// completion channels and RC QPs, with the same symbol versions as rdma-core's
+// libibverbs.so.1, so that programs built against Debian's rdma-core run unchanged with
+// LD_LIBRARY_PATH pointing here. What is not implemented lives in stubs.cpp and answers
+// EOPNOTSUPP or ENOSYS.
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <endian.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "runtime.hpp"
+
+// verbs.h turns these names into static inline wrappers; the library defines the real
+// functions behind them.
+#undef ibv_query_port
+#undef ibv_reg_mr
+#undef ibv_reg_mr_iova
+#undef ibv_get_device_list
+
+using namespace uroce;
+
+namespace {
+
+// The one device this runtime offers. Like rxe, an InfiniBand-transport CA whose port's
+// link layer is Ethernet (that is what RoCE is).
+ibv_device g_ibdev = [] {
+  ibv_device d{};
+  d.node_type = IBV_NODE_CA;
+  d.transport_type = IBV_TRANSPORT_IB;
+  std::strcpy(d.name, "uroce0");
+  std::strcpy(d.dev_name, "uverbs-uroce0");
+  std::strcpy(d.dev_path, "/dev/null/uroce0");   // no kernel device behind it
+  std::strcpy(d.ibdev_path, "/dev/null/uroce0");
+  return d;
+}();
+
+constexpr int kMaxQpWr = 16384;
+constexpr int kMaxSge = 32;
+constexpr int kMaxInline = 1024;
+constexpr int kMaxCqe = 65536;
+
+Device* dev_of(ibv_context* c) { return context_of(c)->dev; }
+
+template <typename F>
+int guarded_int(F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return ENOMEM;
+  } catch (...) {
+    return EIO;
+  }
+}
+
+template <typename T, typename F>
+T* guarded_ptr(F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    errno = ENOMEM;
+  } catch (...) {
+    errno = EIO;
+  }
+  return nullptr;
+}
+
+void fill_port_attr(ibv_port_attr& a) {
+  a = {};
+  a.state = IBV_PORT_ACTIVE;
+  a.max_mtu = IBV_MTU_4096;
+  a.active_mtu = IBV_MTU_4096;  // loopback carries 64 KiB frames; RoCE stops at 4096
+  a.gid_tbl_len = 1;
+  a.port_cap_flags = IBV_PORT_CM_SUP;
+  a.max_msg_sz = 1u << 31;
+  a.pkey_tbl_len = 1;
+  a.lid = 0;  // RoCE has no LIDs
+  a.max_vl_num = 1;
+  a.active_width = 1;   // 1X
+  a.active_speed = 32;  // 25 Gb/s: a nominal figure, this is software
+  a.phys_state = 5;     // LinkUp
+  a.link_layer = IBV_LINK_LAYER_ETHERNET;
+}
+
+int uroce_query_port(ibv_context*, uint8_t port, ibv_port_attr* attr, size_t len) {
+  if (port != 1) return EINVAL;
+  ibv_port_attr a;
+  fill_port_attr(a);
+  std::memset(attr, 0, len);
+  std::memcpy(attr, &a, std::min(len, sizeof a));
+  return 0;
+}
+
+// ---- data path ops, reached through ctx->ops by the inline wrappers ---------------------
+
+int uroce_post_send(ibv_qp* ibqp, ibv_send_wr* wr, ibv_send_wr** bad) {
+  Qp* qp = reinterpret_cast<Qp*>(ibqp);
+  std::lock_guard<std::mutex> l(qp->dev->mu);
+  int rc = guarded_int([&] { return qp_post_send(*qp, wr, bad); });
+  qp->dev->flush_tx();
+  return rc;
+}
+
+int uroce_post_recv(ibv_qp* ibqp, ibv_recv_wr* wr, ibv_recv_wr** bad) {
+  Qp* qp = reinterpret_cast<Qp*>(ibqp);
+  std::lock_guard<std::mutex> l(qp->dev->mu);
+  return guarded_int([&] { return qp_post_recv(*qp, wr, bad); });
+}
+
+int uroce_post_srq_recv(ibv_srq*, ibv_recv_wr* wr, ibv_recv_wr** bad) {
+  if (bad) *bad = wr;
+  return EOPNOTSUPP;  // no SRQs
+}
+
+int uroce_poll_cq(ibv_cq* ibcq, int n, ibv_wc* wc) {
+  Cq* cq = reinterpret_cast<Cq*>(ibcq);
+  // The common case of a busy-polling application: nothing there. Checked without the
+  // lock, so the poller and the engine delivering completions do not fight over it.
+  if (cq->ready.load(std::memory_order_acquire) == 0) {
+    // Nothing yet: this thread is spinning anyway, so let it receive packets itself
+    // rather than wait for the engine thread to be scheduled.
+    // An armed CQ means the caller will sleep on its channel next: it is not a busy
+    // poller, and the engine must keep watching the socket for it.
+    dev_of(ibcq->context)->poll_progress(!cq->armed.load(std::memory_order_relaxed));
+    if (cq->ready.load(std::memory_order_acquire) == 0) return 0;
+  }
+  std::lock_guard<std::mutex> l(cq->mu);
+  int got = 0;
+  while (got < n && !cq->entries.empty()) {
+    wc[got++] = cq->entries.front();
+    cq->entries.pop_front();
+  }
+  cq->ready.store(static_cast<int>(cq->entries.size()), std::memory_order_release);
+  return got;
+}
+
+int uroce_req_notify_cq(ibv_cq* ibcq, int solicited_only) {
+  Cq* cq = reinterpret_cast<Cq*>(ibcq);
+  if (!cq->channel) return EINVAL;
+  {
+    std::lock_guard<std::mutex> l(cq->mu);
+    cq->armed = true;
+    cq->solicited_only = solicited_only != 0;
+  }
+  // Arming means the application is about to sleep on the channel: the engine must
+  // watch the socket again now, not when the busy-poll grace period runs out.
+  Device* dev = dev_of(ibcq->context);
+  if (dev->last_busy_poll.exchange(0, std::memory_order_relaxed) != 0) {
+    uint64_t one = 1;
+    (void)!write(dev->wake_fd, &one, sizeof one);
+  }
+  return 0;
+}
+
+}  // namespace
+
+// ---- devices ---------------------------------------------------------------------------
+
+UROCE_EXPORT ibv_device** UROCE_V1_1(ibv_get_device_list)(int* num) {
+  auto** list = static_cast<ibv_device**>(std::calloc(2, sizeof(ibv_device*)));
+  if (!list) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  list[0] = &g_ibdev;
+  if (num) *num = 1;
+  return list;
+}
+
+UROCE_EXPORT void UROCE_V1_1(ibv_free_device_list)(ibv_device** list) { std::free(list); }
+
+UROCE_EXPORT const char* UROCE_V1_1(ibv_get_device_name)(ibv_device* device) { return device->name; }
+
+UROCE_EXPORT int ibv_get_device_index(ibv_device*) { return 0; }
+
+UROCE_EXPORT __be64 UROCE_V1_1(ibv_get_device_guid)(ibv_device*) {
+  // The same value ibv_query_device reports as node_guid (Device::guid).
+  return htobe64(0x02005e00000000feull);
+}
+
+UROCE_EXPORT ibv_context* UROCE_V1_1(ibv_open_device)(ibv_device* device) {
+  if (device != &g_ibdev) {
+    errno = ENODEV;
+    return nullptr;
+  }
+  return guarded_ptr<ibv_context>([&]() -> ibv_context* {
+    std::string error;
+    Device* dev = device_open(error);
+    if (!dev) {
+      log_line("cannot open uroce0: %s", error.c_str());
+      errno = ENODEV;
+      return nullptr;
+    }
+    auto* c = new Context;
+    c->dev = dev;
+    c->vctx.sz = sizeof(verbs_context);
+    c->vctx.query_port = uroce_query_port;
+    ibv_context& ctx = c->vctx.context;
+    ctx.device = device;
+    ctx.ops.post_send = uroce_post_send;
+    ctx.ops.post_recv = uroce_post_recv;
+    ctx.ops.post_srq_recv = uroce_post_srq_recv;
+    ctx.ops.poll_cq = uroce_poll_cq;
+    ctx.ops.req_notify_cq = uroce_req_notify_cq;
+    ctx.cmd_fd = -1;
+    // Asynchronous events (port changes, fatal QP errors) would arrive here; this
+    // runtime reports errors through completions, so the fd never becomes readable.
+    ctx.async_fd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
+    ctx.num_comp_vectors = 1;
+    pthread_mutex_init(&ctx.mutex, nullptr);
+    ctx.abi_compat = __VERBS_ABI_IS_EXTENDED;  // tells verbs.h this is a verbs_context
+    return &ctx;
+  });
+}
+
+UROCE_EXPORT int UROCE_V1_1(ibv_close_device)(ibv_context* ctx) {
+  Context* c = context_of(ctx);
+  close(ctx->async_fd);
+  pthread_mutex_destroy(&ctx->mutex);
+  device_close(c->dev);
+  delete c;
+  return 0;
+}
+
+UROCE_EXPORT int UROCE_V1_1(ibv_query_device)(ibv_context* ctx, ibv_device_attr* a) {
+  Device* dev = dev_of(ctx);
+  *a = {};
+  std::strcpy(a->fw_ver, "userspace-roce 1.0");
+  a->node_guid = dev->guid();
+  a->sys_image_guid = dev->guid();
+  a->max_mr_size = 1ull << 40;
+  a->page_size_cap = 4096;
+  a->vendor_id = 0;
+  a->max_qp = 4096;
+  a->max_qp_wr = kMaxQpWr;
+  a->device_cap_flags = IBV_DEVICE_RC_RNR_NAK_GEN;
+  a->max_sge = kMaxSge;
+  a->max_sge_rd = kMaxSge;
+  a->max_cq = 4096;
+  a->max_cqe = kMaxCqe;
+  a->max_mr = 65536;
+  a->max_pd = 4096;
+  a->max_qp_rd_atom = 16;
+  a->max_qp_init_rd_atom = 16;
+  a->max_res_rd_atom = 16 * 4096;
+  a->atomic_cap = IBV_ATOMIC_NONE;  // atomics are not implemented
+  a->max_pkeys = 1;
+  a->phys_port_cnt = 1;
+  return 0;
+}
+
+UROCE_EXPORT int UROCE_V1_1(ibv_query_port)(ibv_context* ctx, uint8_t port, _compat_ibv_port_attr* attr) {
+  // The exported symbol takes rdma-core's older, shorter struct (up to `flags`); new
+  // callers reach uroce_query_port through the verbs_context instead.
+  ibv_port_attr a;
+  if (int rc = uroce_query_port(ctx, port, &a, sizeof a)) return rc;
+  std::memcpy(static_cast<void*>(attr), &a, offsetof(ibv_port_attr, port_cap_flags2));
+  return 0;
+}
+
+UROCE_EXPORT int UROCE_V1_1(ibv_query_gid)(ibv_context* ctx, uint8_t port, int index, ibv_gid* gid) {
+  if (port != 1 || index != 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  *gid = dev_of(ctx)->gid();
+  return 0;
+}
+
+UROCE_EXPORT int _ibv_query_gid_ex(ibv_context* ctx, uint32_t port, uint32_t index,
+                                   ibv_gid_entry* entry, uint32_t flags, size_t size) {
+  if (flags) return EINVAL;
+  if (port != 1) return EINVAL;
+  if (index != 0) return ENODATA;  // an empty GID table slot
+  ibv_gid_entry e{};
+  e.gid = dev_of(ctx)->gid();
+  e.gid_index = 0;
+  e.port_num = 1;
+  e.gid_type = IBV_GID_TYPE_ROCE_V2;
+  e.ndev_ifindex = 1;  // lo
+  std::memset(entry, 0, size);
+  std::memcpy(entry, &e, std::min(size, sizeof e));
+  return 0;
+}
+
+UROCE_EXPORT ssize_t _ibv_query_gid_table(ibv_context* ctx, ibv_gid_entry* entries,
+                                          size_t max, uint32_t flags, size_t size) {
+  if (flags) return -EINVAL;
+  if (max < 1) return -EINVAL;
+  int rc = _ibv_query_gid_ex(ctx, 1, 0, entries, 0, size);
+  return rc ? -rc : 1;
+}
+
+// In rdma-core's private (driver) interface, but ibv_devinfo imports it.
+enum uroce_gid_type_sysfs { kGidTypeSysfsIbRoceV1 = 0, kGidTypeSysfsRoceV2 = 1 };
+UROCE_EXPORT int ibv_query_gid_type(ibv_context*, uint8_t port, unsigned int index,
+                                    uroce_gid_type_sysfs* type) {
+  if (port != 1 || index != 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  *type = kGidTypeSysfsRoceV2;
+  return 0;
+}
+
+UROCE_EXPORT int UROCE_V1_1(ibv_query_pkey)(ibv_context*, uint8_t port, int index, __be16* pkey) {
+  if (port != 1 || index != 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  *pkey = htobe16(wire::kDefaultPkey);
+  return 0;
+}
+
+UROCE_EXPORT int ibv_get_pkey_index(ibv_context*, uint8_t port, __be16 pkey) {
+  if (port == 1 && be16toh(pkey) == wire::kDefaultPkey) return 0;
+  errno = ENOENT;
+  return -1;
+}
+
+// ---- protection domains and memory regions ---------------------------------------------
+
+UROCE_EXPORT ibv_pd* UROCE_V1_1(ibv_alloc_pd)(ibv_context* ctx) {
+  return guarded_ptr<ibv_pd>([&] {
+    auto* pd = new Pd;
+    pd->ibv.context = ctx;
+    static uint32_t handles = 0;
+    std::lock_guard<std::mutex> l(dev_of(ctx)->mu);
+    pd->ibv.handle = ++handles;
+    return &pd->ibv;
+  });
+}
+
+UROCE_EXPORT int UROCE_V1_1(ibv_dealloc_pd)(ibv_pd* ibpd) {
+  Pd* pd = reinterpret_cast<Pd*>(ibpd);
+  {
+    std::lock_guard<std::mutex> l(dev_of(ibpd->context)->mu);
+    if (pd->refs) return EBUSY;  // MRs or QPs still use it
+  }
+  delete pd;
+  return 0;
+}
+
+UROCE_EXPORT ibv_mr* ibv_reg_mr_iova2(ibv_pd* ibpd, void* addr, size_t length, uint64_t iova,
+                                      unsigned int access) {
+  constexpr unsigned kKnown = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
+                              IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC |
+                              IBV_ACCESS_RELAXED_ORDERING;
+  if (access & ~kKnown) {
+    errno = EOPNOTSUPP;  // memory windows, zero-based, on-demand paging...
+    return nullptr;
+  }
+  // IBA: remote write or atomic access requires local write access.
+  if ((access & (IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)) &&
+      !(access & IBV_ACCESS_LOCAL_WRITE)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (!addr && length) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  Device* dev = dev_of(ibpd->context);
+  return guarded_ptr<ibv_mr>([&] {
+    auto* mr = new Mr;
+    mr->pd = reinterpret_cast<Pd*>(ibpd);
+    mr->access = static_cast<int>(access);
+    mr->iova = iova;
+    mr->ibv.context = ibpd->context;
+    mr->ibv.pd = ibpd;
+    mr->ibv.addr = addr;
+    mr->ibv.length = length;
+    std::lock_guard<std::mutex> l(dev->mu);
+    // Keys look like a device's: an index in the high 24 bits, a varying low byte, so a
+    // stale key from a deregistered region does not silently match a new one.
+    uint32_t key = 0;
+    do {
+      const uint32_t index = dev->next_mr_index++;
+      key = (index & 0xFFFFFF) << 8 | ((index * 37u + 0x5A) & 0xFF);
+    } while (key == 0 || dev->mrs.count(key));
+    mr->ibv.lkey = mr->ibv.rkey = key;
+    mr->ibv.handle = key;
+    dev->mrs[key] = mr;
+    mr->pd->refs++;
+    return &mr->ibv;
+  });
+}
+
+UROCE_EXPORT ibv_mr* UROCE_V1_1(ibv_reg_mr)(ibv_pd* pd, void* addr, size_t length, int access) {
+  return ibv_reg_mr_iova2(pd, addr, length, reinterpret_cast<uintptr_t>(addr),
+                          static_cast<unsigned>(access));
+}
+
+UROCE_EXPORT ibv_mr* ibv_reg_mr_iova(ibv_pd* pd, void* addr, size_t length, uint64_t iova,
+                                     int access) {
+  return ibv_reg_mr_iova2(pd, addr, length, iova, static_cast<unsigned>(access));
+}
+
+UROCE_EXPORT int UROCE_V1_1(ibv_dereg_mr)(ibv_mr* ibmr) {
+  Mr* mr = reinterpret_cast<Mr*>(ibmr);
+  Device* dev = dev_of(ibmr->context);
+  {
+    std::lock_guard<std::mutex> l(dev->mu);
+    dev->mrs.erase(ibmr->lkey);
+    mr->pd->refs--;
+  }
+  delete mr;
+  return 0;
+}
+
+UROCE_EXPORT int ibv_rereg_mr(ibv_mr*, int, ibv_pd*, void*, size_t, int) {
+  return IBV_REREG_MR_ERR_INPUT;  // not implemented: deregister and register again
+}
+
+// ---- completion channels and CQs -------------------------------------------------------
+
+UROCE_EXPORT ibv_comp_channel* ibv_create_comp_channel(ibv_context* ctx) {
+  return guarded_ptr<ibv_comp_channel>([&]() -> ibv_comp_channel* {
+    auto* ch = new Channel;
+    ch->ibv.context = ctx;
+    // One count per pending event; a read takes one (EFD_SEMAPHORE), and poll() on the
+    // fd says "an event is waiting", as on the kernel's completion-event file.
+    ch->ibv.fd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
+    if (ch->ibv.fd < 0) {
+      delete ch;
+      return nullptr;
+    }
+    return &ch->ibv;
+  });
+}
+
+UROCE_EXPORT int ibv_destroy_comp_channel(ibv_comp_channel* ibch) {
+  Channel* ch = reinterpret_cast<Channel*>(ibch);
+  {
+    std::lock_guard<std::mutex> l(dev_of(ibch->context)->mu);
+    if (ch->refs) {
+      errno = EBUSY;
+      return -1;
+    }
+  }
+  close(ibch->fd);
+  delete ch;
+  return 0;
+}
+
+UROCE_EXPORT ibv_cq* UROCE_V1_1(ibv_create_cq)(ibv_context* ctx, int cqe, void* cq_context,
+                                   ibv_comp_channel* channel, int comp_vector) {
+  if (cqe < 1 || cqe > kMaxCqe || comp_vector != 0) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return guarded_ptr<ibv_cq>([&] {
+    auto* cq = new Cq;
+    cq->ibv.context = ctx;
+    cq->ibv.channel = channel;
+    cq->ibv.cq_context = cq_context;
+    cq->ibv.cqe = cqe;
+    cq->capacity = cqe;
+    pthread_mutex_init(&cq->ibv.mutex, nullptr);
+    pthread_cond_init(&cq->ibv.cond, nullptr);
+    cq->channel = reinterpret_cast<Channel*>(channel);
+    if (channel) {
+      std::lock_guard<std::mutex> l(dev_of(ctx)->mu);
+      cq->channel->refs++;
+    }
+    return &cq->ibv;
+  });
+}
+
+UROCE_EXPORT int UROCE_V1_1(ibv_destroy_cq)(ibv_cq* ibcq) {
+  Cq* cq = reinterpret_cast<Cq*>(ibcq);
+  Device* dev = dev_of(ibcq->context);
+  {
+    std::lock_guard<std::mutex> l(dev->mu);
+    if (cq->qp_refs) return EBUSY;
+    if (cq->channel) {
+      cq->channel->refs--;
+      // Events of this CQ still queued on the channel must not name a freed CQ.
+      std::lock_guard<std::mutex> c(cq->channel->mu);
+      auto& ev = cq->channel->events;
+      for (auto it = ev.begin(); it != ev.end();) {
+        if (*it == cq) {
+          it = ev.erase(it);
+          uint64_t v;
+          (void)!read(cq->channel->ibv.fd, &v, sizeof v);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+  pthread_mutex_destroy(&ibcq->mutex);
+  pthread_cond_destroy(&ibcq->cond);
+  delete cq;
+  return 0;
+}
+
+UROCE_EXPORT int UROCE_V1_1(ibv_resize_cq)(ibv_cq*, int) { return EOPNOTSUPP; }
+
+UROCE_EXPORT int UROCE_V1_1(ibv_get_cq_event)(ibv_comp_channel* ibch, ibv_cq** cq, void** cq_context) {
+  Channel* ch = reinterpret_cast<Channel*>(ibch);
+  for (;;) {
+    uint64_t v;
+    ssize_t n = read(ibch->fd, &v, sizeof v);  // blocks unless the fd is O_NONBLOCK
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    std::lock_guard<std::mutex> l(ch->mu);
+    if (ch->events.empty()) continue;  // its CQ was destroyed in between
+    Cq* c = ch->events.front();
+    ch->events.pop_front();
+    *cq = &c->ibv;
+    *cq_context = c->ibv.cq_context;
+    return 0;
+  }
+}
+
+UROCE_EXPORT void UROCE_V1_1(ibv_ack_cq_events)(ibv_cq* cq, unsigned int nevents) {
+  pthread_mutex_lock(&cq->mutex);
+  cq->comp_events_completed += nevents;
+  pthread_cond_signal(&cq->cond);
+  pthread_mutex_unlock(&cq->mutex);
+}
+
+// ---- queue pairs -----------------------------------------------------------------------
+
+UROCE_EXPORT ibv_qp* UROCE_V1_1(ibv_create_qp)(ibv_pd* ibpd, ibv_qp_init_attr* init) {
+  if (init->qp_type != IBV_QPT_RC) {
+    errno = EOPNOTSUPP;  // only reliable connected QPs are implemented
+    return nullptr;
+  }
+  if (init->srq) {
+    errno = EOPNOTSUPP;
+    return nullptr;
+  }
+  const ibv_qp_cap& c = init->cap;
+  if (!init->send_cq || !init->recv_cq || c.max_send_wr > kMaxQpWr ||
+      c.max_recv_wr > kMaxQpWr || c.max_send_sge > kMaxSge || c.max_recv_sge > kMaxSge ||
+      c.max_inline_data > kMaxInline) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  Device* dev = dev_of(ibpd->context);
+  return guarded_ptr<ibv_qp>([&] {
+    auto* qp = new Qp;
+    qp->dev = dev;
+    qp->pd = reinterpret_cast<Pd*>(ibpd);
+    qp->send_cq = reinterpret_cast<Cq*>(init->send_cq);
+    qp->recv_cq = reinterpret_cast<Cq*>(init->recv_cq);
+    qp->cap = c;
+    qp->cap.max_send_wr = std::max(1u, c.max_send_wr);
+    qp->cap.max_recv_wr = std::max(1u, c.max_recv_wr);
+    qp->cap.max_send_sge = std::max(1u, c.max_send_sge);
+    qp->cap.max_recv_sge = std::max(1u, c.max_recv_sge);
+    qp->sq_sig_all = init->sq_sig_all != 0;
+    init->cap = qp->cap;  // report what was granted, as a device does
+    ibv_qp& q = qp->ibv;
+    q.context = ibpd->context;
+    q.qp_context = init->qp_context;
+    q.pd = ibpd;
+    q.send_cq = init->send_cq;
+    q.recv_cq = init->recv_cq;
+    q.qp_type = IBV_QPT_RC;
+    q.state = IBV_QPS_RESET;
+    pthread_mutex_init(&q.mutex, nullptr);
+    pthread_cond_init(&q.cond, nullptr);
+    std::lock_guard<std::mutex> l(dev->mu);
+    while (dev->qps.count(dev->next_qpn)) dev->next_qpn = (dev->next_qpn + 1) & wire::kPsnMask;
+    q.qp_num = dev->next_qpn;
+    q.handle = q.qp_num;
+    dev->next_qpn = (dev->next_qpn + 1) & wire::kPsnMask;
+    if (dev->next_qpn < 0x11) dev->next_qpn = 0x11;  // QPs 0 and 1 are special in IB
+    dev->qps[q.qp_num] = qp;
+    qp->pd->refs++;
+    qp->send_cq->qp_refs++;
+    qp->recv_cq->qp_refs++;
+    return &q;
+  });
+}
+
+UROCE_EXPORT int UROCE_V1_1(ibv_modify_qp)(ibv_qp* ibqp, ibv_qp_attr* attr, int mask) {
+  Qp* qp = reinterpret_cast<Qp*>(ibqp);
+  std::lock_guard<std::mutex> l(qp->dev->mu);
+  int rc = guarded_int([&] { return qp_modify(*qp, *attr, mask); });
+  qp->dev->flush_tx();
+  return rc;
+}
+
+UROCE_EXPORT int UROCE_V1_1(ibv_query_qp)(ibv_qp* ibqp, ibv_qp_attr* a, int, ibv_qp_init_attr* init) {
+  Qp* qp = reinterpret_cast<Qp*>(ibqp);
+  std::lock_guard<std::mutex> l(qp->dev->mu);
+  *a = {};
+  a->qp_state = qp->state;
+  a->cur_qp_state = qp->state;
+  a->path_mtu = qp->path_mtu;
+  a->qp_access_flags = qp->access_flags;
+  a->pkey_index = qp->pkey_index;
+  a->port_num = qp->port;
+  a->ah_attr = qp->ah;
+  a->dest_qp_num = qp->dest_qpn;
+  a->rq_psn = qp->rq_psn;
+  a->sq_psn = qp->sq_psn;
+  a->max_dest_rd_atomic = qp->max_dest_rd_atomic;
+  a->max_rd_atomic = qp->max_rd_atomic;
+  a->min_rnr_timer = qp->min_rnr_timer;
+  a->timeout = qp->timeout;
+  a->retry_cnt = qp->retry_cnt;
+  a->rnr_retry = qp->rnr_retry;
+  a->cap = qp->cap;
+  a->path_mig_state = IBV_MIG_MIGRATED;
+  if (init) {
+    *init = {};
+    init->qp_context = ibqp->qp_context;
+    init->send_cq = ibqp->send_cq;
+    init->recv_cq = ibqp->recv_cq;
+    init->cap = qp->cap;
+    init->qp_type = IBV_QPT_RC;
+    init->sq_sig_all = qp->sq_sig_all;
+  }
+  return 0;
+}
+
+UROCE_EXPORT int UROCE_V1_1(ibv_destroy_qp)(ibv_qp* ibqp) {
+  Qp* qp = reinterpret_cast<Qp*>(ibqp);
+  {
+    std::lock_guard<std::mutex> l(qp->dev->mu);
+    qp->dev->qps.erase(ibqp->qp_num);
+    qp->pd->refs--;
+    qp->send_cq->qp_refs--;
+    qp->recv_cq->qp_refs--;
+  }
+  pthread_mutex_destroy(&ibqp->mutex);
+  pthread_cond_destroy(&ibqp->cond);
+  delete qp;
+  return 0;
+}
+
+// ---- asynchronous events ---------------------------------------------------------------
+
+UROCE_EXPORT int UROCE_V1_1(ibv_get_async_event)(ibv_context* ctx, ibv_async_event* event) {
+  uint64_t v;
+  // Nothing ever writes this fd: a blocking call waits forever, like on a healthy HCA;
+  // a non-blocking one fails with EAGAIN.
+  if (read(ctx->async_fd, &v, sizeof v) < 0) return -1;
+  *event = {};
+  errno = EIO;
+  return -1;
+}
+
+UROCE_EXPORT void UROCE_V1_1(ibv_ack_async_event)(ibv_async_event*) {}
+
+// ---- fork support: nothing is pinned, so fork needs no help ----------------------------
+
+UROCE_EXPORT int ibv_fork_init(void) { return 0; }
+UROCE_EXPORT ibv_fork_status ibv_is_fork_initialized(void) { return IBV_FORK_UNNEEDED; }
+UROCE_EXPORT int ibv_dontfork_range(void*, size_t) { return 0; }
+UROCE_EXPORT int ibv_dofork_range(void*, size_t) { return 0; }
+
+// ---- strings and rates -----------------------------------------------------------------
+
+UROCE_EXPORT const char* ibv_node_type_str(ibv_node_type t) {
+  switch (t) {
+    case IBV_NODE_CA: return "InfiniBand channel adapter";
+    case IBV_NODE_SWITCH: return "InfiniBand switch";
+    case IBV_NODE_ROUTER: return "InfiniBand router";
+    case IBV_NODE_RNIC: return "iWARP NIC";
+    case IBV_NODE_USNIC: return "usNIC";
+    case IBV_NODE_USNIC_UDP: return "usNIC UDP";
+    case IBV_NODE_UNSPECIFIED: return "unspecified";
+    default: return "unknown";
+  }
+}
+
+UROCE_EXPORT const char* ibv_port_state_str(ibv_port_state s) {
+  static const char* const names[] = {"PORT_NOP", "PORT_DOWN", "PORT_INIT", "PORT_ARMED",
+                                      "PORT_ACTIVE", "PORT_ACTIVE_DEFER"};
+  return s >= 0 && s < static_cast<int>(std::size(names)) ? names[s] : "unknown";
+}
+
+UROCE_EXPORT const char* ibv_event_type_str(ibv_event_type e) {
+  static const char* const names[] = {
+      "CQ error", "local work queue catastrophic error", "invalid request local work queue error",
+      "local access violation work queue error", "communication established",
+      "send queue drained", "path migrated", "path migration request error",
+      "local catastrophic error", "port active", "port error", "LID change", "P_Key change",
+      "SM change", "SRQ catastrophic error", "SRQ limit reached", "last WQE reached",
+      "client reregistration", "GID table change", "WQ fatal"};
+  return e >= 0 && e < static_cast<int>(std::size(names)) ? names[e] : "unknown";
+}
+
+UROCE_EXPORT const char* ibv_wc_status_str(ibv_wc_status s) { return uroce::wc_status_text(s); }
+
+UROCE_EXPORT int ibv_rate_to_mult(ibv_rate rate) {
+  switch (rate) {
+    case IBV_RATE_2_5_GBPS: return 1;
+    case IBV_RATE_5_GBPS: return 2;
+    case IBV_RATE_10_GBPS: return 4;
+    case IBV_RATE_20_GBPS: return 8;
+    case IBV_RATE_30_GBPS: return 12;
+    case IBV_RATE_40_GBPS: return 16;
+    case IBV_RATE_60_GBPS: return 24;
+    case IBV_RATE_80_GBPS: return 32;
+    case IBV_RATE_120_GBPS: return 48;
+    default: return -1;
+  }
+}
+
+UROCE_EXPORT ibv_rate mult_to_ibv_rate(int mult) {
+  switch (mult) {
+    case 1: return IBV_RATE_2_5_GBPS;
+    case 2: return IBV_RATE_5_GBPS;
+    case 4: return IBV_RATE_10_GBPS;
+    case 8: return IBV_RATE_20_GBPS;
+    case 12: return IBV_RATE_30_GBPS;
+    case 16: return IBV_RATE_40_GBPS;
+    case 24: return IBV_RATE_60_GBPS;
+    case 32: return IBV_RATE_80_GBPS;
+    case 48: return IBV_RATE_120_GBPS;
+    default: return IBV_RATE_MAX;
+  }
+}
+
+UROCE_EXPORT int ibv_rate_to_mbps(ibv_rate rate) {
+  static const struct { ibv_rate r; int mbps; } table[] = {
+      {IBV_RATE_2_5_GBPS, 2500},  {IBV_RATE_5_GBPS, 5000},     {IBV_RATE_10_GBPS, 10000},
+      {IBV_RATE_20_GBPS, 20000},  {IBV_RATE_30_GBPS, 30000},   {IBV_RATE_40_GBPS, 40000},
+      {IBV_RATE_60_GBPS, 60000},  {IBV_RATE_80_GBPS, 80000},   {IBV_RATE_120_GBPS, 120000},
+      {IBV_RATE_14_GBPS, 14062},  {IBV_RATE_56_GBPS, 56250},   {IBV_RATE_112_GBPS, 112500},
+      {IBV_RATE_168_GBPS, 168750}, {IBV_RATE_25_GBPS, 25781},  {IBV_RATE_100_GBPS, 103125},
+      {IBV_RATE_200_GBPS, 206250}, {IBV_RATE_300_GBPS, 309375}, {IBV_RATE_28_GBPS, 28125},
+      {IBV_RATE_50_GBPS, 53125},  {IBV_RATE_400_GBPS, 425000}, {IBV_RATE_600_GBPS, 637500}};
+  for (const auto& e : table)
+    if (e.r == rate) return e.mbps;
+  return -1;
+}
+
+UROCE_EXPORT ibv_rate mbps_to_ibv_rate(int mbps) {
+  static const ibv_rate all[] = {
+      IBV_RATE_2_5_GBPS, IBV_RATE_5_GBPS,   IBV_RATE_10_GBPS,  IBV_RATE_20_GBPS,
+      IBV_RATE_30_GBPS,  IBV_RATE_40_GBPS,  IBV_RATE_60_GBPS,  IBV_RATE_80_GBPS,
+      IBV_RATE_120_GBPS, IBV_RATE_14_GBPS,  IBV_RATE_56_GBPS,  IBV_RATE_112_GBPS,
+      IBV_RATE_168_GBPS, IBV_RATE_25_GBPS,  IBV_RATE_100_GBPS, IBV_RATE_200_GBPS,
+      IBV_RATE_300_GBPS, IBV_RATE_28_GBPS,  IBV_RATE_50_GBPS,  IBV_RATE_400_GBPS,
+      IBV_RATE_600_GBPS};
+  for (ibv_rate r : all)
+    if (ibv_rate_to_mbps(r) == mbps) return r;
+  return IBV_RATE_MAX;
+}
+
+// ---- sysfs helpers: there is no sysfs device behind this runtime -----------------------
+
+UROCE_EXPORT const char* ibv_get_sysfs_path(void) { return "/sys"; }
+
+UROCE_EXPORT int ibv_read_sysfs_file(const char* dir, const char* file, char* buf, size_t size) {
+  // Real files still read (callers use this for generic sysfs too); our device has none.
+  std::string path = std::string(dir) + "/" + file;
+  FILE* f = std::fopen(path.c_str(), "re");
+  if (!f || size == 0) {
+    if (f) std::fclose(f);
+    errno = ENOENT;
+    return -1;
+  }
+  size_t n = std::fread(buf, 1, size - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  if (n && buf[n - 1] == '\n') buf[--n] = 0;
+  return static_cast<int>(n);
+}
+
+UROCE_EXPORT int ibv_read_ibdev_sysfs_file(char*, size_t, const char*, ...) {
+  errno = ENOENT;
+  return -1;
+}
+
+// These calls also exist in an IBVERBS_1.0 compatibility version (compat.cpp), so the
+// default version is bound explicitly: uroce_1_1_NAME becomes NAME@@IBVERBS_1.1, as
+// rdma-core does it (the plain name would otherwise also match the 1.0 node).
+__asm__(".symver uroce_1_1_ibv_ack_async_event, ibv_ack_async_event@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_ack_cq_events, ibv_ack_cq_events@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_alloc_pd, ibv_alloc_pd@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_close_device, ibv_close_device@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_create_cq, ibv_create_cq@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_create_qp, ibv_create_qp@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_dealloc_pd, ibv_dealloc_pd@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_dereg_mr, ibv_dereg_mr@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_destroy_cq, ibv_destroy_cq@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_destroy_qp, ibv_destroy_qp@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_free_device_list, ibv_free_device_list@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_get_async_event, ibv_get_async_event@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_get_cq_event, ibv_get_cq_event@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_get_device_guid, ibv_get_device_guid@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_get_device_list, ibv_get_device_list@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_get_device_name, ibv_get_device_name@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_modify_qp, ibv_modify_qp@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_open_device, ibv_open_device@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_query_device, ibv_query_device@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_query_gid, ibv_query_gid@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_query_pkey, ibv_query_pkey@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_query_port, ibv_query_port@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_query_qp, ibv_query_qp@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_reg_mr, ibv_reg_mr@@IBVERBS_1.1");
+__asm__(".symver uroce_1_1_ibv_resize_cq, ibv_resize_cq@@IBVERBS_1.1");

@@ -1,0 +1,334 @@
+// RoCE v2 header encoding, parsing and the ICRC. See wire.hpp for the layout.
+#include "wire.hpp"
+
+#include <immintrin.h>
+#include <zlib.h>
+
+#include <array>
+#include <cstring>
+
+namespace uroce::wire {
+namespace {
+
+void put16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+void put24(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 16);
+  p[1] = static_cast<uint8_t>(v >> 8);
+  p[2] = static_cast<uint8_t>(v);
+}
+void put32(uint8_t* p, uint32_t v) {
+  put16(p, static_cast<uint16_t>(v >> 16));
+  put16(p + 2, static_cast<uint16_t>(v));
+}
+void put64(uint8_t* p, uint64_t v) {
+  put32(p, static_cast<uint32_t>(v >> 32));
+  put32(p + 4, static_cast<uint32_t>(v));
+}
+uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+uint32_t get24(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) << 16 | static_cast<uint32_t>(p[1]) << 8 | p[2];
+}
+uint32_t get32(const uint8_t* p) { return static_cast<uint32_t>(get16(p)) << 16 | get16(p + 2); }
+uint64_t get64(const uint8_t* p) { return static_cast<uint64_t>(get32(p)) << 32 | get32(p + 4); }
+
+//                           reth   imm    aeth   first  last   req    payload
+constexpr OpcodeInfo kOpcodes[] = {
+    {true, false, false, false, true, false, true, true, "SEND_FIRST"},
+    {true, false, false, false, false, false, true, true, "SEND_MIDDLE"},
+    {true, false, false, false, false, true, true, true, "SEND_LAST"},
+    {true, false, true, false, false, true, true, true, "SEND_LAST_WITH_IMMEDIATE"},
+    {true, false, false, false, true, true, true, true, "SEND_ONLY"},
+    {true, false, true, false, true, true, true, true, "SEND_ONLY_WITH_IMMEDIATE"},
+    {true, true, false, false, true, false, true, true, "RDMA_WRITE_FIRST"},
+    {true, false, false, false, false, false, true, true, "RDMA_WRITE_MIDDLE"},
+    {true, false, false, false, false, true, true, true, "RDMA_WRITE_LAST"},
+    {true, false, true, false, false, true, true, true, "RDMA_WRITE_LAST_WITH_IMMEDIATE"},
+    {true, true, false, false, true, true, true, true, "RDMA_WRITE_ONLY"},
+    {true, true, true, false, true, true, true, true, "RDMA_WRITE_ONLY_WITH_IMMEDIATE"},
+    {true, true, false, false, true, true, true, false, "RDMA_READ_REQUEST"},
+    {true, false, false, true, true, false, false, true, "RDMA_READ_RESPONSE_FIRST"},
+    {true, false, false, false, false, false, false, true, "RDMA_READ_RESPONSE_MIDDLE"},
+    {true, false, false, true, false, true, false, true, "RDMA_READ_RESPONSE_LAST"},
+    {true, false, false, true, true, true, false, true, "RDMA_READ_RESPONSE_ONLY"},
+    {true, false, false, true, true, true, false, false, "ACKNOWLEDGE"},
+};
+
+// ---- CRC-32 (IEEE 802.3, reflected), the polynomial of the ICRC ---------------------
+// zlib's crc32() is the reference and the fallback. On CPUs with carry-less multiply
+// (PCLMULQDQ, every x86-64 since 2010) the bulk of a packet is folded 64 bytes at a time
+// instead, following Intel's "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ
+// Instruction" (2009): the running remainder is multiplied by x^(k) mod P for the distance
+// it must travel, which is a carry-less multiply by a precomputed constant, and added
+// (XOR) to the data further on; at the end a Barrett reduction turns 64 bits into the
+// 32-bit remainder. The constants are the paper's, for the bit-reflected polynomial
+// P = 0x104C11DB7. At 4 KiB per packet this is several times faster than zlib.
+
+#define UROCE_CLMUL __attribute__((target("pclmul,sse4.1")))
+
+// fold(a, k, b): a's two 64-bit halves carried forward by k's two constants, added to b.
+UROCE_CLMUL inline __m128i fold(__m128i a, __m128i k, __m128i b) {
+  return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(a, k, 0x00),
+                                     _mm_clmulepi64_si128(a, k, 0x11)),
+                       b);
+}
+UROCE_CLMUL inline __m128i load(const uint8_t* q) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+}
+
+// Folding works on the raw CRC register (before zlib's final inversion); len must be a
+// multiple of 16 and at least 64.
+UROCE_CLMUL uint32_t crc_fold(uint32_t reg, const uint8_t* p,
+                                                           size_t len) {
+  const __m128i k_512 = _mm_set_epi64x(0x01c6e41596, 0x0154442bd4);  // fold by 4 x 128 bits
+  const __m128i k_128 = _mm_set_epi64x(0x00ccaa009e, 0x01751997d0);  // fold by 128 bits
+  const __m128i k_64 = _mm_set_epi64x(0, 0x0163cd6124);              // fold 96 -> 64 bits
+  const __m128i barrett = _mm_set_epi64x(0x01f7011641, 0x01db710641);  // u', P'
+  const __m128i low32 = _mm_setr_epi32(~0, 0, ~0, 0);
+
+  __m128i a = _mm_xor_si128(load(p), _mm_cvtsi32_si128(static_cast<int>(reg)));
+  __m128i b = load(p + 16), c = load(p + 32), d = load(p + 48);
+  p += 64;
+  len -= 64;
+  for (; len >= 64; p += 64, len -= 64) {  // four lanes, 64 bytes per round
+    a = fold(a, k_512, load(p));
+    b = fold(b, k_512, load(p + 16));
+    c = fold(c, k_512, load(p + 32));
+    d = fold(d, k_512, load(p + 48));
+  }
+  a = fold(a, k_128, b);  // the four lanes into one
+  a = fold(a, k_128, c);
+  a = fold(a, k_128, d);
+  for (; len >= 16; p += 16, len -= 16) a = fold(a, k_128, load(p));
+
+  // 128 -> 64 bits.
+  __m128i t = _mm_clmulepi64_si128(a, k_128, 0x10);
+  a = _mm_xor_si128(_mm_srli_si128(a, 8), t);
+  t = _mm_srli_si128(a, 4);
+  a = _mm_clmulepi64_si128(_mm_and_si128(a, low32), k_64, 0x00);
+  a = _mm_xor_si128(a, t);
+  // Barrett reduction: 64 -> 32 bits.
+  t = _mm_clmulepi64_si128(_mm_and_si128(a, low32), barrett, 0x10);
+  t = _mm_clmulepi64_si128(_mm_and_si128(t, low32), barrett, 0x00);
+  a = _mm_xor_si128(a, t);
+  return static_cast<uint32_t>(_mm_extract_epi32(a, 1));
+}
+
+bool have_pclmul() {
+  static const bool yes = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+  return yes;
+}
+
+}  // namespace
+
+uint32_t crc32_update(uint32_t crc, const uint8_t* p, size_t len) {
+  if (len >= 64 && have_pclmul()) {
+    const size_t bulk = len & ~static_cast<size_t>(15);
+    crc = ~crc_fold(~crc, p, bulk);
+    p += bulk;
+    len -= bulk;
+  }
+  return static_cast<uint32_t>(crc32(crc, p, static_cast<uInt>(len)));
+}
+
+OpcodeInfo opcode_info(uint8_t opcode) {
+  // Atomics (0x12-0x14) and every non-RC transport are deliberately absent: this runtime
+  // does not implement them, and a responder answers them with NAK invalid request.
+  if (opcode < std::size(kOpcodes)) return kOpcodes[opcode];
+  return {};
+}
+
+AethKind aeth_kind(uint8_t syndrome) {
+  switch (syndrome & 0xE0) {
+    case kAethAck: return AethKind::ack;
+    case kAethRnrNak: return AethKind::rnr_nak;
+    case kAethNak: return AethKind::nak;
+    default: return AethKind::reserved;
+  }
+}
+
+std::string aeth_text(uint8_t syndrome) {
+  switch (aeth_kind(syndrome)) {
+    case AethKind::ack: return "ACK";
+    case AethKind::rnr_nak: return "RNR NAK (timer code " + std::to_string(syndrome & 0x1F) + ")";
+    case AethKind::nak:
+      switch (syndrome & 0x1F) {
+        case kNakPsnSequence: return "NAK PSN sequence error";
+        case kNakInvalidRequest: return "NAK invalid request";
+        case kNakRemoteAccess: return "NAK remote access error";
+        case kNakRemoteOperational: return "NAK remote operational error";
+        default: return "NAK code " + std::to_string(syndrome & 0x1F);
+      }
+    case AethKind::reserved: break;
+  }
+  return "reserved AETH syndrome " + std::to_string(syndrome);
+}
+
+uint32_t rnr_timer_us(uint8_t code) {
+  // IBA vol 1, table 45 "Encoding for RNR NAK Timer Field", in microseconds x 100.
+  static constexpr std::array<uint32_t, 32> kTimes100 = {
+      65536, 1,     2,     3,     4,      6,      8,      12,     16,     24,     32,
+      48,       64,    96,    128,   192,    256,    384,    512,    768,    1024,   1536,
+      2048,     3072,  4096,  6144,  8192,   12288,  16384,  24576,  32768,  49152};
+  // Values are in units of 10 us (0.01 ms): code 1 = 0.01 ms ... code 0 = 655.36 ms.
+  return kTimes100[code & 0x1F] * 10;
+}
+
+uint64_t transport_timeout_us(uint8_t timeout) {
+  // 4.096 us * 2^timeout, timeout in 0..31.
+  return (4096ull << (timeout & 0x1F)) / 1000;
+}
+
+size_t encode_headers(const Packet& p, uint8_t* out) {
+  const OpcodeInfo info = opcode_info(p.bth.opcode);
+  uint8_t* o = out;
+  o[0] = p.bth.opcode;
+  o[1] = static_cast<uint8_t>((p.bth.solicited ? 0x80 : 0) | (p.bth.migreq ? 0x40 : 0) |
+                              ((p.bth.pad & 3) << 4));  // TVer 0 in the low nibble
+  put16(o + 2, p.bth.pkey);
+  o[4] = 0;  // FECN, BECN, 6 reserved bits
+  put24(o + 5, p.bth.dest_qp & kPsnMask);
+  o[8] = p.bth.ack_req ? 0x80 : 0;
+  put24(o + 9, p.bth.psn & kPsnMask);
+  o += kBthSize;
+  if (info.reth) {
+    put64(o, p.reth.va);
+    put32(o + 8, p.reth.rkey);
+    put32(o + 12, p.reth.length);
+    o += kRethSize;
+  }
+  if (info.aeth) {
+    o[0] = p.aeth.syndrome;
+    put24(o + 1, p.aeth.msn & kPsnMask);
+    o += kAethSize;
+  }
+  if (info.imm) {
+    put32(o, p.imm);
+    o += kImmSize;
+  }
+  return static_cast<size_t>(o - out);
+}
+
+uint32_t compute_icrc(const Ipv4Flow& flow, std::span<const std::span<const uint8_t>> parts) {
+  size_t udp_payload = kIcrcSize;
+  for (auto part : parts) udp_payload += part.size();
+  // The "pseudo header" the ICRC starts with. Fields a router may change on the way are
+  // replaced by all-ones so the CRC survives them: the 8 bytes standing for the
+  // InfiniBand LRH (absent on RoCE), IPv4 TOS (DSCP/ECN), TTL and header checksum, the UDP
+  // checksum, and the BTH byte holding FECN/BECN. Everything else is covered as sent.
+  std::array<uint8_t, 8 + 20 + 8> pseudo{};
+  std::memset(pseudo.data(), 0xFF, 8);
+  uint8_t* ip = pseudo.data() + 8;
+  ip[0] = 0x45;  // version 4, 5-word header
+  ip[1] = 0xFF;  // TOS, masked
+  put16(ip + 2, static_cast<uint16_t>(20 + 8 + udp_payload));
+  put16(ip + 4, flow.ip_id);
+  put16(ip + 6, flow.dont_fragment ? 0x4000 : 0);
+  ip[8] = 0xFF;  // TTL, masked
+  ip[9] = 17;    // UDP
+  ip[10] = ip[11] = 0xFF;  // header checksum, masked
+  put32(ip + 12, flow.src);
+  put32(ip + 16, flow.dst);
+  uint8_t* udp = ip + 20;
+  put16(udp, flow.src_port);
+  put16(udp + 2, flow.dst_port);
+  put16(udp + 4, static_cast<uint16_t>(8 + udp_payload));
+  udp[6] = udp[7] = 0xFF;  // UDP checksum, masked
+
+  uint32_t crc = crc32_update(0, pseudo.data(), pseudo.size());
+  // Then the UDP payload, with the BTH's FECN/BECN/reserved byte (offset 4) masked,
+  // wherever the pieces happen to be cut.
+  size_t pos = 0;
+  for (auto part : parts) {
+    const uint8_t* p = part.data();
+    size_t n = part.size();
+    if (pos <= 4 && 4 < pos + n) {
+      const size_t before = 4 - pos;
+      crc = crc32_update(crc, p, before);
+      const uint8_t masked = 0xFF;
+      crc = crc32_update(crc, &masked, 1);
+      crc = crc32_update(crc, p + before + 1, n - before - 1);
+    } else if (n) {
+      crc = crc32_update(crc, p, n);
+    }
+    pos += n;
+  }
+  // Like zlib's crc32, crc32_update returns the inverted register: the ICRC value.
+  return crc;
+}
+
+void store_icrc(uint32_t icrc, uint8_t* out) {
+  out[0] = static_cast<uint8_t>(icrc);
+  out[1] = static_cast<uint8_t>(icrc >> 8);
+  out[2] = static_cast<uint8_t>(icrc >> 16);
+  out[3] = static_cast<uint8_t>(icrc >> 24);
+}
+
+uint32_t load_icrc(const uint8_t* in) {
+  return static_cast<uint32_t>(in[0]) | static_cast<uint32_t>(in[1]) << 8 |
+         static_cast<uint32_t>(in[2]) << 16 | static_cast<uint32_t>(in[3]) << 24;
+}
+
+const char* parse_status_text(ParseStatus s) {
+  switch (s) {
+    case ParseStatus::ok: return "ok";
+    case ParseStatus::too_short: return "too short for its headers";
+    case ParseStatus::bad_version: return "BTH transport version is not 0";
+    case ParseStatus::unknown_opcode: return "opcode not handled by this runtime";
+    case ParseStatus::bad_pad: return "pad count does not fit the payload";
+    case ParseStatus::bad_icrc: return "ICRC mismatch";
+  }
+  return "?";
+}
+
+ParseStatus parse(const uint8_t* data, size_t len, const Ipv4Flow& flow, Packet& out,
+                  bool check_icrc) {
+  if (len < kBthSize + kIcrcSize) return ParseStatus::too_short;
+  Packet p;
+  p.bth.opcode = data[0];
+  p.bth.solicited = data[1] & 0x80;
+  p.bth.migreq = data[1] & 0x40;
+  p.bth.pad = (data[1] >> 4) & 3;
+  if ((data[1] & 0x0F) != 0) return ParseStatus::bad_version;
+  p.bth.pkey = get16(data + 2);
+  p.bth.dest_qp = get24(data + 5);
+  p.bth.ack_req = data[8] & 0x80;
+  p.bth.psn = get24(data + 9);
+  const OpcodeInfo info = opcode_info(p.bth.opcode);
+  if (!info.valid) return ParseStatus::unknown_opcode;
+  size_t hdr = kBthSize + (info.reth ? kRethSize : 0) + (info.aeth ? kAethSize : 0) +
+               (info.imm ? kImmSize : 0);
+  if (len < hdr + kIcrcSize) return ParseStatus::too_short;
+  const uint8_t* h = data + kBthSize;
+  if (info.reth) {
+    p.reth.va = get64(h);
+    p.reth.rkey = get32(h + 8);
+    p.reth.length = get32(h + 12);
+    h += kRethSize;
+  }
+  if (info.aeth) {
+    p.aeth.syndrome = h[0];
+    p.aeth.msn = get24(h + 1);
+    h += kAethSize;
+  }
+  if (info.imm) {
+    p.imm = get32(h);
+    h += kImmSize;
+  }
+  size_t body = len - hdr - kIcrcSize;  // payload + pad
+  if (p.bth.pad > body || (!info.payload && body != 0)) return ParseStatus::bad_pad;
+  p.payload = data + hdr;
+  p.payload_len = body - p.bth.pad;
+  if (check_icrc) {
+    const std::span<const uint8_t> all(data, len - kIcrcSize);
+    const std::span<const uint8_t> parts[] = {all};
+    if (compute_icrc(flow, parts) != load_icrc(data + len - kIcrcSize))
+      return ParseStatus::bad_icrc;
+  }
+  out = p;
+  return ParseStatus::ok;
+}
+
+}  // namespace uroce::wire

@@ -1,0 +1,225 @@
+# Shared by the userspace runtime's test scripts (sourced, not run): where things are,
+# PASS/FAIL counting, bounded background processes that are cleaned up on exit, waiting
+# (bounded) for a TCP listener or a log line, and recording loopback with tcpdump.
+#
+# The sourcing script calls `t_init NAME` first and `t_finish` last. Every process it
+# starts runs under `timeout`, and the EXIT trap stops whatever is still running.
+#
+# Environment: BUILD_DIR (default <repo>/build): the build tree with the runtime
+# (userspace-roce/lib), the lessons and roce_bench.
+
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$TESTS_DIR/../.." && pwd)
+: "${BUILD_DIR:=$ROOT/build}"
+RUNTIME="$ROOT/scripts/userspace-roce.sh"
+WIRE_CHECK="$ROOT/tests/tools/roce_wire_check.py"
+LESSON01="$BUILD_DIR/lessons/01-verbs-send-recv"
+BENCH="$BUILD_DIR/userspace-roce/bench/roce_bench"
+PYTHON=/usr/bin/python3   # Debian's python3-scapy is only visible to this one
+
+T_NAME="" OUT="" T_PASSED=0 T_FAILED=0
+T_PIDS=()   # background processes still to be stopped on exit
+
+pass() { T_PASSED=$((T_PASSED + 1)); echo "$T_NAME: PASS $*"; }
+fail() { T_FAILED=$((T_FAILED + 1)); echo "$T_NAME: FAIL $*"; }
+# show LOG: the last lines of a log, indented.
+show() { echo "    --- tail of $1"; tail -n "${2:-20}" "$1" 2>/dev/null | sed 's/^/    | /'; }
+
+# t_init NAME: logs go to $BUILD_DIR/userspace-roce/test-out/NAME/ (emptied first).
+t_init() {
+  T_NAME=$1
+  OUT="$BUILD_DIR/userspace-roce/test-out/$T_NAME"
+  rm -rf "$OUT"
+  mkdir -p "$OUT"
+  trap t_cleanup EXIT
+  trap 'echo "$T_NAME: FAIL interrupted"; exit 1' INT TERM
+  if [ ! -e "$BUILD_DIR/userspace-roce/lib/libibverbs.so.1" ]; then
+    echo "$T_NAME: FAIL no runtime at $BUILD_DIR/userspace-roce/lib/libibverbs.so.1 (cmake --build $BUILD_DIR --target uroce_verbs)"
+    exit 1
+  fi
+  echo "$T_NAME: logs in $OUT"
+}
+
+# t_finish: the tally; exit 0 only if something passed and nothing failed.
+t_finish() {
+  echo "$T_NAME: $T_PASSED passed, $T_FAILED failed"
+  [ "$T_FAILED" -eq 0 ] && [ "$T_PASSED" -gt 0 ] && exit 0
+  exit 1
+}
+
+# t_cleanup: stop every background process still running (each is a `timeout`, which
+# passes the signal on to its program; -k makes sure it dies).
+t_cleanup() {
+  local pid
+  for pid in "${T_PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null
+      wait "$pid" 2>/dev/null
+    fi
+  done
+  T_PIDS=()
+}
+
+# need FILE...: executables the test needs; a missing one is a failure (not a skip).
+need() {
+  local f ok=0
+  for f in "$@"; do
+    [ -x "$f" ] || { fail "$f is not built (cmake --build $BUILD_DIR)"; ok=1; }
+  done
+  return $ok
+}
+
+# bg SECONDS LOG CMD...: start CMD in the background under timeout; BG_PID is its pid.
+bg() {
+  local secs=$1 log=$2; shift 2
+  timeout -k 5 "$secs" "$@" >"$log" 2>&1 </dev/null &
+  BG_PID=$!
+  T_PIDS+=("$BG_PID")
+}
+
+# reap PID: wait for a background process, RC is its exit status (124: timed out).
+reap() {
+  wait "$1"; RC=$?
+  local keep=() p
+  for p in "${T_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  T_PIDS=("${keep[@]}")
+}
+
+# wait_listen PORT SECONDS: until something listens on TCP PORT (bounded), for clients
+# that do not retry their connect (ibv_rc_pingpong).
+wait_listen() {
+  local deadline=$((SECONDS + $2))
+  until [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.05
+  done
+}
+
+# wait_for_line LOG REGEX SECONDS: until a line appears in the log (bounded).
+wait_for_line() {
+  local deadline=$((SECONDS + $3))
+  until grep -Eq -- "$2" "$1" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.05
+  done
+}
+
+# run_pair NAME [LISTEN_PORT]: the commands in the arrays SERVER and CLIENT, both on this
+# host, each under `timeout 120`; the server starts first. Clients that retry their
+# connect start at once; with LISTEN_PORT the client starts only once the server listens
+# on that TCP port (bounded). Logs: $OUT/NAME-server.log, $OUT/NAME-client.log.
+# Sets SRC and CRC (exit statuses; 124 = timed out).
+SERVER=() CLIENT=()
+run_pair() {
+  local name=$1 listen=${2:-}
+  bg 120 "$OUT/$name-server.log" "${SERVER[@]}"
+  local spid=$BG_PID
+  if [ -n "$listen" ] && ! wait_listen "$listen" 30; then
+    echo "    ($name: the server did not listen on TCP port $listen within 30 s)"
+  fi
+  bg 120 "$OUT/$name-client.log" "${CLIENT[@]}"
+  local cpid=$BG_PID
+  reap "$cpid"; CRC=$RC
+  reap "$spid"; SRC=$RC
+}
+
+# expect_rc WHAT WANT GOT LOG: the exit status; on a mismatch, FAIL with the log tail.
+expect_rc() {
+  [ "$3" -eq "$2" ] && return 0
+  local why="exit $3, expected $2"
+  [ "$3" -eq 124 ] && why="timed out (killed by timeout), expected exit $2"
+  fail "$1: $why (log: $4)"; show "$4"
+  return 1
+}
+# expect_lines WHAT LOG REGEX...: lines the log must contain.
+expect_lines() {
+  local what=$1 log=$2 re; shift 2
+  for re in "$@"; do
+    grep -Eq -- "$re" "$log" && continue
+    fail "$what: no line matching /$re/ in $log"; show "$log"
+    return 1
+  done
+}
+# check WHAT WANT_RC GOT_RC LOG [REGEX...]: exit status and lines together, one PASS.
+check() {
+  local what=$1 want=$2 got=$3 log=$4; shift 4
+  expect_rc "$what" "$want" "$got" "$log" || return 1
+  expect_lines "$what" "$log" "$@" || return 1
+  pass "$what"
+}
+
+# --- capture ---------------------------------------------------------------------------
+# can_capture: root and tcpdump present (else the caller skips with 77).
+can_capture() {
+  [ "$(id -u)" -eq 0 ] || { echo "$T_NAME: SKIP not root: tcpdump cannot capture"; return 1; }
+  command -v tcpdump >/dev/null || { echo "$T_NAME: SKIP no tcpdump (scripts/install-deps.sh)"; return 1; }
+}
+
+# capture_start PCAP FILTER: tcpdump on lo into PCAP, in the background (at most 600 s);
+# returns once tcpdump says it is listening (bounded: 15 s), 1 if it never does.
+CAP_PID="" CAP_FILE="" CAP_LOG=""
+capture_start() {
+  CAP_FILE=$1 CAP_LOG="${1%.pcap}-tcpdump.log"
+  # -Z root: keep writing as root into the build tree; -U --immediate-mode: every
+  # packet written as it comes. In immediate mode libpcap's ring has one slot of the
+  # snapshot length per packet (up to lo's MTU, 64 KiB, by default), so a burst of
+  # runtime packets would soon overflow it: -s 8000 (a RoCE packet at path MTU 4096 is
+  # under 4200 bytes) with -B 65536 (64 MiB) gives it about 8000 slots. nice -n -10: the
+  # runtime's busy-polling programs must not starve the capture of CPU.
+  bg 600 "$CAP_LOG" nice -n -10 tcpdump -Z root -i lo -s 8000 -B 65536 -U --immediate-mode \
+    -w "$CAP_FILE" "$2"
+  CAP_PID=$BG_PID
+  if ! wait_for_line "$CAP_LOG" "listening on" 15; then
+    fail "tcpdump did not start listening on lo within 15 s"; show "$CAP_LOG"
+    return 1
+  fi
+}
+
+# capture_stop: let tcpdump write out what it has (the file stops growing; at most 10 s),
+# stop it with SIGINT and wait for it. If the kernel dropped packets because tcpdump fell
+# behind (a loaded machine), the capture misses some: that is said, not failed, since the
+# checks hold for every packet captured (a missing packet never makes a retransmission).
+capture_stop() {
+  local size=-1 now deadline=$((SECONDS + 10))
+  while [ $SECONDS -lt $deadline ]; do
+    now=$(stat -c %s "$CAP_FILE" 2>/dev/null || echo 0)
+    [ "$now" = "$size" ] && break
+    size=$now
+    sleep 0.3
+  done
+  kill -INT "$CAP_PID" 2>/dev/null
+  reap "$CAP_PID"
+  if [ "$RC" -ne 0 ]; then
+    fail "tcpdump exited $RC"; show "$CAP_LOG"; return 1
+  fi
+  local captured dropped
+  captured=$(sed -n 's/^\([0-9]*\) packets\{0,1\} captured.*/\1/p' "$CAP_LOG")
+  dropped=$(sed -n 's/^\([0-9]*\) packets\{0,1\} dropped by kernel.*/\1/p' "$CAP_LOG")
+  if [ -z "$captured" ] || [ -z "$dropped" ]; then
+    fail "tcpdump did not report its packet counts"; show "$CAP_LOG"; return 1
+  fi
+  echo "    capture: $captured packets captured, $dropped dropped by the kernel -> $CAP_FILE"
+  if [ "$dropped" != 0 ]; then
+    echo "    NOTE: tcpdump fell behind and the kernel dropped packets (tcpdump counts each"
+    echo "    loopback packet twice): the capture is incomplete; every check below holds for the"
+    echo "    packets it has"
+  fi
+}
+
+# wire_check WHAT PCAP ARGS...: roce_wire_check.py on PCAP (output in PCAP.check.txt,
+# summary in PCAP.check.json); PASS or FAIL with its FAIL lines.
+wire_check() {
+  local what=$1 pcap=$2; shift 2
+  local txt="${pcap%.pcap}-check.txt" json="${pcap%.pcap}-check.json"
+  timeout -k 5 300 "$PYTHON" "$WIRE_CHECK" "$pcap" --json "$json" "$@" >"$txt" 2>&1
+  local rc=$?
+  sed -n '/^capture:/,$p' "$txt" | grep -v '^  frame ' | sed 's/^/    /'
+  if [ $rc -eq 0 ] && grep -q '^result: OK' "$txt"; then
+    pass "$what"
+    return 0
+  fi
+  fail "$what: roce_wire_check.py exited $rc (output: $txt)"
+  grep -m 20 '^FAIL' "$txt" | sed 's/^/    | /'
+  [ $rc -eq 2 ] && show "$txt"
+  return 1
+}
