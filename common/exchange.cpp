@@ -47,6 +47,7 @@ std::string message_type_name(MessageType type) {
     case MessageType::ready: return "READY";
     case MessageType::error: return "ERROR";
     case MessageType::qp_info: return "QP_INFO";
+    case MessageType::done: return "DONE";
   }
   return "type " + std::to_string(static_cast<int>(type));
 }
@@ -78,6 +79,7 @@ std::vector<std::uint8_t> encode_qp_info(const QpInfo& info) {
 }
 
 std::vector<std::uint8_t> encode_ready() { return header(MessageType::ready, 0); }
+std::vector<std::uint8_t> encode_done() { return header(MessageType::done, 0); }
 
 std::vector<std::uint8_t> encode_error(const std::string& reason) {
   const std::string text = reason.empty() ? "refused" : reason.substr(0, kMaxErrorText);
@@ -110,7 +112,8 @@ Header decode_header(std::span<const std::uint8_t> b) {
   };
   switch (h.type) {
     case MessageType::hello: length_is(h.body_length == kHelloSize); break;
-    case MessageType::ready: length_is(h.body_length == 0); break;
+    case MessageType::ready:
+    case MessageType::done: length_is(h.body_length == 0); break;
     case MessageType::error: length_is(h.body_length >= 1 && h.body_length <= kMaxErrorText); break;
     case MessageType::qp_info: length_is(h.body_length == kQpInfoSize); break;
     default: malformed("unknown message type " + std::to_string(b[5]));

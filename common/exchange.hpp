@@ -50,10 +50,11 @@ enum class MessageType : std::uint8_t {
   hello = 1,  ///< my QP details (Hello)
   ready = 2,  ///< my QP is in RTR/RTS and my RECVs are posted: you may send
   error = 3,  ///< I refuse to go on; the body says why
-  qp_info = 4 ///< my QP details and one buffer the peer may access (QpInfo; lesson 05)
+  qp_info = 4, ///< my QP details and one buffer the peer may access (QpInfo; lesson 05)
+  done = 5    ///< all my RDMA work completed (every packet I sent was ACKed): you may tear down
 };
 
-/// "HELLO", "READY", "ERROR" or "type 7".
+/// "HELLO", "READY", "ERROR", "QP_INFO", "DONE" or "type 7".
 std::string message_type_name(MessageType type);
 
 /// What one side tells the other about its QP and the run it intends.
@@ -90,6 +91,8 @@ std::vector<std::uint8_t> encode_hello(const Hello& hello);
 std::vector<std::uint8_t> encode_qp_info(const QpInfo& info);
 /// READY message ready to send.
 std::vector<std::uint8_t> encode_ready();
+/// DONE message ready to send.
+std::vector<std::uint8_t> encode_done();
 /// ERROR message carrying @p reason (cut to kMaxErrorText bytes).
 std::vector<std::uint8_t> encode_error(const std::string& reason);
 

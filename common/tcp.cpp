@@ -129,4 +129,6 @@ Hello Channel::receive_hello(double timeout_s) {
 
 void Channel::receive_ready(double timeout_s) { expect(MessageType::ready, timeout_s); }
 
+void Channel::receive_done(double timeout_s) { expect(MessageType::done, timeout_s); }
+
 }  // namespace common

@@ -56,6 +56,9 @@ class Channel {
   /// Receive a READY. An ERROR from the peer becomes an Error with its text.
   void receive_ready(double timeout_s);
 
+  /// Receive a DONE. An ERROR from the peer becomes an Error with its text.
+  void receive_done(double timeout_s);
+
   /// "10.0.0.2:43120", the peer's address.
   const std::string& peer() const { return peer_; }
 

@@ -98,6 +98,11 @@ int run_client(const common::Options& opts, const std::string& server, bool inte
   LOG(data, "step 14: post a zero-length SEND as goodbye");
   lesson01::post_send(ep, 0, false);
   common::dump_wc(common::wait_for_completion(ep.send_cq.get(), opts.timeout_s, "the goodbye SEND"));
+  // The server's DONE says its last echo completed, i.e. our device ACKed it: nothing of
+  // ours is needed any more. Our DONE tells it our goodbye completed, so it may go too.
+  LOG(slow, "step 14: goodbye acknowledged; wait for the server's DONE, then send ours");
+  channel.receive_done(opts.timeout_s);
+  channel.send(common::encode_done(), opts.timeout_s);
   LOG(slow, "step 14: done; tearing down QP, CQs, MR, PD, device");
   std::printf("client: %u message(s) of up to %u bytes sent, echoed and verified\n", sent, opts.size);
   return 0;

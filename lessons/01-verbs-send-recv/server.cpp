@@ -92,13 +92,21 @@ int run_server(const common::Options& opts, double accept_timeout_s) {
                     detail);
   }
 
-  // Step 14: done. Every object is released in reverse order of creation when `ep`
-  // goes out of scope (QP, CQs, MR, PD, device).
+  // Step 14: done. Before anything is destroyed, both sides must know that the other
+  // needs nothing more from its QP. Our last echo has completed (the client's device ACKed
+  // it), but the client's goodbye SEND completes at the client only when OUR ACK reaches
+  // it: if that ACK were lost and we had already destroyed the QP, the client would
+  // resend into nothing and end in IBV_WC_RETRY_EXC_ERR. RC has no "close", so the TCP
+  // channel says it: we send DONE, the client answers DONE once its goodbye completed.
   if (!interactive && received != client.msg_count)
     common::fail("client said goodbye after " + std::to_string(received) + " of " +
                      std::to_string(client.msg_count) + " messages",
                  "check the client's log");
-  LOG(slow, "step 14: goodbye received (zero-length SEND); tearing down QP, CQs, MR, PD, device");
+  LOG(slow, "step 14: goodbye received (zero-length SEND); send DONE, wait for the client's DONE");
+  channel.send(common::encode_done(), opts.timeout_s);
+  channel.receive_done(opts.timeout_s);
+  // Every object is released in reverse order of creation when `ep` goes out of scope.
+  LOG(slow, "step 14: DONE received; tearing down QP, CQs, MR, PD, device");
   std::printf("server: %u message(s) received, verified and echoed\n", received);
   return 0;
 }

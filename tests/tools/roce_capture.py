@@ -158,7 +158,7 @@ FIELDS = ["frame.number", "frame.time_relative", "ip.src", "ip.dst", "tcp.srcpor
           "infiniband.cm.req.serviceid.dport", "infiniband.cm.req.localqpn",
           "infiniband.cm.req.startpsn", "infiniband.cm.req.pppmtu", "infiniband.cm.rep.localqpn",
           "infiniband.cm.rep.startpsn", "infiniband.cm.rej.reason"]
-MSG_TYPES = {1: "HELLO", 2: "READY", 3: "ERROR"}
+MSG_TYPES = {1: "HELLO", 2: "READY", 3: "ERROR", 4: "QP_INFO", 5: "DONE"}
 MTU_BYTES = {1: 256, 2: 512, 3: 1024, 4: 2048, 5: 4096}
 # TLS records (lesson 05) are named by what tshark can see without the keys: the record's
 # content type, and for a plaintext handshake record its handshake message. TLS 1.3

@@ -61,6 +61,13 @@ TEST(Exchange, HelloRoundTripsWithExplicitBigEndianLayout) {
 
 TEST(Exchange, ReadyAndErrorRoundTrip) {
   EXPECT_EQ(common::decode_header(common::encode_ready()).type, common::MessageType::ready);
+  const auto done = common::encode_done();
+  EXPECT_EQ(common::decode_header(done).type, common::MessageType::done);
+  EXPECT_EQ(common::decode_header(done).body_length, 0u);
+  EXPECT_EQ(common::message_type_name(common::MessageType::done), "DONE");
+  auto done_with_body = done;
+  done_with_body[11] = 4;  // DONE never carries a body
+  expect_error_containing([&] { common::decode_header(done_with_body); }, "DONE with a body of 4");
   const auto err = common::encode_error("buffer too small");
   EXPECT_EQ(common::decode_header(err).type, common::MessageType::error);
   EXPECT_EQ(common::decode_error(body_of(err)), "buffer too small");
