@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The guided tour: install what is missing, build, boot the Soft-RoCE lab VMs, and run
 # every lesson between them (server on 10.0.0.1, client on 10.0.0.2) with the wire
-# recorded. Ends with where the logs and captures are.
+# recorded; then lesson 01 once more on the userspace RoCE runtime (no VM, no kernel
+# module). Ends with where the logs and captures are.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lessons=(01-verbs-send-recv 02-cm-write-read 03-write-with-imm 04-lambda 05-tls-psn)
@@ -32,6 +33,25 @@ for lesson in "${lessons[@]}"; do
   grep -h -E "^capture: " "$tour/$lesson.log" | sed 's/^/    /'
   echo "    ok in $((SECONDS - t0)) s"
 done
+
+step "lesson 01 again, on the userspace RoCE runtime: no VM, no kernel module"
+# Both sides on this host, each process with its own 127.0.0.x; the same binaries.
+urt="$tour/userspace-roce"
+mkdir -p "$urt"
+t0=$SECONDS
+"$ROOT/scripts/userspace-roce.sh" -- "$BUILD_DIR/lessons/01-verbs-send-recv/server" -p 18599 \
+  >"$urt/server.log" 2>&1 &
+uspid=$!
+if ! "$ROOT/scripts/userspace-roce.sh" -- "$BUILD_DIR/lessons/01-verbs-send-recv/client" 127.0.0.1 \
+       -p 18599 -n 3 >"$urt/client.log" 2>&1 || ! wait "$uspid"; then
+  kill "$uspid" 2>/dev/null || echo "tour: the server had already stopped"
+  tail -n 15 "$urt/server.log" "$urt/client.log"
+  echo "tour: lesson 01 on the userspace runtime failed (logs in $urt)" >&2
+  exit 1
+fi
+grep -h -E "^(server|client): " "$urt/server.log" "$urt/client.log" | sed 's/^/    /'
+grep -h -E "GID\[0\].*chosen" "$urt/client.log" | sed 's/^/    /'
+echo "    ok in $((SECONDS - t0)) s (userspace-roce/README.md: how, and how to capture it)"
 
 step "done in $((SECONDS - start)) s"
 for lesson in "${lessons[@]}"; do
