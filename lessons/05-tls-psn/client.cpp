@@ -43,8 +43,8 @@ struct Session {
 
 /// Wait until both the posted work request and (if @p want_recv) the server's answer
 /// have completed; they may complete in either order. Returns the RECV's length.
-/// (The goodbye does not watch the TLS socket: the server closes it as soon as the goodbye
-/// arrives, which may be before our SEND's ACK is polled here.)
+/// (The goodbye does not watch the TLS socket: the server's DONE may be waiting there
+/// before our SEND's ACK is polled here.)
 std::uint32_t wait_both(Session& s, bool want_recv, const std::string& what, bool watch_tls = true) {
   bool sent = false, received = !want_recv;
   std::uint32_t length = 0;
@@ -167,9 +167,15 @@ void run_session(const common::Options& opts, const ClientOptions& copts, SSL_CT
       if (!run_command(s, line)) break;
     }
   }
-  // Step 10: goodbye (a zero-length SEND), then close TLS; everything is released.
+  // Step 10: goodbye (a zero-length SEND). Once it completed (the server's device ACKed
+  // it), the server's DONE and ours: RC has no close, so TLS says when neither side needs
+  // the other's QP any more. Then close TLS; everything is released.
   lesson05::post_send(p, 0);
   wait_both(s, false, "the goodbye", false);
+  const common::Message done_msg = tls.receive(t);
+  if (done_msg.type != common::MessageType::done)
+    common::fail("expected DONE, got " + common::message_type_name(done_msg.type), "is this the lesson 05 server?");
+  tls.send(common::encode_done(), t);
   tls.close();
   LOG(slow, "step 10: goodbye sent; session %u done", round);
   std::printf("client: session %u: %u command(s) done\n", round, done);

@@ -91,6 +91,7 @@ void serve_client(Shared& s, SSL_CTX* ctx, common::Fd socket, std::string peer, 
 
     // Step 8-9: serve SENDs (WRITEs and READs need nothing from us) until the goodbye.
     unsigned messages = 0;
+    bool goodbye = false;
     for (;;) {
       ibv_wc wc{};
       if (!lesson05::wait_completion(p, wc, s.sopts.idle_timeout_s, "the next message from " + peer, tls.fd())) {
@@ -100,6 +101,7 @@ void serve_client(Shared& s, SSL_CTX* ctx, common::Fd socket, std::string peer, 
       if (wc.opcode != IBV_WC_RECV) continue;  // our acknowledgement's SEND completed
       if (wc.byte_len == 0) {
         LOG(slow, "step 10: goodbye from %s after %u message(s)", peer.c_str(), messages);
+        goodbye = true;
         break;
       }
       ++messages;
@@ -112,6 +114,18 @@ void serve_client(Shared& s, SSL_CTX* ctx, common::Fd socket, std::string peer, 
       const std::size_t n = std::min<std::size_t>(ack.size(), p.slot_size);
       std::memcpy(p.send_area(), ack.data(), n);
       lesson05::post_send(p, static_cast<std::uint32_t>(n));
+    }
+    if (goodbye) {
+      // RC has no close: the client's goodbye completes only when our ACK reaches it. Were
+      // that ACK lost after we destroyed the QP, the client would resend into nothing and
+      // end in IBV_WC_RETRY_EXC_ERR. So we keep the QP until the client says DONE (its
+      // goodbye completed), after telling it we are done too.
+      tls.send(common::encode_done(), t);
+      const common::Message bye = tls.receive(t);
+      if (bye.type != common::MessageType::done)
+        common::fail("expected DONE from " + peer + ", got " + common::message_type_name(bye.type),
+                     "is this the lesson 05 client?");
+      LOG(slow, "step 10: DONE exchanged with %s; releasing its QP, CQ, MR", peer.c_str());
     }
     tls.close();
     std::printf("server: client %s done: %u message(s)\n", peer.c_str(), messages);
