@@ -417,13 +417,15 @@ def collapse_resends(events):
 
 
 def mark_refused(events):
-    """Both lab guests start together, so a client may knock before the server listens:
-    its kernel then rejects the ConnectRequest with reason 8 (invalid service ID) and
-    rdma_cm reports REJECTED, like the TCP RST of lesson 01. Mark such attempts before the
-    first ConnectReply; they are timing, not the scenario."""
-    reply = next((e["frame"] for e in events if e["kind"] == "cm" and e["attr"] == 0x13), None)
+    """Both lab guests start together, so a client may knock before the server listens
+    (at the start, or while a persistent server is between two connections): its kernel
+    then rejects the ConnectRequest with reason 8 (invalid service ID) and rdma_cm reports
+    REJECTED, like the TCP RST of lesson 01, and the client tries again. Mark such attempts
+    (a reason-8 reject followed by another ConnectRequest); they are timing, not the
+    scenario."""
+    requests = [e["frame"] for e in events if e["kind"] == "cm" and e["attr"] == 0x10]
     rejected = {e["tid"] for e in events if e["kind"] == "cm" and e["attr"] == 0x12
-                and e["reason"] == NO_LISTENER and (reply is None or e["frame"] < reply)}
+                and e["reason"] == NO_LISTENER and any(f > e["frame"] for f in requests)}
     for e in events:
         if e["kind"] == "cm" and e["tid"] in rejected and e["attr"] in (0x10, 0x11, 0x12):
             e["refused"] = True
