@@ -236,27 +236,23 @@ Mr* Device::find_mr(uint32_t key) {
   return it == mrs.end() ? nullptr : it->second;
 }
 
-void Device::send_raw(uint32_t dst_ip, const uint8_t* data, size_t len) {
-  if (sock < 0) return;
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(wire::kRoceV2Port);
-  sa.sin_addr.s_addr = htonl(dst_ip);
-  for (;;) {
-    ssize_t n = sendto(sock, data, len, 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    if (n >= 0) return;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == ENOBUFS) {
-      // The socket's send buffer is full: wait for room (briefly) rather than drop a
-      // packet the requester would then have to retransmit after a timeout.
-      pollfd p{sock, POLLOUT, 0};
-      if (poll(&p, 1, 10) > 0) continue;
-    }
-    // Anything else (no route, a peer's ICMP error) is a lost packet, as on a real
-    // network: RC's retransmission handles it.
-    if (Config::get().log >= 2) log_line("sendto: %s (packet lost)", std::strerror(errno));
-    return;
-  }
+namespace {
+// dst = src, with the payload moved into dst's own buffer (src's may not live long).
+void copy_packet(TxPacket& dst, const TxPacket& src) {
+  dst.dst = src.dst;
+  std::memcpy(dst.hdr, src.hdr, src.hdr_len);
+  dst.hdr_len = src.hdr_len;
+  if (src.len) std::memcpy(dst.own, src.payload, src.len);
+  dst.payload = dst.own;
+  dst.len = src.len;
+  std::memcpy(dst.trailer, src.trailer, src.trailer_len);
+  dst.trailer_len = src.trailer_len;
+}
+}  // namespace
+
+void Device::queue_copy(const TxPacket& t) {
+  if (tx_count == kTxBatch) flush_tx();
+  copy_packet(tx[tx_count++], t);
 }
 
 uint8_t* Device::tx_scratch() {
@@ -292,35 +288,19 @@ void Device::transmit(uint32_t dst_ip, const uint8_t* hdr, size_t hdr_len,
                p.bth.dest_qp, p.bth.psn, p.payload_len);
   }
   if (cfg.drop > 0 && unit(fault_rng) < cfg.drop) return;  // lost on the "wire"
-  if (cfg.reorder > 0 && held.empty() && unit(fault_rng) < cfg.reorder) {
+  if (cfg.reorder > 0 && !held && unit(fault_rng) < cfg.reorder) {
     // Hold this packet back; it goes out right after the next one (or after 1 ms).
-    held.assign(t.hdr, t.hdr + hdr_len);
-    held.insert(held.end(), payload, payload + payload_len);
-    held.insert(held.end(), t.trailer, t.trailer + t.trailer_len);
-    held_dst = dst_ip;
+    held = std::make_unique<TxPacket>();
+    copy_packet(*held, t);
     held_until = Clock::now() + std::chrono::milliseconds(1);
     wake_engine_if_needed(*held_until);
     return;
   }
   tx_count++;
-  if (cfg.duplicate > 0 && unit(fault_rng) < cfg.duplicate) {
-    if (tx_count == kTxBatch) flush_tx();
-    TxPacket& copy = tx[tx_count];
-    copy.dst = t.dst;
-    std::memcpy(copy.hdr, t.hdr, t.hdr_len);
-    copy.hdr_len = t.hdr_len;
-    std::memcpy(copy.own, payload, payload_len);
-    copy.payload = copy.own;
-    copy.len = t.len;
-    std::memcpy(copy.trailer, t.trailer, t.trailer_len);
-    copy.trailer_len = t.trailer_len;
-    tx_count++;
-  }
-  if (!held.empty()) {
-    // The held packet goes out after this one: reordered.
-    flush_tx();
-    send_raw(held_dst, held.data(), held.size());
-    held.clear();
+  if (cfg.duplicate > 0 && unit(fault_rng) < cfg.duplicate) queue_copy(t);
+  if (held) {
+    queue_copy(*held);  // after this one: reordered
+    held.reset();
     held_until.reset();
   }
 }
@@ -454,9 +434,9 @@ void Device::wake_engine_if_needed(Clock::time_point deadline) {
 }
 
 void Device::run_timers(Clock::time_point now) {
-  if (held_until && now >= *held_until && !held.empty()) {
-    send_raw(held_dst, held.data(), held.size());
-    held.clear();
+  if (held_until && now >= *held_until && held) {
+    queue_copy(*held);  // nothing came after it within 1 ms: send it anyway
+    held.reset();
     held_until.reset();
   }
   // qp_timers may move a QP to ERROR but never adds or removes QPs.

@@ -42,27 +42,38 @@ uint8_t* sge_ptr(Qp& qp, const ibv_sge& sge, uint64_t offset, uint64_t len, bool
   return mr_ptr(mr, sge.addr + offset, len);
 }
 
+// Walks [off, off+len) of a message laid out over an SGE list: for each piece, the
+// registered memory behind it (checked: key, PD, bounds, and local write if asked) and its
+// length. Returns false on a bad piece or if the list is shorter than the range.
+template <typename Piece>
+bool for_each_piece(Qp& qp, const std::vector<ibv_sge>& sg, uint64_t off, size_t len,
+                    bool need_write, Piece&& piece) {
+  for (const ibv_sge& s : sg) {
+    if (len == 0) break;
+    if (off >= s.length) {
+      off -= s.length;
+      continue;
+    }
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(len, s.length - off));
+    uint8_t* p = sge_ptr(qp, s, off, n, need_write);
+    if (!p) return false;
+    piece(p, n);
+    len -= n;
+    off = 0;
+  }
+  return len == 0;
+}
+
 // Copies `len` bytes at message offset `off` out of a WQE's gather list.
 bool gather(Qp& qp, const SendWqe& w, uint64_t off, uint32_t len, uint8_t* out) {
   if (w.is_inline) {
     std::memcpy(out, w.inline_data.data() + off, len);
     return true;
   }
-  for (const ibv_sge& s : w.sg) {
-    if (len == 0) break;
-    if (off >= s.length) {
-      off -= s.length;
-      continue;
-    }
-    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(len, s.length - off));
-    uint8_t* p = sge_ptr(qp, s, off, n, false);
-    if (!p) return false;
+  return for_each_piece(qp, w.sg, off, len, false, [&](uint8_t* p, size_t n) {
     std::memcpy(out, p, n);
     out += n;
-    len -= n;
-    off = 0;
-  }
-  return len == 0;
+  });
 }
 
 // The registered memory behind [off, off+len) of the gather list if one SGE holds it all.
@@ -77,21 +88,10 @@ const uint8_t* single_sge_ptr(Qp& qp, const SendWqe& w, uint64_t off, uint32_t l
 // Copies into a scatter list at message offset `off`. Returns false on a bad key/range.
 bool scatter(Qp& qp, const std::vector<ibv_sge>& sg, uint64_t off, const uint8_t* in,
              size_t len) {
-  for (const ibv_sge& s : sg) {
-    if (len == 0) break;
-    if (off >= s.length) {
-      off -= s.length;
-      continue;
-    }
-    size_t n = static_cast<size_t>(std::min<uint64_t>(len, s.length - off));
-    uint8_t* p = sge_ptr(qp, s, off, n, true);
-    if (!p) return false;
+  return for_each_piece(qp, sg, off, len, true, [&](uint8_t* p, size_t n) {
     std::memcpy(p, in, n);
     in += n;
-    len -= n;
-    off = 0;
-  }
-  return len == 0;
+  });
 }
 
 ibv_wc_opcode wc_opcode(ibv_wr_opcode op) {

@@ -214,8 +214,7 @@ struct Device {
   static constexpr int kTxBatch = 32;
   std::vector<TxPacket> tx = std::vector<TxPacket>(kTxBatch);
   int tx_count = 0;
-  std::vector<uint8_t> held;  ///< a packet held back by reorder injection
-  uint32_t held_dst = 0;
+  std::unique_ptr<TxPacket> held;  ///< a packet held back by reorder injection
   std::optional<Clock::time_point> held_until;
   std::optional<Clock::time_point> engine_sleep_until;  ///< when the engine will wake
   bool engine_sleeping_forever = false;
@@ -238,7 +237,8 @@ struct Device {
   uint8_t* tx_scratch();
   /// Sends every queued packet (one sendmmsg per batch). Called before mu is released.
   void flush_tx();
-  void send_raw(uint32_t dst_ip, const uint8_t* data, size_t len);
+  /// Queues a copy of `t` (payload included) for the next sendmmsg.
+  void queue_copy(const TxPacket& t);
   void receive_batch();
   void handle_packet(const uint8_t* data, size_t len, uint32_t src_ip);
   void run_timers(Clock::time_point now);
