@@ -150,8 +150,9 @@ CmQpResources create_cm_qp(rdma_cm_id* id, const CmQpSizes& sizes) {
   attr.cap.max_send_sge = 1;
   attr.cap.max_recv_sge = 1;
   attr.sq_sig_all = 0;  // each WR asks for its completion with IBV_SEND_SIGNALED
-  // rdma_create_qp creates the QP in the PD and moves it to INIT; the connection
-  // protocol (REQ/REP/RTU) moves it to RTR and RTS with the peer's QPN and PSN.
+  // rdma_create_qp creates the QP in the PD and moves it to INIT; librdmacm moves it to
+  // RTR and RTS with the peer's QPN and PSN during the connection (in rdma_accept on the
+  // server, when the ConnectReply arrives on the client).
   check_rc(rdma_create_qp(id, r.pd.get(), &attr), "rdma_create_qp",
            "the queue sizes may exceed the device's limits (ibv_devinfo -v: max_qp_wr)");
   r.qp.reset(id);

@@ -4,10 +4,21 @@
  *        cm_id, listening, and connecting with retries.
  *
  * RDMA CM replaces lesson 01's TCP side channel. It resolves an IP address to a device,
- * port and GID (rdma_resolve_addr), finds the path (rdma_resolve_route), and runs the
- * InfiniBand connection protocol over the fabric itself: the ConnectRequest, ConnectReply
- * and ReadyToUse messages (MADs sent to QP 1) carry each side's QPN and starting PSN and
- * move both QPs to RTS, so no ibv_modify_qp appears in a CM program.
+ * port, GID and (on RoCE) the next hop's MAC address (rdma_resolve_addr: IP route and
+ * ARP), builds the path record (rdma_resolve_route: on RoCE locally, nothing is sent),
+ * and runs the InfiniBand connection protocol over the fabric itself: the ConnectRequest
+ * and ConnectReply (MADs sent to QP 1, like the ReadyToUse that completes the handshake)
+ * carry each side's QPN and starting PSN. librdmacm makes lesson 01's ibv_modify_qp calls itself, so none appears
+ * in a CM program:
+ * @code
+ *   rdma_create_qp        QP -> INIT
+ *   rdma_accept (server)  QP -> RTR -> RTS, then the ConnectReply is sent
+ *   ConnectReply arrives  (client, inside rdma_get_cm_event) QP -> RTR -> RTS, then the
+ *                         ReadyToUse is sent and the client gets ESTABLISHED
+ *   ReadyToUse arrives    the server gets ESTABLISHED; no QP changes state
+ * @endcode
+ * So a server's QP can receive before the server sees ESTABLISHED: post RECVs before
+ * rdma_accept.
  *
  * Everything librdmacm reports arrives as an event on an event channel. Each event must
  * be acknowledged (rdma_ack_cm_event), and rdma_destroy_id() blocks until every event of
@@ -99,8 +110,9 @@ struct CmQpResources {
 
 /**
  * Build PD, CQ and an RC QP on @p id (which must have resolved its route or come from a
- * CONNECT_REQUEST, so id->verbs is the device). librdmacm moves the QP to INIT; the
- * connection protocol moves it to RTR and RTS. Logs each step and dumps the QP.
+ * CONNECT_REQUEST, so id->verbs is the device). rdma_create_qp moves the QP to INIT;
+ * librdmacm moves it to RTR and RTS during the connection (see the file comment). Logs
+ * each step and dumps the QP.
  * @throws Error naming the failed call and the remedy.
  */
 CmQpResources create_cm_qp(rdma_cm_id* id, const CmQpSizes& sizes);

@@ -1,5 +1,8 @@
 #include "common/completion.hpp"
 
+#include <poll.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -42,12 +45,34 @@ ibv_wc wait_for_completion(ibv_cq* cq, double timeout_s, const std::string& what
   return wc;
 }
 
+Wakeup sleep_until_completion(ibv_comp_channel* channel, int other_fd, double timeout_s) {
+  using clock = std::chrono::steady_clock;
+  const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(timeout_s));
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+    if (left <= 0) return Wakeup::timeout;
+    pollfd fds[2] = {{channel->fd, POLLIN, 0}, {other_fd, POLLIN, 0}};
+    const int rc = ::poll(fds, other_fd >= 0 ? 2 : 1, static_cast<int>(std::min<long long>(left, 1 << 30)));
+    if (rc < 0 && errno != EINTR) check_rc(-1, "poll", "");
+    if (rc <= 0) continue;
+    if (fds[0].revents & POLLIN) {
+      ibv_cq* cq = nullptr;
+      void* context = nullptr;
+      check_rc(ibv_get_cq_event(channel, &cq, &context), "ibv_get_cq_event", "the completion channel is broken");
+      ibv_ack_cq_events(cq, 1);
+      check_rc(ibv_req_notify_cq(cq, 0), "ibv_req_notify_cq", "the CQ is broken: check dmesg");
+      return Wakeup::completion;
+    }
+    if (other_fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) return Wakeup::other_fd;
+  }
+}
+
 const char* wc_status_remedy(ibv_wc_status status) {
   switch (status) {
     case IBV_WC_RETRY_EXC_ERR:
-      return "no ACK came back after all retries: the peer's QP is gone (process exited), "
-             "the GIDs do not match (one side uses -g 0, the other -g 1), or the peer never "
-             "reached RTR";
+      return "no ACK came back after retry_cnt resends, each after the ACK timeout: the peer's QP is gone "
+             "(its process exited or destroyed it), it never reached RTR, or the path between "
+             "the two addresses drops RoCE (UDP port 4791)";
     case IBV_WC_RNR_RETRY_EXC_ERR:
       return "the peer had no RECV posted (Receiver Not Ready) for every retry: post RECVs "
              "before telling the peer it may send";
@@ -58,8 +83,9 @@ const char* wc_status_remedy(ibv_wc_status status) {
       return "a message did not fit: the RECV buffer is smaller than what the peer sent "
              "(use the same -s on both sides)";
     case IBV_WC_REM_INV_REQ_ERR:
-      return "the peer rejected the request: a message longer than its RECV buffer, or an "
-             "operation its QP does not allow";
+      return "the responder refused a request as invalid: a SEND longer than its RECV buffer "
+             "(Soft-RoCE reports that case so on both sides: use the same -s on both), a READ "
+             "its QP has no resources for, or an operation its QP does not allow";
     case IBV_WC_LOC_PROT_ERR:
       return "a local SGE does not match its MR (wrong lkey, address or length)";
     case IBV_WC_WR_FLUSH_ERR:

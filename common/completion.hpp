@@ -42,6 +42,28 @@ ibv_wc wait_for_completion(ibv_cq* cq, double timeout_s, const std::string& what
  */
 ibv_wc poll_completion(ibv_cq* cq, double timeout_s, const std::string& what);
 
+/// What ended a sleep_until_completion().
+enum class Wakeup {
+  completion,  ///< the CQ announced a completion: drain it with ibv_poll_cq
+  other_fd,    ///< the other descriptor became readable (or hung up)
+  timeout      ///< neither, within the time given
+};
+
+/**
+ * The event-driven wait: sleep in poll() until the CQ bound to @p channel announces a
+ * completion, @p other_fd (if >= 0: a TLS socket, an RDMA CM event channel) becomes
+ * readable, or @p timeout_s passes. No CPU is spent while asleep, at the price of a
+ * system call and a wake-up per event (busy polling, wait_for_completion(), has neither).
+ *
+ * A completion event is taken (ibv_get_cq_event), acknowledged (ibv_ack_cq_events) and
+ * the CQ re-armed (ibv_req_notify_cq) before this returns, so that a completion arriving
+ * while the caller drains the CQ raises the next event. The CQ must have been armed once
+ * with ibv_req_notify_cq before the first call; the caller drains it with ibv_poll_cq
+ * after every Wakeup::completion, and before sleeping again.
+ * @throws Error when poll() or a verbs call fails.
+ */
+Wakeup sleep_until_completion(ibv_comp_channel* channel, int other_fd, double timeout_s);
+
 /// What usually causes a completion @p status, and what to check.
 const char* wc_status_remedy(ibv_wc_status status);
 

@@ -61,14 +61,23 @@ ibv_device* find_device(ibv_device** list, int count, const std::string& name) {
        "pass one of them with -d, or list them with `ibv_devices`");
 }
 
-Context open_device(const std::string& name) {
+OpenPort open_port(const std::string& device, int port, int gid_index) {
+  OpenPort p;
   int count = 0;
-  DeviceList list{ibv_get_device_list(&count)};
-  ibv_device* dev = find_device(list.get(), count, name);
-  Context ctx{check_ptr(ibv_open_device(dev), "ibv_open_device",
-                        "check permissions on /dev/infiniband/uverbs*")};
-  LOG(slow, "opened device %s", ibv_get_device_name(dev));
-  return ctx;
+  p.list.reset(ibv_get_device_list(&count));
+  ibv_device* dev = find_device(p.list.get(), count, device);
+  p.ctx.reset(check_ptr(ibv_open_device(dev), "ibv_open_device", "check permissions on /dev/infiniband/uverbs*"));
+  p.port = static_cast<std::uint8_t>(port);
+  check_rc(ibv_query_port(p.ctx.get(), p.port, &p.attr), "ibv_query_port",
+           "the port number (-i) must exist on the device: see `ibv_devinfo`");
+  if (p.attr.state != IBV_PORT_ACTIVE)
+    fail("port " + std::to_string(port) + " of " + ibv_get_device_name(dev) + " is " +
+             ibv_port_state_str(p.attr.state) + ", not ACTIVE",
+         "bring the network interface under the RDMA device up (`ip link set <if> up`; `rdma link show`)");
+  p.gid = choose_gid(p.ctx.get(), port, p.attr, gid_index);
+  LOG(slow, "device %s port %u: active MTU %s, GID[%d] %s", ibv_get_device_name(dev), p.port,
+      mtu_name(p.attr.active_mtu), p.gid.index, gid_to_string(p.gid.gid).c_str());
+  return p;
 }
 
 std::string gid_to_string(const ibv_gid& gid) {
@@ -95,8 +104,8 @@ GidChoice choose_gid(ibv_context* ctx, int port, const ibv_port_attr& port_attr,
     choice.gid = entry.gid;
     const bool v2_ipv4 = entry.gid_type == IBV_GID_TYPE_ROCE_V2 && is_ipv4_mapped(entry.gid);
     if (port_attr.link_layer == IBV_LINK_LAYER_ETHERNET && !v2_ipv4)
-      LOG(warn, "GID[%d] %s is %s, not RoCE v2 IPv4: both sides must use the same kind of "
-                "GID or their packets are silently dropped", requested,
+      LOG(warn, "GID[%d] %s is %s, not RoCE v2 IPv4: the peer must use the same kind of GID, or "
+                "ibv_modify_qp(INIT->RTR) fails with EINVAL on both sides", requested,
           gid_to_string(entry.gid).c_str(), gid_type_name(entry.gid_type));
     LOG(slow, "GID[%d] %s (%s on %s) chosen with -g", requested, gid_to_string(entry.gid).c_str(),
         gid_type_name(entry.gid_type), netdev_name(entry.ndev_ifindex).c_str());
@@ -129,8 +138,8 @@ GidChoice choose_gid(ibv_context* ctx, int port, const ibv_port_attr& port_attr,
          "give the RDMA netdev an IPv4 address (`ip addr add ... dev <if>`) or pass -g with "
          "an index from `ibv_devinfo -v`");
   LOG(slow, "GID[%d] %s chosen: RoCE v2 (UDP/IP, routable) with the interface's IPv4 address; "
-            "GID[0] is usually the IPv6 link-local entry, and a peer on the other family "
-            "would never see our packets",
+            "GID[0] is usually the IPv6 link-local entry, and a peer must use the same kind "
+            "(IPv4 or IPv6) as we do",
       choice.index, gid_to_string(choice.gid).c_str());
   return choice;
 }

@@ -9,15 +9,19 @@
  *   GID[0]  fe80::...            RoCE v2 (IPv6 link-local)
  *   GID[1]  ::ffff:10.0.0.1      RoCE v2 (the IPv4 address, IPv4-mapped)
  * @endcode
- * Index 0 is what most examples hard-code, and two sides that disagree on the GID family
- * never hear each other: their packets are dropped without an error, and the sender
- * ends in IBV_WC_RETRY_EXC_ERR. choose_gid() picks the RoCE v2 IPv4 entry and logs why.
+ * Index 0 is what most examples hard-code. Both sides must use the same kind: two IPv4
+ * entries (RoCE v2 over IPv4) or two IPv6 ones (RoCE v2 over IPv6). With one of each,
+ * ibv_modify_qp(INIT->RTR) fails with EINVAL on both sides: the kernel resolves the
+ * peer's MAC address from our GID and the peer's, and refuses a source and destination
+ * of different address families (lesson 01's smoke test shows it). choose_gid() picks
+ * the RoCE v2 IPv4 entry and logs why.
  */
 #pragma once
 
 #include <infiniband/verbs.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "common/verbs_owners.hpp"
@@ -34,14 +38,31 @@ namespace common {
  */
 ibv_device* find_device(ibv_device** list, int count, const std::string& name);
 
-/// ibv_get_device_list + find_device + ibv_open_device, for lessons after 01.
-Context open_device(const std::string& name);
-
 /// The GID a QP will use as its source address, and why it was chosen.
 struct GidChoice {
   int index = -1;  ///< index in the port's GID table (becomes ah_attr.grh.sgid_index)
   ibv_gid gid{};   ///< the GID itself (sent to the peer, who uses it as its dgid)
 };
+
+/// An opened device and the port and GID a raw-verbs connection will use: lesson 01's
+/// steps 2-3, for the raw-verbs lessons after it. Members in creation order.
+struct OpenPort {
+  DeviceList list;              ///< from ibv_get_device_list (freed last)
+  Context ctx;                  ///< the opened device
+  std::uint8_t port = 1;        ///< the port number (RDMA ports count from 1)
+  ibv_port_attr attr{};         ///< its state, active_mtu, LID, link layer
+  GidChoice gid;                ///< our source GID
+};
+
+/**
+ * ibv_get_device_list + find_device + ibv_open_device, ibv_query_port (which must be
+ * ACTIVE) and choose_gid(), as lesson 01 spells them out.
+ * @param device     the device name (-d), empty for the first one
+ * @param port       the port number (-i)
+ * @param gid_index  the GID index (-g), -1 to choose the RoCE v2 IPv4 entry
+ * @throws Error with the remedy (no device, no such port, port not ACTIVE, no usable GID).
+ */
+OpenPort open_port(const std::string& device, int port, int gid_index);
 
 /**
  * Choose the source GID on @p port. With @p requested >= 0, use that index (and warn if

@@ -2,14 +2,17 @@
  * @file errors.hpp
  * @brief One way to fail: name the call, the value seen, and what to do next.
  *
- * Verbs calls report errors in three different styles, and beginners mix them up:
+ * Verbs calls report errors in four different styles, and beginners mix them up:
  *  - calls that return a pointer (ibv_alloc_pd, ibv_create_qp ...) return NULL and set errno;
- *  - ibv_modify_qp, ibv_post_send, ibv_post_recv, ibv_query_* return the errno value itself
- *    (a positive number) and may leave errno untouched;
- *  - librdmacm and POSIX calls return -1 and set errno.
+ *  - ibv_modify_qp, ibv_post_send, ibv_post_recv, ibv_query_port, ibv_query_qp and
+ *    ibv_query_device return the errno value itself (a positive number) and may leave
+ *    errno untouched;
+ *  - librdmacm and POSIX calls return -1 and set errno;
+ *  - a few verbs calls (ibv_query_gid, ibv_query_pkey) return -1 and may leave errno
+ *    unset (ibv_query_gid_ex returns the errno value and says more).
  *
- * check_rc() and check_ptr() cover all three, so the message always carries the real
- * error text. A failed completion (struct ibv_wc with status != IBV_WC_SUCCESS) is
+ * check_rc() and check_ptr() cover all four, so the message carries the error text (for
+ * the last style, whatever errno holds, or EIO if it holds nothing). A failed completion (struct ibv_wc with status != IBV_WC_SUCCESS) is
  * reported by completion.hpp, which adds ibv_wc_status_str() and a status-specific remedy.
  */
 #pragma once

@@ -13,12 +13,15 @@
  *  off size field                       off size field
  *   0   4   magic "RDMT"                  0   4   QPN        (24 bits used)
  *   4   1   version (1)                   4   4   PSN        (24 bits used)
- *   5   1   type: 1 HELLO 2 READY 3 ERROR 8   2   LID        (0 on RoCE)
+ *   5   1   type (below)                  8   2   LID        (0 on RoCE)
  *   6   2   reserved, 0                  10   1   MTU        (ibv_mtu: 1=256 .. 5=4096)
  *   8   4   body length                  11   1   reserved, 0
  *                                        12  16   GID        (IPv6 byte order already)
- *  READY: empty body                     28   4   message size in bytes
- *  ERROR: 1..512 bytes of text           32   4   message count (0 = interactive)
+ *  type 1 HELLO:   the body at right     28   4   message size in bytes
+ *  type 2 READY:   empty body            32   4   message count (0 = interactive)
+ *  type 3 ERROR:   1..512 bytes of text
+ *  type 4 QP_INFO: HELLO's 36 bytes, then 8 addr, 4 rkey, 4 length (lesson 05)
+ *  type 5 DONE:    empty body
  * @endcode
  *
  * The decoder checks every field and throws common::Error with the value seen, so a

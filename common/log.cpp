@@ -76,4 +76,13 @@ void log_detail(Tag tag, const char* function, const char* fmt, ...) {
   va_end(args);
 }
 
+std::string printable(const char* data, std::size_t length, std::size_t max) {
+  std::string out;
+  std::size_t i = 0;
+  for (; i < length && i < max && data[i] != '\0'; ++i)
+    out += (data[i] >= 0x20 && data[i] < 0x7f) ? data[i] : '.';
+  if (i == max && i < length) out += "...";
+  return out;
+}
+
 }  // namespace common

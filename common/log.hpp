@@ -9,10 +9,14 @@
  * timestamp (local time, milliseconds), a process-wide sequence number, the function
  * that logged, a tag, and the message. The tag sorts RDMA work into the three costs a
  * learner must tell apart:
- *  - SLOW: control-path setup (open device, create PD/CQ/QP, modify QP, TCP exchange).
- *    Done once per connection; it costs milliseconds and system calls.
- *  - FAST: fast-path preparation (register memory, post work requests). Cheap, but
- *    registration pins pages, so real programs do it up front.
+ *  - SLOW: the control path (open device, create PD/CQ/QP, modify QP, register memory,
+ *    the exchange with the peer). Each is a system call into the kernel; registration
+ *    also pins every page of the buffer, so its cost grows with the size. Real
+ *    programs do all of this once, up front.
+ *  - FAST: fast-path preparation (post a work request). On an RDMA NIC no system call:
+ *    the library writes a descriptor into the queue and rings a doorbell. (Soft-RoCE is
+ *    software: there each ibv_post_send call still makes one system call, to wake the
+ *    kernel's requester.)
  *  - DATA: data movement and completions. This is where RDMA spends its time.
  *
  * plus INFO (dumps and explanations), WARN and ERROR. A lesson's numbered steps appear
@@ -22,13 +26,15 @@
 #pragma once
 
 #include <cstdarg>
+#include <cstddef>
+#include <string>
 
 namespace common {
 
 /// What kind of work a log line narrates (see the file comment).
 enum class Tag {
-  slow,  ///< control-path setup: device, PD, CQ, QP, QP state changes, exchanges
-  fast,  ///< fast-path preparation: memory registration, posting work requests
+  slow,  ///< the control path: device, PD, CQ, QP, QP state changes, memory registration, exchanges
+  fast,  ///< fast-path preparation: posting work requests
   data,  ///< data movement and completions
   info,  ///< dumps and explanations
   warn,  ///< something is off but the run goes on
@@ -65,6 +71,11 @@ void log_detail(Tag tag, const char* function, const char* fmt, ...)
 
 /// va_list form of log_line(), for helpers that forward their own format arguments.
 void vlog_line(Tag tag, const char* function, const char* fmt, va_list args);
+
+/// The first bytes of a message for a log line: up to @p max characters, stopping at
+/// the first NUL, other bytes that are not printable ASCII shown as '.', and "..." when
+/// cut short. (Message bytes come from the peer: never print them raw.)
+std::string printable(const char* data, std::size_t length, std::size_t max = 40);
 
 }  // namespace common
 

@@ -1,11 +1,11 @@
 /**
  * @file net.hpp
- * @brief Socket helpers shared by the plain TCP exchange (tcp.cpp) and the TLS exchange
- *        (tls.cpp): deadlines, poll(), printable addresses, the dual-stack listening
- *        socket, one bounded connect attempt.
+ * @brief Socket helpers shared by the plain TCP exchange (tcp.cpp) and lesson 05's TLS
+ *        exchange (lessons/05-tls-psn/tls.cpp): deadlines, poll(), printable addresses, the
+ *        dual-stack listening socket, one bounded connect attempt.
  *
- * Internal to common/: lessons use Channel (tcp.hpp) or TlsChannel (tls.hpp). Nothing here
- * logs, so the log lines keep naming the function a learner reads (connect_with_retry ...).
+ * Lessons use Channel (tcp.hpp) or lesson 05's TlsChannel, not these. Nothing here logs,
+ * so the log lines keep naming the function a learner reads (connect_with_retry ...).
  */
 #pragma once
 

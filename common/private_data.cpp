@@ -115,6 +115,7 @@ std::vector<std::uint8_t> encode_ring(const RingAdvert& advert) {
   body.u32(advert.slot_size);
   body.u32(advert.slot_count);
   body.u64(advert.consumed_addr);
+  body.u32(advert.consumed_rkey);
   return with_header(PrivateDataType::ring, body.bytes);
 }
 
@@ -155,13 +156,14 @@ BufferAdvert decode_buffer(const void* data, std::size_t len) {
 }
 
 RingAdvert decode_ring(const void* data, std::size_t len) {
-  Reader r{check_header(data, len, PrivateDataType::ring, 28)};
+  Reader r{check_header(data, len, PrivateDataType::ring, 32)};
   RingAdvert a;
   a.addr = r.u64();
   a.rkey = r.u32();
   a.slot_size = r.u32();
   a.slot_count = r.u32();
   a.consumed_addr = r.u64();
+  a.consumed_rkey = r.u32();
   if (a.slot_size == 0 || a.slot_count == 0)
     malformed("a ring of " + std::to_string(a.slot_count) + " slots of " + std::to_string(a.slot_size) +
                   " bytes",

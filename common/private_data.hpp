@@ -30,13 +30,14 @@
  *       4  8  addr      virtual address of the remote buffer
  *       12 4  rkey      rkey of the MR that covers it
  *       16 4  length    its length in bytes
- *     ring (server -> client, in the REP; lesson 03), 28 bytes:
+ *     ring (server -> client, in the REP; lesson 03), 32 bytes:
  *       4  8  addr        virtual address of slot 0
- *       12 4  rkey        rkey of the MR that covers the ring and the counter
+ *       12 4  rkey        rkey of the ring's MR (REMOTE_WRITE only)
  *       16 4  slot_size   bytes per slot
  *       20 4  slot_count  number of slots
  *       24 8  consumed_addr  address of the server's 8-byte big-endian count of
  *                            messages it has consumed (the client READs it for credit)
+ *       32 4  consumed_rkey  rkey of the counter's own MR (REMOTE_READ only)
  *     regions (server -> client, in the REP; lesson 04), 32 bytes: two buffers
  *       4  16 data     addr (8), rkey (4), length (4) of the dataset (readable)
  *       20 16 request  addr (8), rkey (4), length (4) of the request region (writable)
@@ -83,13 +84,15 @@ struct BufferAdvert {
   std::uint32_t length = 0;  ///< bytes the client may touch, from addr
 };
 
-/// A ring of message slots (type ring), lesson 03.
+/// A ring of message slots (type ring), lesson 03. The slots and the counter are two MRs
+/// with different rights: the client may write the slots but only read the counter.
 struct RingAdvert {
   std::uint64_t addr = 0;           ///< address of slot 0; slot i is at addr + i * slot_size
-  std::uint32_t rkey = 0;           ///< rkey of the MR covering the slots and the counter
+  std::uint32_t rkey = 0;           ///< rkey of the slots' MR (REMOTE_WRITE)
   std::uint32_t slot_size = 0;      ///< bytes per slot
   std::uint32_t slot_count = 0;     ///< number of slots
   std::uint64_t consumed_addr = 0;  ///< the server's consumed-message counter (8 bytes, BE)
+  std::uint32_t consumed_rkey = 0;  ///< rkey of the counter's MR (REMOTE_READ)
 };
 
 /// Two remote buffers (type regions), lesson 04: the data to compute on, and where

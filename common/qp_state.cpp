@@ -1,5 +1,7 @@
 #include "common/qp_state.hpp"
 
+#include <algorithm>
+
 #include "common/device.hpp"
 #include "common/dump.hpp"
 #include "common/errors.hpp"
@@ -40,7 +42,10 @@ void qp_to_rtr(ibv_qp* qp, const RtrParams& p) {
     attr.ah_attr.is_global = 1;
     attr.ah_attr.grh.dgid = p.remote_gid;        // destination IP (IPv4-mapped on RoCE v2)
     attr.ah_attr.grh.sgid_index = static_cast<uint8_t>(p.sgid_index);  // our source IP
-    attr.ah_attr.grh.hop_limit = 1;              // IP TTL: one hop, the peer is on our L2
+    // The IP TTL / hop limit. On RoCE the kernel ignores this value: for the address
+    // resolution it does at RTR (the peer's MAC) it also takes the hop limit of the IP
+    // route to the peer (64 on Linux by default), and that is what the packets carry.
+    attr.ah_attr.grh.hop_limit = 64;
     attr.ah_attr.grh.traffic_class = 0;          // DSCP/ECN 0: default
     attr.ah_attr.grh.flow_label = 0;
   }
@@ -48,9 +53,11 @@ void qp_to_rtr(ibv_qp* qp, const RtrParams& p) {
                          IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
                              IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER),
            "ibv_modify_qp(INIT->RTR)",
-           "EINVAL usually means a GID index that is empty or of the wrong kind (-g), or a "
-           "path MTU above the port's active_mtu; ETIMEDOUT means the peer's GID (its IP "
-           "address) did not answer ARP: check the address the peer announced");
+           "EINVAL usually means our GID and the peer's are of different kinds (one IPv4, "
+           "::ffff:a.b.c.d, the other IPv6, such as fe80::...: use the same kind of -g on both "
+           "sides), an empty GID index, or a path MTU above the port's active_mtu; ETIMEDOUT "
+           "means the peer's GID (its IP address) did not answer ARP: check the address the "
+           "peer announced");
   LOG(slow, "QP 0x%06x: INIT -> RTR (peer QPN 0x%06x, expect PSN 0x%06x, MTU %s)", qp->qp_num,
       p.remote_qpn, p.remote_psn, mtu_name(p.path_mtu));
   dump_qp(qp);
@@ -62,7 +69,8 @@ void qp_to_rts(ibv_qp* qp, const RtsParams& p) {
   attr.sq_psn = p.local_psn;          // the PSN of our first packet: the peer set its rq_psn
                                       // to this value, so both sides must agree
   attr.timeout = p.timeout;           // wait 4.096 us * 2^timeout for an ACK, then resend
-  attr.retry_cnt = p.retry_cnt;       // give up after this many resends (peer gone / wrong GID)
+  attr.retry_cnt = p.retry_cnt;       // give up after this many resends (the peer is gone);
+                                      // Soft-RoCE never gives up when it is 7
   attr.rnr_retry = p.rnr_retry;       // resends after "receiver not ready" NAKs (7 = forever)
   attr.max_rd_atomic = p.max_rd_atomic;  // our outstanding READs/atomics
   check_rc(ibv_modify_qp(qp, &attr,
@@ -72,6 +80,29 @@ void qp_to_rts(ibv_qp* qp, const RtsParams& p) {
   LOG(slow, "QP 0x%06x: RTR -> RTS (first PSN 0x%06x, timeout %u, retry %u, rnr_retry %u)",
       qp->qp_num, p.local_psn, p.timeout, p.retry_cnt, p.rnr_retry);
   dump_qp(qp);
+}
+
+void connect_qp(ibv_qp* qp, const OpenPort& port, const Hello& peer, std::uint32_t local_psn) {
+  RtrParams rtr;
+  rtr.port = port.port;
+  rtr.sgid_index = port.gid.index;
+  rtr.use_grh = port.attr.link_layer == IBV_LINK_LAYER_ETHERNET;
+  rtr.path_mtu = std::min(port.attr.active_mtu, peer.mtu);
+  rtr.remote_qpn = peer.qpn;
+  rtr.remote_psn = peer.psn;
+  rtr.remote_lid = peer.lid;
+  rtr.remote_gid = peer.gid;
+  qp_to_rtr(qp, rtr);
+  RtsParams rts;
+  rts.local_psn = local_psn;
+  qp_to_rts(qp, rts);
+}
+
+ibv_qp_state query_qp_state(ibv_qp* qp) {
+  ibv_qp_attr attr{};
+  ibv_qp_init_attr init{};
+  check_rc(ibv_query_qp(qp, &attr, IBV_QP_STATE, &init), "ibv_query_qp", "the QP may already be destroyed");
+  return attr.qp_state;
 }
 
 const char* qp_state_name(ibv_qp_state state) {

@@ -3,8 +3,11 @@
  * @brief Moving an RC queue pair RESET -> INIT -> RTR -> RTS, every attribute explained.
  *
  * A new QP is in RESET: it neither sends nor receives. Each ibv_modify_qp() call moves it
- * one state further and must carry exactly the attributes that transition requires (the
- * attr_mask says which fields are filled); a missing or extra one fails with EINVAL.
+ * one state further. The attr_mask says which fields of ibv_qp_attr are filled: it must
+ * name every attribute the transition requires and may add attributes the transition
+ * allows as optional (the InfiniBand spec's table of QP state transitions, which the
+ * kernel checks in ib_modify_qp_is_ok()). A required attribute left out, or one the
+ * transition does not allow at all, fails with EINVAL.
  *
  * @code
  *   RESET --(port, pkey, access)--> INIT        RECVs may be posted from here on
@@ -21,6 +24,9 @@
 #include <infiniband/verbs.h>
 
 #include <cstdint>
+
+#include "common/device.hpp"
+#include "common/exchange.hpp"
 
 namespace common {
 
@@ -42,7 +48,8 @@ struct RtrParams {
 struct RtsParams {
   std::uint32_t local_psn = 0;    ///< the PSN of the first packet we send (24 bits)
   std::uint8_t timeout = 14;      ///< ACK timeout: 4.096 us * 2^14 = 67 ms before a retry
-  std::uint8_t retry_cnt = 7;     ///< retries after an ACK timeout before IBV_WC_RETRY_EXC_ERR
+  std::uint8_t retry_cnt = 7;     ///< resends after an ACK timeout before IBV_WC_RETRY_EXC_ERR
+                                  ///< (Soft-RoCE treats 7 as "forever", as the spec does rnr_retry 7)
   std::uint8_t rnr_retry = 7;     ///< retries after an RNR NAK; 7 means "forever"
   std::uint8_t max_rd_atomic = 1; ///< RDMA READs/atomics we may have in flight
 };
@@ -59,7 +66,21 @@ void qp_to_rtr(ibv_qp* qp, const RtrParams& p);
 /// @throws Error with the errno text.
 void qp_to_rts(ibv_qp* qp, const RtsParams& p);
 
+/**
+ * Lesson 01's step 11 for the raw-verbs lessons after it: INIT -> RTR -> RTS towards the
+ * peer that @p peer describes (its QPN, first PSN, LID, GID and active MTU), with the
+ * path MTU the smaller of both ports' active_mtu and @p local_psn as our first PSN. The
+ * other attributes keep RtrParams' and RtsParams' defaults.
+ * @throws Error as qp_to_rtr() and qp_to_rts().
+ */
+void connect_qp(ibv_qp* qp, const OpenPort& port, const Hello& peer, std::uint32_t local_psn);
+
 /// "RESET", "INIT", "RTR", "RTS", "SQD", "SQE", "ERR".
 const char* qp_state_name(ibv_qp_state state);
+
+/// The QP's current state as the device reports it (ibv_query_qp). A QP can change state
+/// without a call of ours: the device moves it to ERR when a request fails for good.
+/// @throws Error if the query fails.
+ibv_qp_state query_qp_state(ibv_qp* qp);
 
 }  // namespace common

@@ -1,7 +1,8 @@
 /**
  * @file rdma_ops.hpp
- * @brief Posting one one-sided work request (RDMA WRITE, WRITE_WITH_IMM, READ), as lesson
- *        02 spells it out, for the lessons after it.
+ * @brief Posting one work request: a SEND or a RECV as lesson 01 spells them out, a
+ *        one-sided RDMA WRITE, WRITE_WITH_IMM or READ as lesson 02 does, for the lessons
+ *        after them.
  *
  * A one-sided work request is a send-queue WR plus the two fields that name the peer's
  * memory: wr.rdma.remote_addr and wr.rdma.rkey, both learnt from the peer (lessons 02-04
@@ -32,5 +33,19 @@ namespace common {
  */
 void post_rdma(ibv_qp* qp, ibv_wr_opcode op, std::uint64_t wr_id, const ibv_sge& sge, std::uint64_t remote_addr,
                std::uint32_t rkey, std::uint32_t imm_data, bool detail);
+
+/**
+ * Post one signaled SEND of @p sge (a zero-length SEND when sge.length is 0: no SGE at
+ * all, just a header on the wire and a RECV completion with byte_len 0 at the peer).
+ * @throws Error if ibv_post_send refuses it (send queue full, QP not in RTS).
+ */
+void post_send(ibv_qp* qp, std::uint64_t wr_id, const ibv_sge& sge, bool detail);
+
+/**
+ * Post one RECV for up to sge.length bytes at sge.addr: the next SEND that arrives may
+ * land there (and a WRITE_WITH_IMM may consume it for its notification).
+ * @throws Error if ibv_post_recv refuses it (receive queue full, QP in RESET).
+ */
+void post_recv(ibv_qp* qp, std::uint64_t wr_id, const ibv_sge& sge);
 
 }  // namespace common

@@ -11,7 +11,8 @@
 #                                           (opcodes, order, sizes, PSN offsets)
 #
 # LESSON is a directory under captures/ (e.g. 01-verbs-send-recv) holding scenario.sh
-# (what to run: PORT, REQUIRE, CHECK_LOGS, PCAP_NAME, SERVER_CMD, CLIENT_CMD) and
+# (what to run: PORT, REQUIRE, CHECK_LOGS, PCAP_NAME, SERVER_CMD, CLIENT_CMD, and LOGS:
+# the programs' logs as ROLE/NAME.log, default server/server.log client/client.log) and
 # walkthrough.md.in (the narration, with {{...}} placeholders filled
 # from the capture and the logs by tests/tools/roce_capture.py render).
 set -euo pipefail
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
 done
 dir="$ROOT/captures/$lesson"
 [ -f "$dir/scenario.sh" ] || { echo "capture.sh: no $dir/scenario.sh" >&2; exit 2; }
+LOGS="server/server.log client/client.log"
 source "$dir/scenario.sh"
 tool="$ROOT/tests/tools/roce_capture.py"
 : "${out:=$BUILD_DIR/captures/$lesson}"
@@ -41,8 +43,8 @@ mkdir -p "$out"
 "$ROOT/scripts/lab/lab.sh" run --out "$out" --timeout 180 --capture "$out/wire.pcap" \
   --server "export BUILD_DIR='$BUILD_DIR'; $SERVER_CMD" \
   --client "export BUILD_DIR='$BUILD_DIR'; $CLIENT_CMD"
-cp "$out/server/server.log" "$out/server.log"
-cp "$out/client/client.log" "$out/client.log"
+for log in $LOGS; do cp "$out/$log" "$out/$(basename "$log")"; done
+logs=(); for log in $LOGS; do logs+=("$(basename "$log")"); done
 cp "${LAB_IMAGE_DIR:-$ROOT/build/lab/image}/kernel-version" "$out/kernel-version"
 
 # 2. Keep only the lesson's frames (the TCP exchange and RoCE), not ARP or IPv6 chatter.
@@ -57,11 +59,11 @@ mapfile -t fresh_logs < <(check_logs "$out")
 python3 "$tool" check "$out/$PCAP_NAME" --port "$PORT" --require "$REQUIRE" "${fresh_logs[@]}"
 
 # 4. The log lines the lesson README quotes are what the programs print in this run.
-python3 "$ROOT/tests/tools/readme_logs.py" "$ROOT/lessons/$lesson/README.md" "$out/server.log" "$out/client.log"
+python3 "$ROOT/tests/tools/readme_logs.py" "$ROOT/lessons/$lesson/README.md" "${logs[@]/#/$out/}"
 
 case $mode in
   update)
-    cp "$out/$PCAP_NAME" "$out/server.log" "$out/client.log" "$out/kernel-version" "$dir/"
+    cp "$out/$PCAP_NAME" "${logs[@]/#/$out/}" "$out/kernel-version" "$dir/"
     python3 "$tool" render "$dir/walkthrough.md.in" "$dir/$PCAP_NAME" --port "$PORT" --log-dir "$dir" \
       >"$dir/walkthrough.md"
     echo "capture: updated $dir (commit $PCAP_NAME, the logs and walkthrough.md)"

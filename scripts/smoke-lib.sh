@@ -99,8 +99,12 @@ stop_capture() {
     size=$now
     sleep 0.5
   done
-  kill -INT "$CAPTURE_PID" 2>/dev/null || true
-  wait "$CAPTURE_PID" 2>/dev/null || true
+  # tcpdump may have ended on its own (its timeout): then there is nothing to stop, and
+  # its exit status (SIGINT's 130, or timeout's 124) says nothing about the capture.
+  set +e
+  kill -INT "$CAPTURE_PID" 2>/dev/null
+  wait "$CAPTURE_PID" 2>/dev/null
+  set -e
   mv "$CAPTURE_FILE" "$SMOKE_OUT/client-side.pcap"
 }
 

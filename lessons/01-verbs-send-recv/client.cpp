@@ -26,7 +26,7 @@ void send_and_check_echo(lesson01::RcEndpoint& ep, const common::Options& opts,
   std::memcpy(ep.send_area(), message.data(), message.size());
   const auto length = static_cast<std::uint32_t>(message.size());
   LOG(data, "step 13: post SEND message %u len=%u: '%s'", index, length,
-      lesson01::preview(message.data(), length).c_str());
+      common::printable(message.data(), length).c_str());
   lesson01::post_send(ep, length, detail);
   // The SEND completes when the server's device ACKed it (RC), not when the server's
   // program has looked at it. The echo then arrives into the RECV we posted earlier.
@@ -36,7 +36,7 @@ void send_and_check_echo(lesson01::RcEndpoint& ep, const common::Options& opts,
   common::dump_wc(echo, detail);
   if (echo.byte_len != length || std::memcmp(ep.recv_area(), message.data(), length) != 0)
     common::fail("echo of " + name + " differs: got " + std::to_string(echo.byte_len) + " bytes '" +
-                     lesson01::preview(ep.recv_area(), echo.byte_len) + "'",
+                     common::printable(ep.recv_area(), echo.byte_len) + "'",
                  "this should never happen on RC; report it with both logs");
   LOG(data, "step 13: echo of message %u verified (%u bytes)", index, echo.byte_len);
   // Re-post the RECV before the next SEND, so the next echo finds it.

@@ -58,17 +58,20 @@ RcEndpoint open_endpoint(const common::Options& opts) {
   // Registration returns an lkey (we quote it in our own work requests) and an rkey
   // (a peer would quote it for RDMA READ/WRITE; SEND/RECV does not need it).
   // LOCAL_WRITE: incoming messages are written into our memory by the device.
+  // Pinning works on whole pages: the buffer starts on a page boundary, and the pages it
+  // touches (here rounded up to whole pages) count against RLIMIT_MEMLOCK.
   const std::size_t bytes = 2 * static_cast<std::size_t>(ep.size);
   const long page = sysconf(_SC_PAGESIZE);
   const std::size_t rounded = (bytes + page - 1) / page * page;
-  LOG(fast, "step 5: register %zu bytes (recv area + send area) (ibv_reg_mr)", bytes);
+  LOG(slow, "step 5: register %zu bytes (recv area + send area), which pins %zu bytes: whole %ld-byte pages "
+            "(ibv_reg_mr)", bytes, rounded, page);
   common::check_memlock(rounded);
   ep.buffer.reset(static_cast<char*>(std::aligned_alloc(page, rounded)));
   if (!ep.buffer) common::fail("out of memory for " + std::to_string(rounded) + " bytes", "use a smaller -s");
   std::memset(ep.buffer.get(), 0, rounded);
   ep.mr.reset(common::check_ptr(ibv_reg_mr(ep.pd.get(), ep.buffer.get(), bytes, IBV_ACCESS_LOCAL_WRITE),
                                 "ibv_reg_mr", common::reg_mr_remedy()));
-  LOG(fast, "step 5: MR addr=%p length=%zu lkey=0x%x rkey=0x%x", ep.mr->addr, ep.mr->length,
+  LOG(slow, "step 5: MR addr=%p length=%zu lkey=0x%x rkey=0x%x", ep.mr->addr, ep.mr->length,
       ep.mr->lkey, ep.mr->rkey);
 
   // Step 6: completion queues. The device reports each finished work request here.
@@ -189,15 +192,6 @@ std::string make_message(std::uint32_t index, std::uint32_t count, std::uint32_t
     text.push_back(static_cast<char>('a' + (index + i) % 26));
   text.resize(size);
   return text;
-}
-
-std::string preview(const char* data, std::uint32_t length) {
-  constexpr std::uint32_t kShown = 40;
-  std::string out;
-  for (std::uint32_t i = 0; i < std::min(length, kShown); ++i)
-    out.push_back(data[i] >= 0x20 && data[i] < 0x7f ? data[i] : '.');
-  if (length > kShown) out += "...";
-  return out;
 }
 
 }  // namespace lesson01

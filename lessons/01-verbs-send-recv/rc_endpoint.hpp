@@ -87,7 +87,4 @@ void connect_qp(RcEndpoint& ep, const common::Hello& remote);
 /// "message 3/10 " followed by letters, so both sides can check every byte.
 std::string make_message(std::uint32_t index, std::uint32_t count, std::uint32_t size);
 
-/// The first bytes of a message, printable, for the log ("message 3/10 defg...").
-std::string preview(const char* data, std::uint32_t length);
-
 }  // namespace lesson01

@@ -78,11 +78,11 @@ int run_server(const common::Options& opts, double accept_timeout_s) {
       if (wc.byte_len != client.msg_size || std::memcmp(ep.recv_area(), expected.data(), wc.byte_len) != 0)
         common::fail("message " + std::to_string(received) + " is corrupt: got " +
                          std::to_string(wc.byte_len) + " bytes '" +
-                         lesson01::preview(ep.recv_area(), wc.byte_len) + "'",
+                         common::printable(ep.recv_area(), wc.byte_len) + "'",
                      "this should never happen on RC; report it with both logs");
     }
     LOG(data, "step 13: got message %u (%u bytes): '%s'", received, wc.byte_len,
-        lesson01::preview(ep.recv_area(), wc.byte_len).c_str());
+        common::printable(ep.recv_area(), wc.byte_len).c_str());
     std::memcpy(ep.send_area(), ep.recv_area(), wc.byte_len);
     lesson01::post_recv(ep);  // for the next message (or the goodbye)
     LOG(data, "step 13: echo message %u (post SEND len=%u)", received, wc.byte_len);
@@ -96,7 +96,8 @@ int run_server(const common::Options& opts, double accept_timeout_s) {
   // needs nothing more from its QP. Our last echo has completed (the client's device ACKed
   // it), but the client's goodbye SEND completes at the client only when OUR ACK reaches
   // it: if that ACK were lost and we had already destroyed the QP, the client would
-  // resend into nothing and end in IBV_WC_RETRY_EXC_ERR. RC has no "close", so the TCP
+  // resend into nothing and its goodbye would never complete (IBV_WC_RETRY_EXC_ERR on an
+  // RDMA NIC; Soft-RoCE resends forever with retry_cnt 7). RC has no "close", so the TCP
   // channel says it: we send DONE, the client answers DONE once its goodbye completed.
   if (!interactive && received != client.msg_count)
     common::fail("client said goodbye after " + std::to_string(received) + " of " +

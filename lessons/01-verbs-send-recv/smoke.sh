@@ -48,11 +48,12 @@ run_pair() {
   set -e
 }
 
-# run_server_against_fake NAME PORT MODE "SERVER ARGS": a misbehaving TCP peer. Its GID
-# carries this host's IPv4 address, so that RTR can resolve it (ARP) as for a real peer.
+# run_server_against_fake NAME PORT MODE "SERVER ARGS" [GID_IP]: a misbehaving TCP peer.
+# Its GID carries GID_IP, by default this host's IPv4 address, so that RTR can resolve it
+# (ARP) as for a real peer.
 run_server_against_fake() {
-  local name=$1 port=$2 mode=$3 sargs=$4 ip
-  ip=$(local_ipv4)
+  local name=$1 port=$2 mode=$3 sargs=$4 ip=${5:-}
+  [ -n "$ip" ] || ip=$(local_ipv4)
   timeout 60 "$BIN/server" -p "$port" $sargs >"$SMOKE_OUT/$name-server.log" 2>&1 &
   local spid=$!
   set +e
@@ -63,6 +64,30 @@ run_server_against_fake() {
 
 OK_SERVER='server: [0-9]+ message\(s\) received, verified and echoed'
 OK_CLIENT='client: [0-9]+ message\(s\) of up to [0-9]+ bytes sent, echoed and verified'
+
+# gid_cases PORT: what RTR does with the GIDs (kernel Soft-RoCE). PORT+11..13 are used.
+gid_cases() {
+  local p=$1
+  # GID kinds: both sides must use the same kind. Server on GID[1] (IPv4, ::ffff:a.b.c.d),
+  # client on GID[0] (IPv6 link-local): RTR fails with EINVAL on both sides, at once.
+  run_pair gid-mismatch $((p + 11)) "-g 1" "-g 0 -n 1"
+  check "GID kinds differ: the server's RTR fails with EINVAL" 1 $SERVER_RC "$SMOKE_OUT/gid-mismatch-server.log" \
+        "ibv_modify_qp\(INIT->RTR\) failed: EINVAL" "remedy: EINVAL usually means our GID and the peer's are of different kinds"
+  check "GID kinds differ: the client's RTR fails with EINVAL" 1 $CLIENT_RC "$SMOKE_OUT/gid-mismatch-client.log" \
+        "ibv_modify_qp\(INIT->RTR\) failed: EINVAL"
+  # Both on GID[0]: RoCE v2 over IPv6 works as well as over IPv4.
+  run_pair gid-ipv6 $((p + 12)) "-g 0" "-g 0 -n 2"
+  check "both sides on the IPv6 GID[0]: RoCE v2 over IPv6" 0 $CLIENT_RC "$SMOKE_OUT/gid-ipv6-client.log" \
+        "GID\[0\] fe80:" "client: 2 message"
+  # A peer whose GID is an address nobody has: RTR cannot resolve its MAC (no ARP
+  # answer), and fails with ETIMEDOUT.
+  local ip ghost
+  ip=$(local_ipv4)
+  ghost="${ip%.*}.$(( ${ip##*.} == 99 ? 98 : 99 ))"
+  run_server_against_fake ghost-gid $((p + 13)) silent-hello "" "$ghost"
+  check "a peer GID nobody answers ARP for ($ghost): RTR fails with ETIMEDOUT" 1 $SERVER_RC \
+        "$SMOKE_OUT/ghost-gid-server.log" "ibv_modify_qp\(INIT->RTR\) failed: ETIMEDOUT"
+}
 
 role_local() {
   need_binaries "$BIN"
@@ -119,6 +144,12 @@ role_local() {
   check "vanished client: the server times out" 1 $SERVER_RC "$SMOKE_OUT/vanished-client-server.log" \
         "no completion for message 1 from the client within 2.0 s"
 
+  # GIDs and address resolution: what the kernel's RDMA core does at RTR. The userspace
+  # runtime has one GID per process and resolves no MAC address, so these three cases
+  # run on kernel Soft-RoCE only.
+  if [ "$SMOKE_RUNTIME" = kernel ]; then gid_cases $p; else
+    echo "smoke: skipping the GID and ARP cases: the userspace runtime has one GID and does no ARP"; fi
+
   # A server that dies mid-run: the client's next SEND is never ACKed.
   local fifo_dir fifo
   fifo_dir=$(mktemp -d /tmp/smoke01-fifo.XXXXXX)   # not in SMOKE_OUT: 9p shares hold no FIFOs
@@ -131,9 +162,11 @@ role_local() {
   local cpid=$!
   exec 7>"$fifo"
   echo "first line" >&7
-  wait_for_line "$SMOKE_OUT/vanished-server-client.log" "server acknowledged #1" 30 || true
-  kill -9 "$spid" 2>/dev/null || true   # the server vanishes without a word
-  wait "$spid" 2>/dev/null || true
+  wait_for_line "$SMOKE_OUT/vanished-server-client.log" "server acknowledged #1" 60 \
+    || fail "vanished server: the first line was never echoed (log: $SMOKE_OUT/vanished-server-client.log)"
+  # The server vanishes without a word.
+  kill -9 "$spid" 2>/dev/null || fail "vanished server: the server had exited before it was killed"
+  set +e; wait "$spid" 2>/dev/null; set -e
   echo "second line" >&7
   exec 7>&-
   set +e

@@ -4,13 +4,16 @@
  *        the server's buffer, whose addr/rkey/length came in the CM private data.
  *
  * Steps 2-6 are the RDMA CM control plane, spelled out call by call: event channel and
- * cm_id, resolve the address (which device and GID reach the server), resolve the route,
- * build the QP, connect. The connection protocol exchanges QPNs and PSNs and moves both
- * QPs to RTS; no ibv_modify_qp here, unlike lesson 01. Steps 10-13 are the data plane:
- * one-sided operations that the server's device executes without the server's CPU.
+ * cm_id, resolve the address (which device, GID and destination MAC reach the server),
+ * resolve the route, build the QP, connect. The connection protocol exchanges QPNs and
+ * PSNs, and librdmacm makes the ibv_modify_qp calls of lesson 01 itself (INIT in
+ * rdma_create_qp, RTR and RTS when the ConnectReply arrives), so none appears here.
+ * Steps 10-13 are the data plane: one-sided operations that the server's device executes
+ * without any server application code.
  */
 #include <netdb.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -46,6 +49,7 @@ struct ClientOptions {
   bool bad_rkey = false;             ///< demonstrate a remote access error
   bool disconnect_early = false;     ///< connect, then leave without writing
   std::string bad_private_data;      ///< demonstrate a rejection: short | version | none
+  int initiator_depth = 1;           ///< READs we keep in flight (0: demonstrate none)
 };
 
 /// The connection: declared in creation order, destroyed in reverse (QP, CQ, PD, cm_id,
@@ -68,7 +72,8 @@ std::vector<std::uint8_t> connect_private_data(const ClientOptions& copts, std::
 
 /// Steps 2-6, once. Returns std::nullopt when nobody listens on the port yet.
 std::optional<Connection> try_connect(const addrinfo& server, const common::Options& opts,
-                                      const ClientOptions& copts, std::uint32_t bytes, bool quiet_retry) {
+                                      const ClientOptions& copts, std::uint32_t bytes, bool quiet_retry,
+                                      std::chrono::steady_clock::time_point deadline) {
   Connection c;
   // Step 2: the event channel receives the CM's answers; the cm_id is our endpoint.
   if (!quiet_retry) LOG(slow, "step 2: create CM event channel + cm_id");
@@ -82,13 +87,17 @@ std::optional<Connection> try_connect(const addrinfo& server, const common::Opti
   // ROUTE_ERROR: "no ARP answer") arrives rather than our plain "no event".
   const double event_wait_s = opts.timeout_s + 2;
 
-  // Step 3: which local RDMA device and GID reach this IP address? (The CM asks the IP
-  // routing table and ARP, then binds the cm_id to that device: id->verbs.)
+  // Step 3: which local RDMA device and GID reach this IP address? On RoCE this is where
+  // all the address work happens: the CM looks up the IP route (which interface, so which
+  // device and source GID) and resolves the next hop's MAC address with ARP, then binds
+  // the cm_id to that device (id->verbs).
   if (!quiet_retry) LOG(slow, "step 3: resolve address %s:%u (rdma_resolve_addr, %d ms)", copts.server.c_str(), opts.port, timeout_ms);
   common::check_rc(rdma_resolve_addr(c.id.get(), nullptr, server.ai_addr, timeout_ms), "rdma_resolve_addr", "");
   common::expect_cm_event(c.channel.get(), RDMA_CM_EVENT_ADDR_RESOLVED, event_wait_s, "ADDR_RESOLVED");
 
-  // Step 4: the path: on RoCE, the destination MAC, source GID and hop limit.
+  // Step 4: the path record. On InfiniBand this asks the subnet administrator; on RoCE
+  // the CM builds it locally from what step 3 found (GIDs, MAC, hop limit, MTU) and
+  // nothing is sent.
   if (!quiet_retry) LOG(slow, "step 4: resolve route (rdma_resolve_route, %d ms)", timeout_ms);
   common::check_rc(rdma_resolve_route(c.id.get(), timeout_ms), "rdma_resolve_route", "");
   common::expect_cm_event(c.channel.get(), RDMA_CM_EVENT_ROUTE_RESOLVED, event_wait_s, "ROUTE_RESOLVED");
@@ -98,22 +107,33 @@ std::optional<Connection> try_connect(const addrinfo& server, const common::Opti
   c.res = common::create_cm_qp(c.id.get(), {4, 1});
 
   // Step 6: rdma_connect sends the ConnectRequest: our QPN, our starting PSN, and our
-  // private data. initiator_depth: how many RDMA READs we keep in flight (at least 1, or
-  // the server grants no READ resources).
+  // private data. initiator_depth: how many RDMA READs we want to keep in flight. The
+  // server answers with the number it grants (its responder_resources), and our CM makes
+  // that our QP's max_rd_atomic: with 0, our own QP never sends a READ.
   const std::vector<std::uint8_t> data = connect_private_data(copts, bytes);
   rdma_conn_param conn{};
   conn.private_data = data.empty() ? nullptr : data.data();
   conn.private_data_len = static_cast<std::uint8_t>(data.size());
-  conn.initiator_depth = 1;
+  conn.initiator_depth = static_cast<std::uint8_t>(copts.initiator_depth);
+  if (copts.initiator_depth != 1)
+    LOG(warn, "step 6: --initiator-depth %d: asking for %d READ(s) in flight", copts.initiator_depth,
+        copts.initiator_depth);
   conn.responder_resources = 0;  // we serve no READs
-  conn.retry_count = 7;          // transport retries before IBV_WC_RETRY_EXC_ERR
+  conn.retry_count = 7;          // resends after an ACK timeout (Soft-RoCE: 7 = forever)
   conn.rnr_retry_count = 7;      // how often the server's QP retries an RNR NAK of ours
   LOG(slow, "step 6: rdma_connect; private data %s", common::hex_bytes(data.data(), data.size(), 12).c_str());
   common::check_rc(rdma_connect(c.id.get(), &conn), "rdma_connect", "");
-  common::CmEvent ev = common::next_cm_event(c.channel.get(), opts.timeout_s, "ESTABLISHED");
+  // The answer may take a while: if the server's host cannot answer yet (its RDMA device
+  // is not up), no ConnectReject comes back and the kernel's CM resends the
+  // ConnectRequest itself (about every 6 s on RoCE). So wait until --connect-timeout, not -t.
+  const double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+  common::CmEvent ev = common::next_cm_event(c.channel.get(), std::max(opts.timeout_s, left), "ESTABLISHED");
   if (ev->event == RDMA_CM_EVENT_REJECTED && ev->status == kNoListener) return std::nullopt;
   if (ev->event != RDMA_CM_EVENT_ESTABLISHED) common::fail_cm_event(*ev, "ESTABLISHED");
-  LOG(slow, "step 6: ESTABLISHED; our QP is in RTS");
+  // The kernel delivered the ConnectReply; inside rdma_get_cm_event librdmacm moved our
+  // QP to RTR and RTS (with the server's QPN and PSN) and had the kernel send ReadyToUse,
+  // then reported ESTABLISHED.
+  LOG(slow, "step 6: ESTABLISHED: librdmacm moved our QP to RTR and RTS on the ConnectReply, then sent ReadyToUse");
   common::dump_qp(c.res.get());
 
   // Step 10: the server's ConnectReply carried where its buffer is. Check every field
@@ -134,9 +154,11 @@ Connection connect(const common::Options& opts, const ClientOptions& copts, std:
   if (const int rc = getaddrinfo(copts.server.c_str(), std::to_string(opts.port).c_str(), &hints, &found); rc != 0)
     common::fail("cannot resolve '" + copts.server + "': " + gai_strerror(rc), "give the server's IP address");
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> ai(found, freeaddrinfo);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(copts.connect_timeout_s);
+  using Clock = std::chrono::steady_clock;
+  const auto deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(copts.connect_timeout_s));
   for (int attempt = 1;; ++attempt) {
-    if (auto c = try_connect(*ai, opts, copts, bytes, attempt > 1)) return std::move(*c);
+    if (auto c = try_connect(*ai, opts, copts, bytes, attempt > 1, deadline)) return std::move(*c);
     if (std::chrono::steady_clock::now() >= deadline)
       common::fail("nobody listens on " + copts.server + ":" + std::to_string(opts.port) + " after " +
                        std::to_string(attempt) + " attempts",
@@ -210,7 +232,7 @@ int run_client(const common::Options& opts, const ClientOptions& copts) {
                    "use a smaller -s or start the server with a larger -s");
     // Local memory: [what we write | where the READ lands]. LOCAL_WRITE, because the
     // READ response is written into it by our device.
-    LOG(fast, "step 11: register local memory (%u bytes to write, %u to read back)", bytes, end - start);
+    LOG(slow, "step 11: register local memory (%u bytes to write, %u to read back)", bytes, end - start);
     std::vector<char> local(bytes + (end - start), '\0');
     std::memcpy(local.data(), message.data(), bytes);
     common::Mr mr(common::check_ptr(ibv_reg_mr(c.res.pd.get(), local.data(), local.size(), IBV_ACCESS_LOCAL_WRITE),
@@ -227,7 +249,8 @@ int run_client(const common::Options& opts, const ClientOptions& copts) {
         common::fail(std::string("--bad-rkey: expected IBV_WC_REM_ACCESS_ERR, got ") + ibv_wc_status_str(wc.status),
                      "a device must refuse an unknown rkey; report this with both logs");
       LOG(info, "step 11: the server's device refused rkey 0x%08x: NAK (remote access error) on the wire, "
-                "IBV_WC_REM_ACCESS_ERR here; our QP is now in the error state", rkey);
+                "IBV_WC_REM_ACCESS_ERR here; our QP is now in ERR, and so is the server's (its responder moved "
+                "it there when it sent the NAK): this connection can carry nothing more", rkey);
       std::printf("client: the server refused the bad rkey 0x%08x (IBV_WC_REM_ACCESS_ERR), as it must\n", rkey);
       return 0;
     }
@@ -235,10 +258,26 @@ int run_client(const common::Options& opts, const ClientOptions& copts) {
       common::fail(std::string("RDMA_WRITE failed: ") + ibv_wc_status_str(wc.status),
                    common::wc_status_remedy(wc.status));
 
-    // Step 12: RDMA READ the range back into the second half of our memory.
+    // Step 12: RDMA READ the range back into the second half of our memory. A READ needs
+    // one of our QP's max_rd_atomic slots (what the CM negotiated from our initiator_depth
+    // and the server's responder_resources); with none, our device holds it back.
+    ibv_qp_attr qp_attr{};
+    ibv_qp_init_attr qp_init{};
+    common::check_rc(ibv_query_qp(c.res.get(), &qp_attr, IBV_QP_MAX_QP_RD_ATOMIC, &qp_init), "ibv_query_qp", "");
+    if (qp_attr.max_rd_atomic == 0)
+      LOG(warn, "step 12: our QP's max_rd_atomic is 0: it may have no READ in flight, so our own device will hold "
+                "this READ back and nothing goes on the wire");
     LOG(data, "step 12: post RDMA_READ len=%u from offset %u", end - start, start);
     sge = {reinterpret_cast<std::uintptr_t>(local.data() + bytes), end - start, mr->lkey};
-    const ibv_wc rwc = post_and_wait(c, IBV_WR_RDMA_READ, kReadWrId, sge, c.remote.addr + start, rkey, opts.timeout_s);
+    ibv_wc rwc{};
+    try {
+      rwc = post_and_wait(c, IBV_WR_RDMA_READ, kReadWrId, sge, c.remote.addr + start, rkey, opts.timeout_s);
+    } catch (const common::Error& e) {
+      if (qp_attr.max_rd_atomic != 0) throw;
+      common::fail(std::string(e.what()) + ": our QP's max_rd_atomic is 0, so our device never sent the READ",
+                   "connect with initiator_depth >= 1 (leave out --initiator-depth 0), and have the server grant "
+                   "responder_resources >= 1");
+    }
     if (rwc.status != IBV_WC_SUCCESS)
       common::fail(std::string("RDMA_READ failed: ") + ibv_wc_status_str(rwc.status),
                    common::wc_status_remedy(rwc.status));
@@ -250,7 +289,7 @@ int run_client(const common::Options& opts, const ClientOptions& copts) {
         common::fail("readback differs at byte " + std::to_string(i) + ": wrote '" + message.substr(i, 1) +
                          "', read back '" + std::string(1, readback[i - start]) + "'",
                      "another client may have written the same buffer at the same time");
-    const std::string shown = lesson02::printable(readback, end - start);
+    const std::string shown = common::printable(readback, end - start);
     LOG(data, "step 13: readback '%s'", shown.c_str());
     std::printf("client: wrote %u bytes, read back %u bytes [%u, %u), verified: '%s'\n", bytes, end - start, start,
                 end, shown.c_str());
@@ -287,6 +326,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 86400.0))->capture_default_str();
   app.add_flag("--bad-rkey", copts.bad_rkey, "demonstrate a remote access error: WRITE with a wrong rkey");
   app.add_flag("--disconnect-early", copts.disconnect_early, "connect, then leave without writing");
+  app.add_option("--initiator-depth", copts.initiator_depth,
+                 "demonstration: RDMA READs to ask to keep in flight (0: none, and the READ never leaves)")
+      ->check(CLI::Range(0, 255))->capture_default_str();
   app.add_option("--bad-private-data", copts.bad_private_data,
                  "demonstrate a rejection: send private data that is short, of another version, or none")
       ->check(CLI::IsMember({"short", "version", "none"}));

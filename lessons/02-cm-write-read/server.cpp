@@ -7,7 +7,9 @@
  * where it is (addr, rkey, length) in the CM private data of its ConnectReply. Then it
  * waits for the client to leave. The client's WRITE and READ (steps 11-12) are executed
  * by the server's RDMA device alone: no RECV is posted, no completion is polled, no
- * server code runs while its memory changes.
+ * server application code runs while its memory changes. (On Soft-RoCE the "device" is
+ * the rxe driver, so the server host's CPU does the work in its kernel; on an RDMA NIC
+ * no host CPU is involved at all.)
  *
  * The numbered steps are one story across server and client; the same numbers appear in
  * the log, the README walkthrough and the capture walkthrough.
@@ -27,6 +29,7 @@
 #include "common/log.hpp"
 #include "common/options.hpp"
 #include "common/private_data.hpp"
+#include "common/qp_state.hpp"
 #include "lesson02.hpp"
 
 namespace {
@@ -35,8 +38,9 @@ namespace {
 struct ServerOptions {
   double accept_timeout_s = 300;  ///< how long to wait for a (next) client
   double idle_timeout_s = 60;     ///< how long a connected client may take before it is dropped
-  bool persistent = false;        ///< serve one client after another, without end
-  unsigned clients = 1;           ///< without --persistent: how many clients to serve
+  bool persistent = false;        ///< a failing client does not end the server
+  unsigned clients = 0;           ///< clients to serve, then exit; 0: 1, or no limit with --persistent
+  int responder_resources = -1;   ///< READs we serve at once; -1: what the client asks for
 };
 
 /// Step 2: an event channel and a cm_id, bound to the port, listening.
@@ -68,6 +72,8 @@ Listener listen_for_clients(std::uint16_t port) {
 
 /// Step 14 (server side): wait until the client disconnects; log any device event meanwhile.
 /// Returns false if the client stayed longer than @p idle_s (then we disconnect it).
+/// (The DISCONNECTED event leaves our QP as it is: only our own rdma_disconnect moves it
+/// to ERR, so its state here still shows what the client's operations did to it.)
 bool wait_for_disconnect(rdma_event_channel* channel, rdma_cm_id* id, double idle_s) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::duration<double>(idle_s);
@@ -75,8 +81,9 @@ bool wait_for_disconnect(rdma_event_channel* channel, rdma_cm_id* id, double idl
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) return false;
     // Two sources: CM events, and the device's asynchronous events. Some devices report
-    // a client's bad rkey here as "QP access error" (Soft-RoCE does not); either way the
-    // device refused the access without us.
+    // a client's bad rkey here as "QP access error" (Soft-RoCE does not: it only moves
+    // our QP to ERR, which step 14 shows); either way the device refused the access
+    // without us.
     pollfd fds[2] = {{channel->fd, POLLIN, 0}, {id->verbs->async_fd, POLLIN, 0}};
     const int rc = ::poll(fds, 2, static_cast<int>(std::min<long long>(left, 1000)));
     if (rc < 0 && errno != EINTR) common::check_rc(-1, "poll", "");
@@ -121,7 +128,7 @@ bool serve_one(rdma_event_channel* channel, common::ConnectRequest req, const co
   const int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
   common::Mr mr(common::check_ptr(ibv_reg_mr(res.pd.get(), buffer.data(), buffer.size(), access), "ibv_reg_mr",
                                   common::reg_mr_remedy()));
-  LOG(fast, "step 8: register the buffer (%zu bytes) with REMOTE_READ | REMOTE_WRITE | LOCAL_WRITE: rkey=0x%08x",
+  LOG(slow, "step 8: register the buffer (%zu bytes) with REMOTE_READ | REMOTE_WRITE | LOCAL_WRITE: rkey=0x%08x",
       buffer.size(), mr->rkey);
 
   // Step 9: accept, telling the client where the buffer is. The rkey is a capability:
@@ -134,11 +141,17 @@ bool serve_one(rdma_event_channel* channel, common::ConnectRequest req, const co
   rdma_conn_param conn{};
   conn.private_data = data.data();
   conn.private_data_len = static_cast<std::uint8_t>(data.size());
-  // responder_resources: how many RDMA READs from the client we serve at once. 0 would
-  // leave the client's READs stuck; the client asked for its initiator_depth.
+  // responder_resources: how many of the client's RDMA READs our QP serves at once. It
+  // becomes our QP's max_dest_rd_atomic, and the ConnectReply carries it to the client,
+  // whose CM makes it the client QP's max_rd_atomic. The event's responder_resources
+  // holds what the client asked for (its initiator_depth).
   ibv_device_attr dev{};
   common::check_rc(ibv_query_device(req.id->verbs, &dev), "ibv_query_device", "");
-  conn.responder_resources = static_cast<std::uint8_t>(std::min<int>(req.reads_wanted, dev.max_qp_rd_atom));
+  conn.responder_resources = static_cast<std::uint8_t>(
+      sopts.responder_resources >= 0 ? sopts.responder_resources : std::min<int>(req.reads_wanted, dev.max_qp_rd_atom));
+  if (sopts.responder_resources >= 0)
+    LOG(warn, "step 9: --responder-resources %d: granting %u READ resource(s); the client asked for %u",
+        sopts.responder_resources, conn.responder_resources, req.reads_wanted);
   conn.initiator_depth = 0;  // we issue no READs
   // How often the *client's* QP retries when our QP answers RNR NAK (no RECV posted). We
   // post no RECVs and the client sends nothing two-sided, so it never matters here.
@@ -147,22 +160,37 @@ bool serve_one(rdma_event_channel* channel, common::ConnectRequest req, const co
       static_cast<unsigned long long>(advert.addr), advert.rkey, advert.length,
       common::hex_bytes(data.data(), data.size(), 24).c_str());
   common::check_rc(rdma_accept(req.id.get(), &conn), "rdma_accept", "");
-  common::expect_cm_event(channel, RDMA_CM_EVENT_ESTABLISHED, opts.timeout_s, "ESTABLISHED");
-  LOG(slow, "step 9: ESTABLISHED; our QP is in RTS");
+  // librdmacm's rdma_accept calls ibv_modify_qp itself: INIT -> RTR -> RTS with the
+  // client's QPN and PSN from the ConnectRequest, and only then asks the kernel to send
+  // the ConnectReply. So our QP can receive before we see ESTABLISHED.
+  LOG(slow, "step 9: rdma_accept returned: librdmacm moved our QP to RTR and RTS before the ConnectReply left");
   common::dump_qp(res.get());
+  common::expect_cm_event(channel, RDMA_CM_EVENT_ESTABLISHED, opts.timeout_s, "ESTABLISHED");
+  LOG(slow, "step 9: ESTABLISHED: the client's ReadyToUse arrived (it changes no QP state)");
 
   // Steps 10-13 happen on the client and in our device; this process does nothing.
-  LOG(data, "steps 10-13: the client WRITEs and READs our buffer; no server CPU on that path. "
+  LOG(data, "steps 10-13: the client WRITEs and READs our buffer; no code of ours runs on that path. "
             "Waiting for DISCONNECTED (up to %.0f s)", sopts.idle_timeout_s);
-  if (!wait_for_disconnect(channel, req.id.get(), sopts.idle_timeout_s))
+  if (!wait_for_disconnect(channel, req.id.get(), sopts.idle_timeout_s)) {
     LOG(warn, "the client stayed connected for %.0f s; disconnecting it (raise --idle-timeout for slow clients)",
         sopts.idle_timeout_s);
-  else
+  } else {
     LOG(slow, "step 14: DISCONNECTED: the client is done");
+    // Our QP's state now, before our own rdma_disconnect moves it to ERR: RTS after a
+    // good client; ERR if our device refused one of its requests (a bad rkey, an access
+    // outside the buffer), because the responder of an RC QP that NAKs a request with
+    // "remote access error" moves its own QP to the error state too.
+    const ibv_qp_state state = common::query_qp_state(res.get());
+    if (state == IBV_QPS_ERR)
+      LOG(warn, "step 14: our QP 0x%06x is in ERR: our device refused one of the client's requests and moved it "
+                "there; this connection could carry nothing more", res.get()->qp_num);
+    else
+      LOG(slow, "step 14: our QP 0x%06x is still in %s", res.get()->qp_num, common::qp_state_name(state));
+  }
   // Also the answer to the client's DisconnectRequest (the DisconnectReply).
   rdma_disconnect(req.id.get());
-  LOG(data, "step 14: the buffer now starts with '%s'", lesson02::printable(buffer.data(), buffer.size()).c_str());
-  std::printf("server: buffer after the client: '%s'\n", lesson02::printable(buffer.data(), buffer.size()).c_str());
+  LOG(data, "step 14: the buffer now starts with '%s'", common::printable(buffer.data(), buffer.size()).c_str());
+  std::printf("server: buffer after the client: '%s'\n", common::printable(buffer.data(), buffer.size()).c_str());
   LOG(slow, "step 14: tearing down: QP, MR, CQ, PD, cm_id");
   // `mr`, then `res` (QP, CQ, PD), then req.id are destroyed here, in that order.
   return true;
@@ -170,6 +198,7 @@ bool serve_one(rdma_event_channel* channel, common::ConnectRequest req, const co
 
 int run_server(const common::Options& opts, const ServerOptions& sopts) {
   Listener listener = listen_for_clients(opts.port);
+  const unsigned limit = sopts.clients != 0 ? sopts.clients : (sopts.persistent ? 0 : 1);
   unsigned served = 0, rejected = 0;
   do {
     // Step 7: the client's ConnectRequest arrives as a CONNECT_REQUEST event carrying a
@@ -191,7 +220,7 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
       if (!sopts.persistent) throw;
       LOG(warn, "client failed: %s; serving the next client", e.what());
     }
-  } while (sopts.persistent || served < sopts.clients);
+  } while (limit == 0 || served < limit);
   std::printf("server: %u client(s) served, %u rejected\n", served, rejected);
   return 0;
 }
@@ -214,9 +243,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
   app.add_option("--idle-timeout", sopts.idle_timeout_s, "seconds a connected client may stay before it is dropped")
       ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
-  app.add_flag("--persistent", sopts.persistent, "serve one client after another (until none comes within --accept-timeout)");
-  app.add_option("--clients", sopts.clients, "serve this many clients one after another, then exit (rejected ones do not count)")
-      ->check(CLI::Range(1u, 1000000u))->capture_default_str()->excludes("--persistent");
+  app.add_flag("--persistent",
+               sopts.persistent, "keep serving when a client fails; without --clients, until none comes within --accept-timeout");
+  app.add_option("--clients", sopts.clients,
+                 "serve this many clients one after another, then exit (rejected ones do not count; default 1, "
+                 "or no limit with --persistent)")
+      ->check(CLI::Range(1u, 1000000u));
+  app.add_option("--responder-resources", sopts.responder_resources,
+                 "demonstration: grant this many READ resources instead of what the client asks for (0: none)")
+      ->check(CLI::Range(0, 255));
   if (const auto code = common::parse_options(app, opts, argc, argv)) return *code;
   LOG(slow, "step 1: server on RDMA CM port %u, buffer %u bytes%s", opts.port, opts.size,
       sopts.persistent ? ", persistent" : "");

@@ -3,10 +3,12 @@
 # print and how they exit.
 #
 #   smoke.sh local               both sides on this host (its own IPv4 address), plus the
-#                                bad-input cases: a bad rkey, short / wrong-version / no
-#                                private data (rejected), a READ range past the buffer, a
-#                                client that leaves early, usage errors, nobody listening,
-#                                an address no RDMA device reaches
+#                                bad-input cases: a bad rkey (both QPs end in ERR), short /
+#                                wrong-version / no private data (rejected), a READ range
+#                                past the buffer, a client that leaves early, no READ
+#                                resources asked for or granted (the READ never leaves the
+#                                client), usage errors, nobody listening, an address no
+#                                RDMA device reaches
 #   smoke.sh server              the server side for a run between two hosts: serves the
 #                                client role's runs, then ends
 #   smoke.sh client SERVER_IP    the client side; if tcpdump is here and we are root, it
@@ -35,6 +37,7 @@ OK_CLIENT="client: wrote [0-9]+ bytes, read back [0-9]+ bytes .*verified"
 SEQUENCE=(
   "large|-s 3000 --range 0:64|0|verified: 'client-wrote-thisrstu"
   "badrkey|-s 3000 --bad-rkey|0|refused the bad rkey 0x[0-9a-f]+ \\(IBV_WC_REM_ACCESS_ERR\\)"
+  "nordepth|--initiator-depth 0|1|no completion for RDMA_READ within .*: our QP's max_rd_atomic is 0, so our device never sent the READ"
   "short|--bad-private-data short|1|the server says: malformed CM private data: a connect body of 4 bytes; version 1 defines 8"
   "version|--bad-private-data version|1|the server says: malformed CM private data: version 9, this build speaks 1"
   "none|--bad-private-data none|1|the server says: malformed CM private data: all 56 bytes are zero"
@@ -57,11 +60,24 @@ run_sequence() {
   done
 }
 
-# check_persistent_server LOG RC: the server served every accepted client and rejected three.
+# check_persistent_server LOG RC: the server served every accepted client and rejected
+# three; the bad rkey put its QP (and only that one) in ERR.
 check_persistent_server() {
   check "persistent server: survived every client above" 0 "$2" "$1" \
-        "server: 5 client\\(s\\) served, 3 rejected" "rejecting the connection: malformed CM private data: version 9" \
+        "server: 6 client\\(s\\) served, 3 rejected" "rejecting the connection: malformed CM private data: version 9" \
         "buffer after the client: 'still-serving'"
+  if [ "$(grep -c "is in ERR: our device refused one of the client's requests" "$1")" -eq 1 ]; then
+    pass "persistent server: the bad rkey put the server's own QP in ERR too (that connection only)"
+  else
+    fail "persistent server: expected exactly one QP in ERR, after the bad rkey (log: $1)"
+  fi
+}
+
+# check_no_read_resources LOG RC: a server that grants no READ resources.
+check_no_read_resources() {
+  check "server --responder-resources 0: the client's READ never leaves its own QP" 1 "$2" "$1" \
+        "QP dump: .*state=RTS .*max_rd_atomic=0 " \
+        "no completion for RDMA_READ within .*: our QP's max_rd_atomic is 0, so our device never sent the READ"
 }
 
 role_local() {
@@ -85,12 +101,22 @@ role_local() {
 
   # A persistent server and a series of good and bad clients.
   SMOKE_PORT=$((p + 1))
-  timeout 200 "$BIN/server" -p "$SMOKE_PORT" --persistent --accept-timeout 5 >"$SMOKE_OUT/persistent-server.log" 2>&1 &
+  timeout 300 "$BIN/server" -p "$SMOKE_PORT" --persistent --clients 6 --accept-timeout 120 >"$SMOKE_OUT/persistent-server.log" 2>&1 &
   spid=$!
   run_sequence "$ip"
   set +e; wait $spid; rc=$?; set -e
   check_persistent_server "$SMOKE_OUT/persistent-server.log" $rc
   SMOKE_PORT=$p
+
+  # A server that grants the client no READ resources: the CM carries the 0 to the
+  # client, whose QP then may have no READ in flight.
+  timeout 60 "$BIN/server" -p $((p + 2)) --responder-resources 0 --accept-timeout 30 >"$SMOKE_OUT/noresp-server.log" 2>&1 &
+  spid=$!
+  set +e
+  timeout 60 "$BIN/client" "$ip" -p $((p + 2)) --connect-timeout 30 >"$SMOKE_OUT/noresp-client.log" 2>&1; rc=$?
+  wait $spid
+  set -e
+  check_no_read_resources "$SMOKE_OUT/noresp-client.log" $rc
 
   # --- usage and unreachable peers ----------------------------------------------
   set +e
@@ -128,8 +154,8 @@ role_server() {
   set -e
   check "server: basic" 0 $rc "$SMOKE_OUT/basic-server.log" "buffer after the client: 'client-wrote-this'"
   set +e
-  # --clients 5: the five accepted clients of SEQUENCE (three are rejected), then exit.
-  timeout 200 "$BIN/server" -p "$SMOKE_PORT" --clients 5 --accept-timeout 120 >"$SMOKE_OUT/persistent-server.log" 2>&1; rc=$?
+  # --clients 6: the six accepted clients of SEQUENCE (three are rejected), then exit.
+  timeout 200 "$BIN/server" -p "$SMOKE_PORT" --clients 6 --accept-timeout 120 >"$SMOKE_OUT/persistent-server.log" 2>&1; rc=$?
   set -e
   check_persistent_server "$SMOKE_OUT/persistent-server.log" $rc
 }

@@ -6,7 +6,8 @@
  * The ring has slot_count slots; message k goes to slot (k-1) % slot_count. A slot may
  * be reused only after the server has read it, and only the server knows when that is:
  * it keeps a count of consumed messages in its registered memory, and when every slot
- * is in flight the client RDMA READs that counter (one-sided credit, no server CPU).
+ * is in flight the client RDMA READs that counter (one-sided credit: no server application
+ * code runs for it).
  */
 #include <arpa/inet.h>
 #include <endian.h>
@@ -55,9 +56,9 @@ int run_client(const common::Options& opts, const std::string& server, double co
   LOG(slow, "step 7: ESTABLISHED");
   common::dump_qp(c.res.get());
   const common::RingAdvert ring = common::decode_ring(c.private_data.data(), c.private_data.size());
-  LOG(slow, "step 7: private data: ring=0x%llx rkey=0x%08x slot_size=%u slots=%u consumed_at=0x%llx",
+  LOG(slow, "step 7: private data: ring=0x%llx rkey=0x%08x slot_size=%u slots=%u consumed_at=0x%llx counter_rkey=0x%08x",
       static_cast<unsigned long long>(ring.addr), ring.rkey, ring.slot_size, ring.slot_count,
-      static_cast<unsigned long long>(ring.consumed_addr));
+      static_cast<unsigned long long>(ring.consumed_addr), ring.consumed_rkey);
   if (opts.size > ring.slot_size)
     common::fail("messages of " + std::to_string(opts.size) + " bytes do not fit the server's " +
                      std::to_string(ring.slot_size) + "-byte slots",
@@ -77,7 +78,7 @@ int run_client(const common::Options& opts, const std::string& server, double co
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(opts.timeout_s);
     while (k > consumed + ring.slot_count) {
       const ibv_sge sge{reinterpret_cast<std::uintptr_t>(local.data()), 8, mr->lkey};
-      const ibv_wc wc = post_and_wait(c, IBV_WR_RDMA_READ, kCounterReadWrId, sge, ring.consumed_addr, ring.rkey, 0,
+      const ibv_wc wc = post_and_wait(c, IBV_WR_RDMA_READ, kCounterReadWrId, sge, ring.consumed_addr, ring.consumed_rkey, 0,
                                       opts.timeout_s, true);
       if (wc.status != IBV_WC_SUCCESS)
         common::fail(std::string("RDMA_READ of the server's counter failed: ") + ibv_wc_status_str(wc.status),

@@ -25,13 +25,4 @@ inline std::string make_message(std::uint32_t index, std::uint32_t count, std::u
   return m;
 }
 
-/// The first bytes of a message, printable, for the log.
-inline std::string preview(const char* data, std::size_t length, std::size_t max = 40) {
-  std::string out;
-  for (std::size_t i = 0; i < length && i < max; ++i)
-    out += (data[i] >= 0x20 && data[i] < 0x7f) ? data[i] : '.';
-  if (length > max) out += "...";
-  return out;
-}
-
 }  // namespace lesson03

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "common/cm.hpp"
@@ -76,21 +77,27 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
     common::fail("rejected the client: " + reason, "run the client with a smaller -s, or the server with a larger one");
   }
 
-  // Step 5: the QP (receive queue deep enough for one RECV per slot) and the ring.
+  // Step 5: the QP (receive queue deep enough for one RECV per slot), the ring, and the
+  // consumed counter the client READs to learn which slots it may reuse.
   LOG(slow, "step 5: build PD/CQ/QP with room for %u RECVs", sopts.slots);
   common::CmQpResources res = common::create_cm_qp(req.id.get(), {1, sopts.slots});
-  // Memory: [8-byte consumed counter | slot 0 | slot 1 | ...]. The counter comes first so
-  // it is 8-byte aligned; the client READs it to learn which slots it may reuse.
-  std::vector<char> memory(8 + std::size_t{sopts.slots} * opts.size, '\0');
-  auto* consumed = reinterpret_cast<std::uint64_t*>(memory.data());
-  char* ring = memory.data() + 8;
-  // REMOTE_WRITE for the slots, REMOTE_READ for the counter; LOCAL_WRITE comes with them.
-  const int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
-  common::Mr mr(common::check_ptr(ibv_reg_mr(res.pd.get(), memory.data(), memory.size(), access), "ibv_reg_mr",
-                                  common::reg_mr_remedy()));
-  LOG(fast, "step 5: register counter + ring (%u slots x %u bytes): addr=0x%llx rkey=0x%08x length=%zu", sopts.slots,
-      opts.size, static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(memory.data())), mr->rkey,
-      memory.size());
+  std::vector<char> ring(std::size_t{sopts.slots} * opts.size, '\0');
+  auto consumed = std::make_unique<std::uint64_t>(0);
+  // Two MRs, because the client needs two different rights: it may WRITE the slots
+  // (REMOTE_WRITE, which verbs pairs with LOCAL_WRITE) but only READ the counter
+  // (REMOTE_READ). One MR over both would let it READ the slots and forge the counter.
+  common::Mr ring_mr(common::check_ptr(ibv_reg_mr(res.pd.get(), ring.data(), ring.size(),
+                                                  IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE),
+                                       "ibv_reg_mr", common::reg_mr_remedy()));
+  common::Mr counter_mr(common::check_ptr(ibv_reg_mr(res.pd.get(), consumed.get(), sizeof *consumed,
+                                                     IBV_ACCESS_REMOTE_READ),
+                                          "ibv_reg_mr", common::reg_mr_remedy()));
+  LOG(slow, "step 5: register the ring (%u slots x %u bytes): addr=0x%llx rkey=0x%08x length=%zu (REMOTE_WRITE)",
+      sopts.slots, opts.size, static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(ring.data())),
+      ring_mr->rkey, ring.size());
+  LOG(slow, "step 5: register the consumed counter: addr=0x%llx rkey=0x%08x length=%zu (REMOTE_READ)",
+      static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(consumed.get())), counter_mr->rkey,
+      sizeof *consumed);
 
   // Step 6: one RECV per slot, posted before we accept: a WRITE_WITH_IMM that finds no
   // RECV is answered with an RNR NAK ("receiver not ready") and retried later.
@@ -103,11 +110,12 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
 
   // Step 7: accept, advertising the ring.
   common::RingAdvert advert;
-  advert.addr = reinterpret_cast<std::uintptr_t>(ring);
-  advert.rkey = mr->rkey;
+  advert.addr = reinterpret_cast<std::uintptr_t>(ring.data());
+  advert.rkey = ring_mr->rkey;
   advert.slot_size = opts.size;
   advert.slot_count = sopts.slots;
-  advert.consumed_addr = reinterpret_cast<std::uintptr_t>(consumed);
+  advert.consumed_addr = reinterpret_cast<std::uintptr_t>(consumed.get());
+  advert.consumed_rkey = counter_mr->rkey;
   const std::vector<std::uint8_t> data = common::encode_ring(advert);
   rdma_conn_param conn{};
   conn.private_data = data.data();
@@ -119,10 +127,10 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
   const int rnr_retry = sopts.rnr_retry >= 0 ? sopts.rnr_retry : (sopts.no_recv ? 1 : 7);
   conn.rnr_retry_count = static_cast<std::uint8_t>(rnr_retry);
   LOG(slow, "step 7: rdma_accept; private data: ring=0x%llx rkey=0x%08x slot_size=%u slots=%u consumed_at=0x%llx "
-            "(%s); client rnr_retry=%d",
+            "counter_rkey=0x%08x (%s); client rnr_retry=%d",
       static_cast<unsigned long long>(advert.addr), advert.rkey, advert.slot_size, advert.slot_count,
-      static_cast<unsigned long long>(advert.consumed_addr), common::hex_bytes(data.data(), data.size(), 32).c_str(),
-      rnr_retry);
+      static_cast<unsigned long long>(advert.consumed_addr), advert.consumed_rkey,
+      common::hex_bytes(data.data(), data.size(), 36).c_str(), rnr_retry);
   common::check_rc(rdma_accept(req.id.get(), &conn), "rdma_accept", "");
   common::expect_cm_event(listener.channel.get(), RDMA_CM_EVENT_ESTABLISHED, opts.timeout_s, "ESTABLISHED");
   LOG(slow, "step 7: ESTABLISHED");
@@ -132,7 +140,8 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
     // Nothing can arrive: wait for the client to give up and leave.
     common::expect_cm_event(listener.channel.get(), RDMA_CM_EVENT_DISCONNECTED, 60, "DISCONNECTED");
     const bool untouched = ring[0] == '\0';
-    LOG(info, "step 10: the client left; slot 0 is %s: an RNR NAKed WRITE_WITH_IMM writes nothing",
+    LOG(info, "step 10: the client left; slot 0 is %s: the device looks for a RECV before it writes, so an RNR "
+              "NAKed WRITE ONLY WITH IMMEDIATE writes nothing",
         untouched ? "still empty" : "NOT empty");
     std::printf("server: posted no RECV; slot 0 %s; the client saw RNR NAKs\n", untouched ? "untouched" : "written");
     return untouched ? 0 : 1;
@@ -156,14 +165,14 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
                        " slots of " + std::to_string(opts.size),
                    "the client does not follow the ring it was given");
     ++received;
-    const char* message = ring + std::size_t{slot} * opts.size;
+    const char* message = ring.data() + std::size_t{slot} * opts.size;
     const std::string expected = lesson03::make_message(received, intent.messages, intent.bytes);
     if (wc.byte_len != intent.bytes || std::memcmp(message, expected.data(), wc.byte_len) != 0)
       common::fail("message " + std::to_string(received) + " in slot " + std::to_string(slot) + " is '" +
-                       lesson03::preview(message, wc.byte_len) + "' (" + std::to_string(wc.byte_len) + " bytes)",
+                       common::printable(message, wc.byte_len) + "' (" + std::to_string(wc.byte_len) + " bytes)",
                    "this should never happen on RC; report it with both logs");
     LOG(data, "step 9: imm_data=%u -> slot %u holds message %u (%u bytes): '%s'", slot, slot, received, wc.byte_len,
-        lesson03::preview(message, wc.byte_len).c_str());
+        common::printable(message, wc.byte_len).c_str());
     // Free the slot: first the RECV for the message that will reuse it, then publish the
     // count (big-endian, like everything the peer reads) so the client may write again.
     post_recv(res.get(), received + sopts.slots, detail);

@@ -93,9 +93,10 @@ role_local() {
   # acknowledged. Its process exit makes the kernel send a DisconnectRequest.
   "$BIN/client" "$ip" -p "$p" -n 1000000 >"$SMOKE_OUT/vanished-client.log" 2>&1 &
   local cpid=$!
-  wait_for_line "$SMOKE_OUT/vanished-client.log" "message 2/1000000" 30 || true
-  kill -9 $cpid 2>/dev/null || true
-  wait $cpid 2>/dev/null || true
+  wait_for_line "$SMOKE_OUT/vanished-client.log" "message 2/1000000" 60 \
+    || fail "vanished client: its second message never came (log: $SMOKE_OUT/vanished-client.log)"
+  kill -9 $cpid 2>/dev/null || fail "vanished client: the client had exited before it was killed"
+  set +e; wait $cpid 2>/dev/null; set -e
   set +e; wait $spid; src=$?; set -e
   check "vanished client: the server stops waiting and says so" 1 $src "$SMOKE_OUT/vanished-server.log" \
         "got RDMA_CM_EVENT_DISCONNECTED|no completion for message [0-9]+ .* within 3.0 s"

@@ -26,10 +26,10 @@
 #include "common/options.hpp"
 #include "common/private_data.hpp"
 #include "common/rdma_ops.hpp"
-#include "assembler.hpp"
+#include "bytecode/assembler.hpp"
 #include "lesson04.hpp"
 #include "protocol.hpp"
-#include "vm.hpp"
+#include "bytecode/vm.hpp"
 
 namespace {
 
@@ -90,7 +90,7 @@ Task parse_task(const std::string& spec) {
   try {
     t.program = lambda::assemble(text.str());
   } catch (const lambda::AsmError& e) {
-    common::fail(head + ": " + e.what(), "fix the assembly; the syntax is in lessons/04-lambda/assembler.hpp");
+    common::fail(head + ": " + e.what(), "fix the assembly; the syntax is in lessons/04-lambda/bytecode/README.md");
   }
   t.kind = lambda::Kind::program;
   return t;
@@ -140,7 +140,7 @@ int run_client(const common::Options& opts, const ClientOptions& copts) {
   common::Mr reply_mr(common::check_ptr(ibv_reg_mr(c.res.pd.get(), reply.data(), reply.size(),
                                                    IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE),
                                         "ibv_reg_mr", common::reg_mr_remedy()));
-  LOG(fast, "step 6: reply buffer: addr=0x%llx rkey=0x%08x length=%zu (REMOTE_WRITE: the server answers into it)",
+  LOG(slow, "step 6: reply buffer: addr=0x%llx rkey=0x%08x length=%zu (REMOTE_WRITE: the server answers into it)",
       static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(reply.data())), reply_mr->rkey, reply.size());
   post_reply_recv(c);
 

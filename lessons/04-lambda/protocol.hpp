@@ -49,7 +49,7 @@
 #include <string>
 #include <vector>
 
-#include "vm.hpp"
+#include "bytecode/vm.hpp"
 
 namespace lambda {
 

@@ -4,7 +4,7 @@
  *
  * A client ships a function to the data instead of fetching the data: either the name of
  * a function compiled into this server, with arguments, or a small program in the
- * lesson's bytecode (vm.hpp). Requests arrive by RDMA WRITE_WITH_IMM into a registered
+ * lesson's bytecode (bytecode/vm.hpp). Requests arrive by RDMA WRITE_WITH_IMM into a registered
  * request region (lesson 03's data-plus-notification); answers go back the same way into
  * the client's registered reply buffer.
  *
@@ -16,7 +16,6 @@
  * CM event channel, instead of spinning: an idle server costs no CPU.
  */
 #include <arpa/inet.h>
-#include <poll.h>
 
 #include <array>
 #include <chrono>
@@ -33,10 +32,10 @@
 #include "common/options.hpp"
 #include "common/private_data.hpp"
 #include "common/rdma_ops.hpp"
-#include "assembler.hpp"
+#include "bytecode/assembler.hpp"
 #include "lesson04.hpp"
 #include "protocol.hpp"
-#include "vm.hpp"
+#include "bytecode/vm.hpp"
 
 namespace {
 
@@ -54,26 +53,6 @@ struct ServerOptions {
   double idle_timeout_s = 60;     ///< how long a connected client may stay silent
   std::uint64_t step_budget = 1'000'000;  ///< the most instructions one program may run
 };
-
-/// What woke the server.
-enum class Wake { completion, cm_event, timeout };
-
-/// Sleep until the CQ or the CM channel has something for us, at most @p timeout_s.
-Wake wait_for_event(ibv_comp_channel* completions, rdma_event_channel* cm, double timeout_s) {
-  pollfd fds[2] = {{completions->fd, POLLIN, 0}, {cm->fd, POLLIN, 0}};
-  const int rc = ::poll(fds, 2, static_cast<int>(timeout_s * 1000));
-  if (rc < 0 && errno != EINTR) common::check_rc(-1, "poll", "");
-  if (rc <= 0) return Wake::timeout;
-  if (fds[1].revents & POLLIN) return Wake::cm_event;
-  // A completion event: take it, acknowledge it, and re-arm the CQ *before* draining it,
-  // so that a completion arriving while we drain raises the next event.
-  ibv_cq* cq = nullptr;
-  void* context = nullptr;
-  common::check_rc(ibv_get_cq_event(completions, &cq, &context), "ibv_get_cq_event", "");
-  ibv_ack_cq_events(cq, 1);
-  common::check_rc(ibv_req_notify_cq(cq, 0), "ibv_req_notify_cq", "");
-  return Wake::completion;
-}
 
 /// Step 5 and after each request: post one RECV without buffers (lesson 03: the
 /// WRITE_WITH_IMM's data goes to the request region; the RECV carries the notification).
@@ -164,9 +143,9 @@ bool serve_one(rdma_event_channel* cm, common::ConnectRequest req, const std::ve
                                           "ibv_reg_mr", common::reg_mr_remedy()));
   common::Mr staging_mr(common::check_ptr(ibv_reg_mr(res.pd.get(), staging.data(), staging.size(), 0), "ibv_reg_mr",
                                           common::reg_mr_remedy()));
-  LOG(fast, "step 5: dataset: addr=0x%llx rkey=0x%08x length=%zu (REMOTE_READ)",
+  LOG(slow, "step 5: dataset: addr=0x%llx rkey=0x%08x length=%zu (REMOTE_READ)",
       static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(dataset.data())), data_mr->rkey, dataset.size());
-  LOG(fast, "step 5: request region: addr=0x%llx rkey=0x%08x length=%zu (REMOTE_WRITE)",
+  LOG(slow, "step 5: request region: addr=0x%llx rkey=0x%08x length=%zu (REMOTE_WRITE)",
       static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(request_region.data())), request_mr->rkey,
       request_region.size());
   for (std::uint32_t i = 0; i < kRecvs; ++i) post_recv(res.get(), i);
@@ -191,12 +170,14 @@ bool serve_one(rdma_event_channel* cm, common::ConnectRequest req, const std::ve
 
   unsigned served = 0, refused = 0;
   for (;;) {
-    const Wake wake = wait_for_event(res.channel.get(), cm, sopts.idle_timeout_s);
-    if (wake == Wake::timeout) {
+    // Asleep until a completion (a request's notification) or a CM event (the client's
+    // DISCONNECTED) arrives: common::sleep_until_completion polls both descriptors.
+    const common::Wakeup wake = common::sleep_until_completion(res.channel.get(), cm->fd, sopts.idle_timeout_s);
+    if (wake == common::Wakeup::timeout) {
       LOG(warn, "no request for %.0f s: disconnecting this client (raise --idle-timeout)", sopts.idle_timeout_s);
       break;
     }
-    if (wake == Wake::cm_event) {
+    if (wake == common::Wakeup::other_fd) {
       common::CmEvent ev = common::next_cm_event(cm, 0, "DISCONNECTED");
       if (ev->event == RDMA_CM_EVENT_DISCONNECTED) {
         LOG(slow, "step 13: DISCONNECTED after %u request(s), %u refused or stopped", served, refused);
@@ -256,7 +237,7 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
   const std::vector<std::uint8_t> dataset = lesson04::make_dataset(sopts.elements);
   LOG(slow, "step 2: dataset of %u 64-bit big-endian integers, value[i] = (i * 7919 + 13) %% 1000", sopts.elements);
 
-  LOG(slow, "step 3: create CM event channel + cm_id, bind port %u, listen", opts.port);
+  LOG(slow, "step 2: create CM event channel + cm_id, bind port %u, listen", opts.port);
   common::CmListener listener = common::listen_on(opts.port);
   unsigned served = 0, rejected = 0;
   do {

@@ -124,7 +124,7 @@ role_local() {
   echo "smoke: lesson 04, both sides on this host ($ip); logs in $SMOKE_OUT"
 
   # Nothing in the lesson asks for executable memory.
-  if grep -nE "PROT_EXEC|mprotect|MAP_ANON.*EXEC|memfd_create" "$LESSON_DIR"/*.cpp "$LESSON_DIR"/*.hpp; then
+  if grep -nE "PROT_EXEC|mprotect|MAP_ANON.*EXEC|memfd_create" "$LESSON_DIR"/*.cpp "$LESSON_DIR"/*.hpp "$LESSON_DIR"/bytecode/*.cpp "$LESSON_DIR"/bytecode/*.hpp; then
     fail "the lesson's sources ask for executable memory (lines above)"
   else
     pass "no source of the lesson maps memory executable (no PROT_EXEC, mprotect, memfd_create)"
@@ -132,7 +132,8 @@ role_local() {
 
   "$BIN/server" -p "$SMOKE_PORT" --clients 3 --accept-timeout 60 >"$SMOKE_OUT/server.log" 2>&1 &
   spid=$!
-  wait_for_line "$SMOKE_OUT/server.log" "step 4: wait for CONNECT_REQUEST" 30 || true
+  wait_for_line "$SMOKE_OUT/server.log" "step 4: wait for CONNECT_REQUEST" 60 \
+    || fail "the server did not start listening (log: $SMOKE_OUT/server.log)"
   check_no_wx "$spid"
   run_clients "$ip"
   set +e; timeout 30 tail --pid="$spid" -f /dev/null; wait "$spid"; rc=$?; set -e

@@ -8,25 +8,37 @@
  *   write TEXT     a one-sided RDMA WRITE into this client's slot on the server
  *   read           an RDMA READ of the slot, checked against the last write
  *   quit           a zero-length SEND (goodbye), then close
+ * and three a misbehaving ("rogue") client would try, to show the isolation: the
+ * server's device must refuse each with a NAK, which ends the session.
+ *   write-past TEXT          an RDMA WRITE that starts one byte past our slot
+ *   write-at ADDR RKEY TEXT  an RDMA WRITE to any address with any rkey (another
+ *                            client's slot, say, as its log shows it)
+ *   read-at ADDR RKEY        an RDMA READ of 16 bytes at any address with any rkey
  */
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <sstream>
 
+#include "common/completion.hpp"
+#include "common/device.hpp"
+#include "common/dump.hpp"
 #include "common/errors.hpp"
 #include "common/exchange.hpp"
 #include "common/log.hpp"
 #include "common/options.hpp"
+#include "common/qp_state.hpp"
 #include "common/rdma_ops.hpp"
-#include "common/tls.hpp"
-#include "rc_peer.hpp"
+#include "connection.hpp"
+#include "tls.hpp"
 
 namespace {
 
 struct ClientOptions {
   std::string server;                 ///< the server's address or name (verified in its certificate)
   std::vector<std::string> commands;  ///< -e, in order; empty: read standard input
-  common::TlsFiles tls;               ///< CA (and, with --mutual, our certificate and key)
+  lesson05::TlsFiles tls;             ///< CA (and, with --mutual, our certificate and key)
   bool mutual = false;                ///< present a client certificate
   unsigned repeat = 1;                ///< run the whole session this many times
   double connect_timeout_s = 30;      ///< how long to retry while the server is not listening
@@ -34,11 +46,12 @@ struct ClientOptions {
 
 /// The state of one session after the exchange.
 struct Session {
-  lesson05::Peer& peer;
+  lesson05::Connection& conn;
   const common::QpInfo& server;  ///< the server's QPN, PSN and our slot's addr/rkey/length
-  common::TlsChannel& tls;
+  lesson05::TlsChannel& tls;
   std::string last_written;      ///< what `write` put in the slot, for `read` to check
   double t;                      ///< the deadline of every wait
+  bool refused = false;          ///< a rogue command was refused: the session is over
 };
 
 /// Wait until both the posted work request and (if @p want_recv) the server's answer
@@ -50,8 +63,11 @@ std::uint32_t wait_both(Session& s, bool want_recv, const std::string& what, boo
   std::uint32_t length = 0;
   while (!sent || !received) {
     ibv_wc wc{};
-    if (!lesson05::wait_completion(s.peer, wc, s.t, what, watch_tls ? s.tls.fd() : -1))
+    if (!lesson05::next_completion(s.conn, wc, s.t, what, watch_tls ? s.tls.fd() : -1))
       common::fail("the server closed the connection during " + what, "check the server's log");
+    if (wc.status != IBV_WC_SUCCESS)
+      common::fail("completion for " + what + " failed: " + ibv_wc_status_str(wc.status),
+                   common::wc_status_remedy(wc.status));
     if (wc.opcode == IBV_WC_RECV) {
       received = true;
       length = wc.byte_len;
@@ -62,15 +78,80 @@ std::uint32_t wait_both(Session& s, bool want_recv, const std::string& what, boo
   return length;
 }
 
-/// Step 9: one command. Returns false for quit.
+/// Step 9, the rogue's way: one RDMA WRITE or READ at @p addr with @p rkey that the
+/// server's device must refuse. Our completion must be IBV_WC_REM_ACCESS_ERR (the NAK);
+/// then our QP and the server's are in ERR and the session is over.
+void try_forbidden(Session& s, ibv_wr_opcode op, std::uint64_t addr, std::uint32_t rkey, const std::string& text,
+                   const std::string& what) {
+  lesson05::Connection& c = s.conn;
+  ibv_sge sge{};
+  if (op == IBV_WR_RDMA_WRITE) {
+    const std::size_t n = std::min<std::size_t>(text.size() + 1, c.size);
+    std::memcpy(c.send_area(), text.c_str(), n);
+    sge = {reinterpret_cast<std::uintptr_t>(c.send_area()), static_cast<std::uint32_t>(n), c.local_mr->lkey};
+  } else {
+    sge = {reinterpret_cast<std::uintptr_t>(c.read_area()), 16, c.local_mr->lkey};
+  }
+  LOG(warn, "step 9: %s: RDMA %s %u bytes at addr=0x%llx rkey=0x%08x, outside what the server gave us", what.c_str(),
+      op == IBV_WR_RDMA_WRITE ? "WRITE" : "READ", sge.length, static_cast<unsigned long long>(addr), rkey);
+  common::post_rdma(c.qp.get(), op, op == IBV_WR_RDMA_WRITE ? lesson05::kWriteWrId : lesson05::kReadWrId, sge, addr,
+                    rkey, 0, false);
+  ibv_wc wc{};
+  if (!lesson05::next_completion(c, wc, s.t, what, -1))
+    common::fail("no completion for " + what, "check the server's log");
+  common::dump_wc(wc);
+  if (wc.status == IBV_WC_SUCCESS)
+    common::fail(what + " succeeded: the server let this client touch memory outside its slot",
+                 "isolation is broken: the server must give each client its own PD and remote rights on its slot "
+                 "only; report this with both logs");
+  if (wc.status != IBV_WC_REM_ACCESS_ERR)
+    common::fail(what + " failed with " + ibv_wc_status_str(wc.status) + ", not with a remote access error",
+                 common::wc_status_remedy(wc.status));
+  LOG(info, "step 9: %s refused by the server's device: NAK (remote access error) on the wire, "
+            "IBV_WC_REM_ACCESS_ERR here; our QP is in %s, the server's too: the session is over",
+      what.c_str(), common::qp_state_name(common::query_qp_state(c.qp.get())));
+  std::printf("client: %s: refused by the server's device (IBV_WC_REM_ACCESS_ERR), as it must\n", what.c_str());
+  s.refused = true;
+}
+
+/// Parse "0x7f00..." or a decimal number; @throws common::Error naming @p what.
+std::uint64_t parse_number(const std::string& word, const char* what) {
+  try {
+    std::size_t used = 0;
+    const std::uint64_t v = std::stoull(word, &used, 0);
+    if (used == word.size()) return v;
+  } catch (const std::exception&) {
+  }
+  common::fail(std::string(what) + " '" + word + "' is not a number", "e.g. write-at 0x7f1234560000 0x1a2b hello");
+}
+
+/// Step 9: one command. Returns false for quit, or after a rogue command was refused.
 bool run_command(Session& s, const std::string& line) {
   const std::string verb = line.substr(0, line.find(' '));
   const std::string text = line.find(' ') == std::string::npos ? "" : line.substr(line.find(' ') + 1);
-  lesson05::Peer& p = s.peer;
+  lesson05::Connection& p = s.conn;
   if (verb == "quit") return false;
+  if (verb == "write-past") {
+    // One byte past the end of our slot, with our own valid rkey: outside the MR's bounds.
+    try_forbidden(s, IBV_WR_RDMA_WRITE, s.server.addr + s.server.length, s.server.rkey, text.empty() ? "x" : text,
+                  "write-past");
+    return false;
+  }
+  if (verb == "write-at" || verb == "read-at") {
+    std::istringstream words(text);
+    std::string addr, rkey, rest;
+    words >> addr >> rkey;
+    std::getline(words >> std::ws, rest);
+    if (rkey.empty() || (verb == "write-at" && rest.empty()))
+      common::fail(verb + " needs ADDR RKEY" + (verb == "write-at" ? " TEXT" : ""),
+                   "e.g. " + verb + " 0x7f1234560000 0x1a2b" + (verb == "write-at" ? " hello" : ""));
+    try_forbidden(s, verb == "write-at" ? IBV_WR_RDMA_WRITE : IBV_WR_RDMA_READ, parse_number(addr, "ADDR"),
+                  static_cast<std::uint32_t>(parse_number(rkey, "RKEY")), rest, verb);
+    return false;
+  }
   if (verb == "send") {
-    if (text.empty() || text.size() > p.slot_size)
-      common::fail("send needs 1.." + std::to_string(p.slot_size) + " bytes of text, got " + std::to_string(text.size()),
+    if (text.empty() || text.size() > p.size)
+      common::fail("send needs 1.." + std::to_string(p.size) + " bytes of text, got " + std::to_string(text.size()),
                    "e.g. send hello");
     std::memcpy(p.send_area(), text.data(), text.size());
     LOG(data, "step 8: send %zu bytes (two-sided: the server's RECV takes them)", text.size());
@@ -90,10 +171,10 @@ bool run_command(Session& s, const std::string& line) {
                        std::to_string(text.size()),
                    "e.g. write hello");
     std::memcpy(p.send_area(), text.c_str(), text.size() + 1);
-    LOG(data, "step 9: RDMA WRITE %zu bytes to slot addr=0x%llx rkey=0x%08x (one-sided: no server CPU)",
+    LOG(data, "step 9: RDMA WRITE %zu bytes to slot addr=0x%llx rkey=0x%08x (one-sided: no server application code)",
         text.size() + 1, static_cast<unsigned long long>(s.server.addr), s.server.rkey);
     const ibv_sge sge{reinterpret_cast<std::uintptr_t>(p.send_area()), static_cast<std::uint32_t>(text.size() + 1),
-                      p.mr->lkey};
+                      p.local_mr->lkey};
     common::post_rdma(p.qp.get(), IBV_WR_RDMA_WRITE, lesson05::kWriteWrId, sge, s.server.addr, s.server.rkey, 0, true);
     wait_both(s, false, "write '" + text + "'");
     s.last_written = text;
@@ -104,16 +185,18 @@ bool run_command(Session& s, const std::string& line) {
     // The READ lands in our own third area (the first holds the posted RECV).
     LOG(data, "step 9: RDMA READ %u bytes from slot addr=0x%llx", s.server.length,
         static_cast<unsigned long long>(s.server.addr));
-    const ibv_sge sge{reinterpret_cast<std::uintptr_t>(p.slot()), std::min(s.server.length, p.slot_size), p.mr->lkey};
+    const ibv_sge sge{reinterpret_cast<std::uintptr_t>(p.read_area()), std::min(s.server.length, p.size),
+                      p.local_mr->lkey};
     common::post_rdma(p.qp.get(), IBV_WR_RDMA_READ, lesson05::kReadWrId, sge, s.server.addr, s.server.rkey, 0, true);
     wait_both(s, false, "read");
-    const std::string got(p.slot(), strnlen(p.slot(), sge.length));
+    const std::string got(p.read_area(), strnlen(p.read_area(), sge.length));
     if (!s.last_written.empty() && got != s.last_written)
       common::fail("read back '" + got + "', but wrote '" + s.last_written + "'", "another writer? report it with both logs");
     std::printf("client: read '%s'%s\n", got.c_str(), s.last_written.empty() ? "" : " (verified)");
     return true;
   }
-  common::fail("unknown command '" + verb + "'", "commands: send TEXT, write TEXT, read, quit");
+  common::fail("unknown command '" + verb + "'",
+               "commands: send TEXT, write TEXT, read, quit; write-past TEXT, write-at ADDR RKEY TEXT, read-at ADDR RKEY");
 }
 
 /// Steps 3-10, once.
@@ -121,14 +204,14 @@ void run_session(const common::Options& opts, const ClientOptions& copts, SSL_CT
   const double t = opts.timeout_s;
   // Step 3: TLS first. If the server's certificate does not verify, we stop here, before
   // opening the RDMA device.
-  common::TlsChannel tls = common::TlsChannel::connect(ctx, copts.server, opts.port, copts.connect_timeout_s);
+  lesson05::TlsChannel tls = lesson05::TlsChannel::connect(ctx, copts.server, opts.port, copts.connect_timeout_s);
   LOG(slow, "step 3: TLS with %s verified: %s", tls.peer().c_str(), tls.describe().c_str());
 
-  // Step 4: now the RDMA side: device, our QP, our random PSN.
-  lesson05::Device dev = lesson05::open_device(opts);
-  lesson05::Peer p = lesson05::make_peer(dev, opts.size, false);
+  // Step 4: now the RDMA side: device, our PD, buffers and QP, our random PSN.
+  const common::OpenPort port = common::open_port(opts.ib_dev, opts.ib_port, opts.gid_idx);
+  lesson05::Connection p = lesson05::open_connection(port, opts.size, false);
   LOG(slow, "step 4: QP 0x%06x, our PSN 0x%06x (24 random bits from RAND_bytes)", p.qp->qp_num, p.psn);
-  const common::QpInfo ours = lesson05::make_info(dev, p, false);
+  const common::QpInfo ours = lesson05::make_info(port, p);
   lesson05::log_info("step 4: sending QP_INFO", ours);
   tls.send(common::encode_qp_info(ours), t);
 
@@ -143,7 +226,7 @@ void run_session(const common::Options& opts, const ClientOptions& copts, SSL_CT
   if (server.length < 2) common::fail("the server offers no slot", "is this the lesson 05 server?");
 
   // Step 7: RTR/RTS with the exchanged PSNs, a RECV for the acknowledgements, READY.
-  lesson05::connect_peer(p, dev, server);
+  common::connect_qp(p.qp.get(), port, server.qp, p.psn);
   lesson05::post_recv(p);
   LOG(slow, "step 7: QP in RTS: we send from PSN 0x%06x, expect the server's from 0x%06x", p.psn, server.qp.psn);
   const common::Message ready = tls.receive(t);
@@ -167,6 +250,13 @@ void run_session(const common::Options& opts, const ClientOptions& copts, SSL_CT
       if (!run_command(s, line)) break;
     }
   }
+  if (s.refused) {
+    // The QPs on both sides are in ERR: no goodbye can travel. Closing TLS is the last word.
+    tls.close();
+    LOG(slow, "step 10: session %u ended by the refusal; TLS closed", round);
+    std::printf("client: session %u: %u command(s) done, the last one refused\n", round, done);
+    return;
+  }
   // Step 10: goodbye (a zero-length SEND). Once it completed (the server's device ACKed
   // it), the server's DONE and ours: RC has no close, so TLS says when neither side needs
   // the other's QP any more. Then close TLS; everything is released.
@@ -182,7 +272,7 @@ void run_session(const common::Options& opts, const ClientOptions& copts, SSL_CT
 }
 
 int run_client(const common::Options& opts, const ClientOptions& copts) {
-  common::SslCtx ctx = common::make_tls_context(false, copts.tls, false);
+  lesson05::SslCtx ctx = lesson05::make_tls_context(false, copts.tls, false);
   for (unsigned round = 1; round <= copts.repeat; ++round) run_session(opts, copts, ctx.get(), round);
   return 0;
 }
@@ -202,7 +292,9 @@ int main(int argc, char** argv) {
   common::add_common_options(app, opts);
   app.get_option("--port")->description("TCP port of the server's TLS exchange");
   app.get_option("--size")->description("bytes per message (at most the server's slot size)");
-  app.add_option("-e,--exec", copts.commands, "a command to run (repeatable): 'send TEXT', 'write TEXT', 'read', 'quit'");
+  app.add_option("-e,--exec", copts.commands,
+                 "a command to run (repeatable): 'send TEXT', 'write TEXT', 'read', 'quit'; to see the isolation: "
+                 "'write-past TEXT', 'write-at ADDR RKEY TEXT', 'read-at ADDR RKEY'");
   app.add_option("--certs", certs, "directory with ca.pem (and client.pem/client.key for --mutual)")->capture_default_str();
   app.add_option("--ca", copts.tls.ca, "CA certificate that must sign the server's (default: CERTS/ca.pem)");
   app.add_option("--cert", copts.tls.cert, "our certificate for --mutual (default: CERTS/client.pem)");

@@ -4,10 +4,12 @@
  *        verbs RC connection per client; up to --max-clients clients at once, one thread each.
  *
  * Per client: TLS handshake (certificate verified; with --mutual the client's too) ->
- * receive its QP_INFO -> build its own CQ, QP and MR (a slot it may WRITE and READ) ->
- * send our QP_INFO -> RTR/RTS with the exchanged random PSNs -> post a RECV -> READY ->
- * serve its SENDs until its goodbye. Nothing is allocated for a client whose handshake or
- * exchange fails, and everything it had is released when it leaves.
+ * receive its QP_INFO -> build its own PD, CQ, QP, buffers and slot (connection.hpp:
+ * isolation) -> send our QP_INFO -> RTR/RTS with the exchanged random PSNs -> post a
+ * RECV -> READY -> serve its SENDs until its goodbye. Nothing is allocated for a client
+ * whose handshake or exchange fails, and everything it had is released when it leaves.
+ * A client whose RDMA request our device refused (its QP is in ERR) is dropped; the
+ * others carry on.
  */
 #include <atomic>
 #include <chrono>
@@ -18,12 +20,15 @@
 #include <mutex>
 #include <thread>
 
+#include "common/completion.hpp"
+#include "common/device.hpp"
 #include "common/errors.hpp"
 #include "common/exchange.hpp"
 #include "common/log.hpp"
 #include "common/options.hpp"
-#include "common/tls.hpp"
-#include "rc_peer.hpp"
+#include "common/qp_state.hpp"
+#include "connection.hpp"
+#include "tls.hpp"
 
 namespace {
 
@@ -32,13 +37,13 @@ struct ServerOptions {
   unsigned clients = 0;            ///< exit after this many sessions (0: no limit)
   double accept_timeout_s = 0;     ///< exit when idle this long (0: never)
   double idle_timeout_s = 600;     ///< how long a connected client may stay silent
-  common::TlsFiles tls;            ///< CA, certificate, key
+  lesson05::TlsFiles tls;          ///< CA, certificate, key
   bool mutual = false;             ///< require and verify client certificates
 };
 
 /// What every client thread shares.
 struct Shared {
-  lesson05::Device& dev;
+  const common::OpenPort& port;     ///< the device and port, shared; PDs are per client
   const common::Options& opts;
   const ServerOptions& sopts;
   std::atomic<unsigned> active{0};    ///< clients holding a slot right now
@@ -53,7 +58,7 @@ void serve_client(Shared& s, SSL_CTX* ctx, common::Fd socket, std::string peer, 
   try {
     // Step 3: the TLS handshake. Until it succeeds we know nothing about the peer, so
     // nothing RDMA has been allocated for it.
-    common::TlsChannel tls = common::TlsChannel::accept(ctx, std::move(socket), peer, t);
+    lesson05::TlsChannel tls = lesson05::TlsChannel::accept(ctx, std::move(socket), peer, t);
     const std::string subject = tls.peer_subject();
     LOG(slow, "step 3: TLS with %s: %s%s%s", peer.c_str(), tls.describe().c_str(),
         subject.empty() ? "" : ", client certificate ", subject.c_str());
@@ -74,27 +79,54 @@ void serve_client(Shared& s, SSL_CTX* ctx, common::Fd socket, std::string peer, 
     const common::QpInfo remote = common::decode_qp_info(m.body);
     lesson05::log_info("step 4: received QP_INFO", remote);
 
-    // Step 5: this client's own CQ, QP and slot.
-    lesson05::Peer p = lesson05::make_peer(s.dev, s.opts.size, true);
-    LOG(slow, "step 5: QP 0x%06x for %s, our PSN 0x%06x (24 random bits from RAND_bytes)", p.qp->qp_num,
-        peer.c_str(), p.psn);
-    const common::QpInfo ours = lesson05::make_info(s.dev, p, true);
+    if (remote.qp.msg_size != s.opts.size) {
+      // Both sides size their RECVs and areas with -s; a mismatch would only show later,
+      // as a message that does not fit.
+      const std::string reason = "the client's messages are " + std::to_string(remote.qp.msg_size) +
+                                 " bytes, this server's slots " + std::to_string(s.opts.size) +
+                                 "; use the same -s on both sides";
+      tls.send(common::encode_error(reason), t);
+      common::fail("refused " + peer + ": " + reason, "run the client with -s " + std::to_string(s.opts.size));
+    }
+
+    // Step 5: this client's own PD, buffers, slot, CQ and QP (connection.hpp: isolation).
+    lesson05::Connection c = lesson05::open_connection(s.port, s.opts.size, true);
+    LOG(slow, "step 5: PD, slot and QP 0x%06x for %s, our PSN 0x%06x (24 random bits from RAND_bytes)",
+        c.qp->qp_num, peer.c_str(), c.psn);
+    const common::QpInfo ours = lesson05::make_info(s.port, c);
     lesson05::log_info("step 6: sending QP_INFO", ours);
     tls.send(common::encode_qp_info(ours), t);
 
     // Step 7: RTR/RTS with the exchanged PSNs; a RECV before READY.
-    lesson05::connect_peer(p, s.dev, remote);
-    lesson05::post_recv(p);
+    common::connect_qp(c.qp.get(), s.port, remote.qp, c.psn);
+    lesson05::post_recv(c);
     LOG(slow, "step 7: QP 0x%06x in RTS: we send from PSN 0x%06x, expect the client's from 0x%06x; READY",
-        p.qp->qp_num, p.psn, remote.qp.psn);
+        c.qp->qp_num, c.psn, remote.qp.psn);
     tls.send(common::encode_ready(), t);
 
-    // Step 8-9: serve SENDs (WRITEs and READs need nothing from us) until the goodbye.
+    // Steps 8-9: serve SENDs until the goodbye. The client's WRITEs and READs of its slot
+    // need no server application code: our device executes them, or refuses them.
     unsigned messages = 0;
     bool goodbye = false;
     for (;;) {
       ibv_wc wc{};
-      if (!lesson05::wait_completion(p, wc, s.sopts.idle_timeout_s, "the next message from " + peer, tls.fd())) {
+      const bool completed =
+          lesson05::next_completion(c, wc, s.sopts.idle_timeout_s, "the next message from " + peer, tls.fd());
+      if (completed && wc.status != IBV_WC_SUCCESS && wc.status != IBV_WC_WR_FLUSH_ERR)
+        // One of our own requests failed (our acknowledging SEND: the client is gone).
+        common::fail("completion for the next message from " + peer + " failed: " + ibv_wc_status_str(wc.status),
+                     common::wc_status_remedy(wc.status));
+      if (!completed || wc.status != IBV_WC_SUCCESS) {
+        // The client closed its TLS connection, or our QP went to ERR without a request of
+        // ours failing (its RECV was flushed). The responder of an RC QP that refuses a
+        // request (an rkey of another PD, an address outside the slot) NAKs it and moves
+        // its own QP to ERR: the state is how this side learns of it.
+        if (common::query_qp_state(c.qp.get()) == IBV_QPS_ERR)
+          common::fail("step 9: the QP of " + peer + " is in ERR: our device refused one of its requests "
+                           "(a NAK went back) and the connection is over; the other clients are not affected",
+                       "a client may touch its own slot only (the addr/rkey/length in its QP_INFO)");
+        if (completed)
+          common::fail("a RECV for " + peer + " was flushed but its QP is not in ERR", "report this with both logs");
         LOG(info, "%s closed its TLS connection without a goodbye", peer.c_str());
         break;
       }
@@ -105,27 +137,25 @@ void serve_client(Shared& s, SSL_CTX* ctx, common::Fd socket, std::string peer, 
         break;
       }
       ++messages;
-      const std::string text(p.recv_area(), wc.byte_len);
-      LOG(data, "step 8: %s sent %u bytes: '%s'", peer.c_str(), wc.byte_len,
-          lesson05::preview(p.recv_area(), wc.byte_len).c_str());
-      lesson05::post_recv(p);
-      const std::string ack = "ack " + std::to_string(wc.byte_len) + " bytes: '" +
-                              lesson05::preview(text.data(), text.size()) + "'";
-      const std::size_t n = std::min<std::size_t>(ack.size(), p.slot_size);
-      std::memcpy(p.send_area(), ack.data(), n);
-      lesson05::post_send(p, static_cast<std::uint32_t>(n));
+      const std::string text = common::printable(c.recv_area(), wc.byte_len);
+      LOG(data, "step 8: %s sent %u bytes: '%s'", peer.c_str(), wc.byte_len, text.c_str());
+      lesson05::post_recv(c);
+      const std::string ack = "ack " + std::to_string(wc.byte_len) + " bytes: '" + text + "'";
+      const std::size_t n = std::min<std::size_t>(ack.size(), c.size);
+      std::memcpy(c.send_area(), ack.data(), n);
+      lesson05::post_send(c, static_cast<std::uint32_t>(n));
     }
     if (goodbye) {
       // RC has no close: the client's goodbye completes only when our ACK reaches it. Were
       // that ACK lost after we destroyed the QP, the client would resend into nothing and
-      // end in IBV_WC_RETRY_EXC_ERR. So we keep the QP until the client says DONE (its
-      // goodbye completed), after telling it we are done too.
+      // its goodbye would never complete (lesson 01). So we keep the QP until the client
+      // says DONE (its goodbye completed), after telling it we are done too.
       tls.send(common::encode_done(), t);
       const common::Message bye = tls.receive(t);
       if (bye.type != common::MessageType::done)
         common::fail("expected DONE from " + peer + ", got " + common::message_type_name(bye.type),
                      "is this the lesson 05 client?");
-      LOG(slow, "step 10: DONE exchanged with %s; releasing its QP, CQ, MR", peer.c_str());
+      LOG(slow, "step 10: DONE exchanged with %s; releasing its QP, CQ, MRs, PD", peer.c_str());
     }
     tls.close();
     std::printf("server: client %s done: %u message(s)\n", peer.c_str(), messages);
@@ -141,13 +171,14 @@ void serve_client(Shared& s, SSL_CTX* ctx, common::Fd socket, std::string peer, 
 }
 
 int run_server(const common::Options& opts, const ServerOptions& sopts) {
-  // Step 2: the device, opened once and shared; TLS context; listen.
-  lesson05::Device dev = lesson05::open_device(opts);
-  common::SslCtx ctx = common::make_tls_context(true, sopts.tls, sopts.mutual);
+  // Step 2: the device, opened once and shared (each client gets its own PD); TLS
+  // context; listen.
+  const common::OpenPort port = common::open_port(opts.ib_dev, opts.ib_port, opts.gid_idx);
+  lesson05::SslCtx ctx = lesson05::make_tls_context(true, sopts.tls, sopts.mutual);
   LOG(slow, "step 2: TLS 1.3 with certificate %s%s; listening on TCP port %u for up to %u clients at once",
       sopts.tls.cert.c_str(), sopts.mutual ? ", client certificates required" : "", opts.port, sopts.max_clients);
-  common::TlsListener listener(opts.port);
-  Shared s{dev, opts, sopts};
+  lesson05::TlsListener listener(opts.port);
+  Shared s{port, opts, sopts};
   // Each client's thread, and whether it has finished (finished ones are joined as we go,
   // so a long-running server does not pile up threads).
   std::list<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> threads;

@@ -22,8 +22,8 @@
 #include <string_view>
 #include <vector>
 
-#include "assembler.hpp"
-#include "vm.hpp"
+#include "bytecode/assembler.hpp"
+#include "bytecode/vm.hpp"
 
 namespace {
 

@@ -27,7 +27,7 @@ command -v "$cxx" >/dev/null ||
   { echo "run_fuzz: $cxx not found; run scripts/install-deps.sh (clang, libclang-rt-dev)" >&2; exit 1; }
 
 mkdir -p "$out/corpus" "$out/artifacts"
-sources=("$lesson/vm.cpp" "$lesson/assembler.cpp" "$ROOT/tests/fuzz/lambda_fuzz.cpp")
+sources=("$lesson/bytecode/vm.cpp" "$lesson/bytecode/assembler.cpp" "$ROOT/tests/fuzz/lambda_fuzz.cpp")
 
 echo "run_fuzz: building $out/lambda_fuzz"
 "$cxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

@@ -75,7 +75,9 @@ Subcommands:
                                 (TCP RSTs from --port before the first HELLO or
                                 ClientHello; CM ConnectRequests rejected with reason 8,
                                 Invalid Service ID)
-        {{log:ROLE:REGEX}}      the first line of DIR/ROLE.log matching REGEX
+        {{log:ROLE:REGEX}}      the first line of DIR/ROLE.log matching REGEX; within one
+                                fenced code block, the lines of one log must come in
+                                that log's order (an excerpt never reorders a story)
         {{value:NAME}}          a value of the first connection: client_qpn,
                                 server_qpn, client_psn, server_psn, client_send_psn,
                                 server_send_psn, mtu, kernel (DIR/kernel-version);
@@ -1101,6 +1103,8 @@ class Template:
         self.names = named_frames(self.events)
         self.values = run_values(runs(self.events), a.log_dir)
         self.logs = {}
+        self.block = None       # the fenced code block being filled: its first line, or None
+        self.last_line = {}     # (block, role) -> (index in ROLE.log, pattern) of the last line shown
 
     def event(self, sel):
         return select(self.events, self.names, sel, self.a.pcap)
@@ -1109,8 +1113,16 @@ class Template:
         if role not in self.logs:
             self.logs[role] = open(f"{self.a.log_dir}/{role}.log", encoding="utf-8",
                                    errors="replace").read().splitlines()
-        for line in self.logs[role]:
+        for index, line in enumerate(self.logs[role]):
             if re.search(pattern, line):
+                if self.block is not None:
+                    before = self.last_line.get((self.block, role))
+                    if before is not None and before[0] > index:
+                        raise SystemExit(
+                            f"render: in the code block at line {self.block} of the template, /{pattern}/ is "
+                            f"line {index + 1} of {role}.log but comes after /{before[1]}/ (line {before[0] + 1}): "
+                            f"quote a log's lines in the order it printed them")
+                    self.last_line[(self.block, role)] = (index, pattern)
                 return line
         raise SystemExit(f"render: no line matching /{pattern}/ in {self.a.log_dir}/{role}.log")
 
@@ -1164,7 +1176,12 @@ class Template:
 
 def cmd_render(a):
     template = Template(a)
-    sys.stdout.write(re.sub(r"\{\{(.+?)\}\}", template.fill, open(a.template, encoding="utf-8").read()))
+    out = []
+    for number, line in enumerate(open(a.template, encoding="utf-8").read().splitlines(keepends=True), 1):
+        if line.lstrip().startswith("```"):
+            template.block = None if template.block is not None else number
+        out.append(re.sub(r"\{\{(.+?)\}\}", template.fill, line))
+    sys.stdout.write("".join(out))
     return 0
 
 

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "assembler.hpp"
-#include "vm.hpp"
+#include "bytecode/assembler.hpp"
+#include "bytecode/vm.hpp"
 
 namespace {
 

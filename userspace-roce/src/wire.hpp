@@ -101,7 +101,7 @@ struct Reth {
 };
 
 // AETH syndromes: top 3 bits say what it is, low 5 bits the detail.
-constexpr uint8_t kAethAck = 0x00;      ///< 000 + credit count (0x1F: no credit limit)
+constexpr uint8_t kAethAck = 0x00;      ///< 000 + credit count (0x1F: no credit information)
 constexpr uint8_t kAethRnrNak = 0x20;   ///< 001 + RNR timer code
 constexpr uint8_t kAethNak = 0x60;      ///< 011 + NAK code
 constexpr uint8_t kNakPsnSequence = 0;

@@ -1,5 +1,5 @@
 /**
- * @file lessons/04-lambda/assembler.cpp
+ * @file lessons/04-lambda/bytecode/assembler.cpp
  * @brief Text to instructions and back (see assembler.hpp for the syntax).
  *
  * Two passes over the text: the first splits every line into labels, a mnemonic and its

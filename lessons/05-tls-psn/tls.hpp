@@ -1,5 +1,5 @@
 /**
- * @file tls.hpp
+ * @file lessons/05-tls-psn/tls.hpp
  * @brief TLS 1.3 (OpenSSL) for the out-of-band exchange: verified certificates, framed
  *        messages, deadlines on everything.
  *
@@ -29,7 +29,11 @@
 #include "common/tcp.hpp"
 #include "common/verbs_owners.hpp"
 
-namespace common {
+namespace lesson05 {
+
+using common::Deleter;
+using common::Fd;
+using common::Message;
 
 /// Owns an SSL_CTX.
 using SslCtx = std::unique_ptr<SSL_CTX, Deleter<SSL_CTX, SSL_CTX_free, "SSL_CTX_free">>;
@@ -119,4 +123,4 @@ class TlsChannel {
   std::string peer_;
 };
 
-}  // namespace common
+}  // namespace lesson05

@@ -1,5 +1,5 @@
 /**
- * @file lessons/04-lambda/vm.cpp
+ * @file lessons/04-lambda/bytecode/vm.cpp
  * @brief The verifier and the interpreter of the lesson's bytecode (see vm.hpp).
  *
  * Read this file as the server's safety argument. The bytes of a program arrive from a
@@ -251,7 +251,7 @@ std::vector<std::uint8_t> encode(const std::vector<Insn>& program) {
 
 // The contract with the caller: @p bytes must be a private copy that nobody else can
 // change. In the lesson the program arrives in a region the client can RDMA WRITE at any
-// moment, with no CPU on the server involved. Verifying the bytes in place and then
+// moment, with no code of the server involved. Verifying the bytes in place and then
 // running them would be a time-of-check-to-time-of-use hole: the client could rewrite a
 // verified jump while it runs. So the server first copies the request out of the
 // RDMA-writable region, then verifies the copy, and run() only ever sees the decoded

@@ -1,5 +1,5 @@
 /**
- * @file lessons/04-lambda/vm.hpp
+ * @file lessons/04-lambda/bytecode/vm.hpp
  * @brief The lesson's tiny bytecode: a register machine in the spirit of eBPF, a verifier
  *        that checks a program before it runs, and an interpreter that checks every step.
  *

@@ -1,5 +1,5 @@
 /**
- * @file lessons/04-lambda/assembler.hpp
+ * @file lessons/04-lambda/bytecode/assembler.hpp
  * @brief A text assembler for the lesson's bytecode, so learners write programs, not bytes.
  *
  * @code

@@ -1,4 +1,4 @@
-#include "common/tls.hpp"
+#include "tls.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,9 +19,10 @@
 #include "common/log.hpp"
 #include "common/net.hpp"
 
-namespace common {
+namespace lesson05 {
 // Deadlines, poll, addresses, the listening socket: shared with tcp.cpp.
-using namespace net;
+using namespace common;
+using namespace common::net;
 
 namespace {
 
@@ -552,4 +553,4 @@ std::string TlsChannel::peer_subject() const {
 
 bool TlsChannel::pending() const { return SSL_pending(ssl_.get()) > 0; }
 
-}  // namespace common
+}  // namespace lesson05
