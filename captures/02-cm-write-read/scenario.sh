@@ -1,16 +1,19 @@
 # What scripts/capture.sh runs in the lab to record lesson 02 (sourced, not run).
-# One server (--clients 3) and four clients, one after another:
+# One server (--clients 4) and five clients, one after another:
 #   run 1: the default: 17-byte RDMA WRITE ONLY, then RDMA READ of the whole 4096-byte
 #          buffer -> READ RESPONSE FIRST / MIDDLE / LAST at path MTU 1024
 #   run 2: -s 3000 --range 0:1000 -> RDMA WRITE FIRST / MIDDLE / LAST, READ RESPONSE ONLY
 #   run 3: private data of another version -> ConnectReject (does not count as served)
-#   run 4: --bad-rkey -> NAK (remote access error)
+#   run 4: --bad-rkey -> NAK (remote access error); both QPs end in ERR
+#   run 5: --initiator-depth 0 -> the WRITE, then no READ on the wire at all: the
+#          client's QP may have no READ in flight (max_rd_atomic 0); it times out (-t 5)
 # Commands run inside the guests, with BUILD_DIR exported; LAB_OUT and LAB_SERVER_IP come
 # from the lab.
 PORT=7471
 REQUIRE=ConnectRequest,ConnectReply,ReadyToUse,RDMA_WRITE_ONLY,ACK,RDMA_READ_REQUEST,RDMA_READ_RESPONSE_FIRST,RDMA_READ_RESPONSE_MIDDLE,RDMA_READ_RESPONSE_LAST,RDMA_WRITE_FIRST,RDMA_WRITE_MIDDLE,RDMA_WRITE_LAST,RDMA_READ_RESPONSE_ONLY,ConnectReject,NAK_REMOTE_ACCESS_ERROR,DisconnectRequest,DisconnectReply
 CHECK_LOGS="--server-log server.log"
 PCAP_NAME=lesson02.pcap
-SERVER_CMD='"$BUILD_DIR/lessons/02-cm-write-read/server" --clients 3 --accept-timeout 60 >"$LAB_OUT/server.log" 2>&1'
+SERVER_CMD='"$BUILD_DIR/lessons/02-cm-write-read/server" --clients 4 --accept-timeout 60 >"$LAB_OUT/server.log" 2>&1'
 CLIENT_CMD='c="$BUILD_DIR/lessons/02-cm-write-read/client $LAB_SERVER_IP --connect-timeout 60"
-{ $c && $c -s 3000 --range 0:1000 && { $c --bad-private-data version; [ $? -eq 1 ]; } && $c --bad-rkey; } >"$LAB_OUT/client.log" 2>&1'
+{ $c && $c -s 3000 --range 0:1000 && { $c --bad-private-data version; [ $? -eq 1 ]; } && $c --bad-rkey &&
+  { $c --initiator-depth 0; [ $? -eq 1 ]; }; } >"$LAB_OUT/client.log" 2>&1'
