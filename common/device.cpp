@@ -181,8 +181,8 @@ std::string reg_mr_remedy() {
     now = limit.rlim_cur == RLIM_INFINITY ? "unlimited"
                                           : std::to_string(limit.rlim_cur / 1024) + " KiB";
   return "registration pins memory against RLIMIT_MEMLOCK (now " + now +
-         "): raise it with `ulimit -l unlimited` or run as root; EINVAL means an access flag "
-         "the device does not support";
+         "): raise it with `ulimit -l unlimited` or run as root; EINVAL means REMOTE_WRITE or "
+         "REMOTE_ATOMIC without LOCAL_WRITE, or an access flag the device does not support";
 }
 
 }  // namespace common

@@ -15,8 +15,8 @@
  *    programs do all of this once, up front.
  *  - FAST: fast-path preparation (post a work request). On an RDMA NIC no system call:
  *    the library writes a descriptor into the queue and rings a doorbell. (Soft-RoCE is
- *    software: there each ibv_post_send call still makes one system call, to wake the
- *    kernel's requester.)
+ *    software: there each ibv_post_send call still makes one system call, inside which
+ *    the kernel's requester builds and sends the packets.)
  *  - DATA: data movement and completions. This is where RDMA spends its time.
  *
  * plus INFO (dumps and explanations), WARN and ERROR. A lesson's numbered steps appear

@@ -55,7 +55,7 @@ void qp_to_rtr(ibv_qp* qp, const RtrParams& p) {
            "ibv_modify_qp(INIT->RTR)",
            "EINVAL usually means our GID and the peer's are of different kinds (one IPv4, "
            "::ffff:a.b.c.d, the other IPv6, such as fe80::...: use the same kind of -g on both "
-           "sides), an empty GID index, or a path MTU above the port's active_mtu; ETIMEDOUT "
+           "sides) or a GID index beyond the table; ENODATA an empty GID index; ETIMEDOUT "
            "means the peer's GID (its IP address) did not answer ARP: check the address the "
            "peer announced");
   LOG(slow, "QP 0x%06x: INIT -> RTR (peer QPN 0x%06x, expect PSN 0x%06x, MTU %s)", qp->qp_num,

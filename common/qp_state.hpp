@@ -41,14 +41,16 @@ struct RtrParams {
   std::uint16_t remote_lid = 0;   ///< the peer's LID (InfiniBand only; 0 on RoCE)
   ibv_gid remote_gid{};           ///< the peer's GID: the destination IP on RoCE v2
   std::uint8_t max_dest_rd_atomic = 1;  ///< RDMA READs/atomics the peer may have in flight to us
-  std::uint8_t min_rnr_timer = 12;      ///< how long a sender waits after our RNR NAK (12 = 0.64 ms)
+  std::uint8_t min_rnr_timer = 12;      ///< how long a sender waits after our RNR NAK (12 = 0.64 ms;
+                                        ///< rxe waits at least one kernel timer tick)
 };
 
 /// What RTS needs: our own sequence numbers and the retry policy.
 struct RtsParams {
   std::uint32_t local_psn = 0;    ///< the PSN of the first packet we send (24 bits)
   std::uint8_t timeout = 14;      ///< ACK timeout: 4.096 us * 2^14 = 67 ms before a retry
-  std::uint8_t retry_cnt = 7;     ///< resends after an ACK timeout before IBV_WC_RETRY_EXC_ERR
+  std::uint8_t retry_cnt = 7;     ///< resends after an ACK timeout (or a PSN sequence NAK) before
+                                  ///< IBV_WC_RETRY_EXC_ERR
                                   ///< (Soft-RoCE treats 7 as "forever", as the spec does rnr_retry 7)
   std::uint8_t rnr_retry = 7;     ///< retries after an RNR NAK; 7 means "forever"
   std::uint8_t max_rd_atomic = 1; ///< RDMA READs/atomics we may have in flight
@@ -59,7 +61,7 @@ struct RtsParams {
 void qp_to_init(ibv_qp* qp, std::uint8_t port, unsigned access_flags);
 
 /// INIT -> RTR: connect the receive side to the peer (see RtrParams).
-/// @throws Error; EINVAL here usually means a wrong GID index or MTU.
+/// @throws Error; EINVAL here usually means GIDs of different kinds on the two sides.
 void qp_to_rtr(ibv_qp* qp, const RtrParams& p);
 
 /// RTR -> RTS: arm the send side (see RtsParams).

@@ -2,9 +2,11 @@
  * @file verbs_owners.hpp
  * @brief RAII owners for verbs and RDMA CM objects, and the one teardown order.
  *
- * Every verbs object depends on the one it was created from, and the library refuses
- * to destroy an object something still uses (ibv_dealloc_pd returns EBUSY while an MR
- * or QP lives in that PD). So teardown is the exact reverse of creation:
+ * Every verbs object depends on the one it was created from, and the kernel refuses to
+ * destroy some objects while others still use them: ibv_dealloc_pd returns EBUSY while an
+ * MR or QP lives in that PD, ibv_destroy_cq while a QP reports to that CQ, and
+ * ibv_destroy_comp_channel while a CQ uses that channel. So teardown is the exact
+ * reverse of creation:
  *
  * @code
  *   create:   device list -> context -> PD -> MR -> CQ -> QP
@@ -16,8 +18,9 @@
  *
  * C++ destroys local variables in the reverse order of their declaration, so a lesson
  * that declares its owners in creation order gets the right teardown on every exit path,
- * including exceptions, with nothing written twice. That is what rdma_server.c's chain of
- * `out_destroy_qp:` labels does by hand.
+ * including exceptions, with nothing written twice. That is what the chain of labels in
+ * rdma-core's librdmacm/examples/rdma_server.c (`out_disconnect:`, `out_dereg_send:` ...
+ * `out_destroy_listen_ep:`) does by hand.
  *
  * For RDMA CM: the QP made by rdma_create_qp() belongs to the cm_id and is destroyed with
  * rdma_destroy_qp() before rdma_destroy_id(); the event channel outlives every cm_id
