@@ -164,6 +164,10 @@ std::optional<Response> decode_response(std::span<const std::uint8_t> b, std::st
     return std::nullopt;
   }
   r.detail.assign(b.begin() + 40, b.begin() + 40 + static_cast<std::ptrdiff_t>(detail));
+  // The client prints the detail: like decode_error, show what is not printable ASCII as
+  // '?', so a server cannot send terminal control sequences (or a NUL) through it.
+  for (char& c : r.detail)
+    if (c < 0x20 || c > 0x7e) c = '?';
   for (std::size_t i = 0; i < slots; ++i) r.out.push_back(static_cast<std::int64_t>(get(b, kResponseHeaderBytes + 8 * i, 8)));
   return r;
 }

@@ -123,7 +123,8 @@ struct Response {
 
 /// Encode a response (detail cut to kMaxDetail, slots cut to kMaxOut).
 std::vector<std::uint8_t> encode_response(const Response& r);
-/// Decode a response; nothing, with @p error set, if it is malformed.
+/// Decode a response; nothing, with @p error set, if it is malformed. A detail byte that
+/// is not printable ASCII comes back as '?'.
 std::optional<Response> decode_response(std::span<const std::uint8_t> bytes, std::string& error);
 
 /**

@@ -24,15 +24,14 @@
 
 #include "bytecode/assembler.hpp"
 #include "bytecode/vm.hpp"
+#include "fuzz_support.hpp"
 
 namespace {
 
 constexpr std::size_t kHeader = 12;
 constexpr std::uint32_t kFuzzMaxSteps = 100'000;  // small: thousands of runs per second
 
-void check(bool ok) {
-  if (!ok) __builtin_trap();
-}
+using fuzz_support::check;
 
 /// The dataset every run sees: some of the lesson's values and the extremes, big-endian.
 const std::vector<std::uint8_t>& dataset() {
