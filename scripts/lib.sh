@@ -20,3 +20,27 @@ configure_and_build() {
     || { cat "$BUILD_DIR/configure.log"; echo "cmake configure failed (log above)" >&2; return 1; }
   cmake --build "$BUILD_DIR" -j "$(nproc)"
 }
+
+# asan_subtree TARGET...: configure $BUILD_DIR/asan (ASan + UBSan, no tests) and build
+# just TARGET... there, for the tests that run sanitized programs next to a plain build
+# (tests/lab_leaks.sh; userspace-roce/tests/sanitized_smoke.sh, which also gets the
+# sanitized userspace runtime). One sub-tree for all of them, so each file is compiled
+# once; the lock makes a second test wait (at most 20 min) until the first has finished
+# configuring and building, instead of running cmake in the same tree at once.
+# -O1 -g1 rather than RelWithDebInfo's -O2 -g: AddressSanitizer's recommended level, and
+# line tables are all a report's stack trace needs; it compiles the sub-tree with about
+# 40 % less CPU (190 s instead of 340 s here), while the sanitized smokes run as fast.
+# Logs: $BUILD_DIR/asan/configure.log and build.log (the last build's).
+asan_subtree() {
+  local tree="$BUILD_DIR/asan"
+  mkdir -p "$tree"
+  (
+    flock -w 1200 9 || { echo "asan_subtree: $tree stayed locked for 20 min ($BUILD_DIR/asan.lock)" >&2; exit 1; }
+    cmake -S "$ROOT" -B "$tree" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+          "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" -DRDMA_TUTORIAL_SANITIZE=ON \
+          -DRDMA_TUTORIAL_TESTS=OFF >"$tree/configure.log" 2>&1 \
+      || { cat "$tree/configure.log"; echo "asan_subtree: cmake configure of $tree failed (log above)" >&2; exit 1; }
+    cmake --build "$tree" -j "$(nproc)" --target "$@" >"$tree/build.log" 2>&1 \
+      || { tail -n 40 "$tree/build.log"; echo "asan_subtree: building $* in $tree failed (log: $tree/build.log)" >&2; exit 1; }
+  ) 9>"$BUILD_DIR/asan.lock"
+}

@@ -15,7 +15,20 @@
 #   --seed N           the fault injector's seed
 #   --log N            1: QP state changes and errors; 2: every packet; 3: responder detail
 #   --window N         packets a QP may have unacknowledged (default 128)
-#   --print-env        print the environment it would set and exit
+#   --print-env        print the environment it would set (for PROGRAM, if one is given
+#                      after --) as VAR=VALUE lines, and exit
+# The runtime checks every UROCE_* value when the program first asks for the device list:
+# a value it cannot use is refused with one stderr line saying what is accepted, and the
+# program's ibv_get_device_list then fails with EINVAL.
+#
+# A runtime built with SANITIZE=1 (ASan + UBSan; its lib/ directory then holds
+# sanitizer-runtimes.txt) needs those sanitizer runtimes loaded first in every process.
+# Programs from the same sanitized build have them already. For any other program
+# (Debian's ibv_* tools, perftest, python3, a script) this sets LD_PRELOAD to them and
+# ASAN_OPTIONS=detect_leaks=0, since that program's own leaks are not the runtime's (an
+# ASAN_OPTIONS of your own comes after it and wins). Only PROGRAM itself is looked at:
+# put wrappers outside (`timeout 60 scripts/userspace-roce.sh -- PROGRAM`), or a
+# sanitized program under `timeout` would lose its leak check.
 #
 # Examples:
 #   scripts/userspace-roce.sh -- ibv_devinfo -v
@@ -49,20 +62,54 @@ while [ $# -gt 0 ]; do
     *) die "unknown option '$1' (the program goes after --; see --help)" ;;
   esac
 done
-for p in UROCE_DROP UROCE_DUPLICATE UROCE_REORDER; do
-  v=${!p-}
-  [ -z "$v" ] || awk -v v="$v" 'BEGIN { exit !(v ~ /^[0-9]*\.?[0-9]+$/ && v >= 0 && v <= 1) }' \
-    || die "$p=$v: a probability is a number between 0 and 1, e.g. 0.05"
-done
 
 if [ ! -e "$LIB_DIR/libibverbs.so.1" ]; then
   die "no runtime at $LIB_DIR/libibverbs.so.1: build it first with
   cmake -S $ROOT -B $BUILD_DIR && cmake --build $BUILD_DIR --target uroce_verbs"
 fi
+[ "$print_env" = 1 ] || [ $# -gt 0 ] \
+  || die "no program given: scripts/userspace-roce.sh [options] -- PROGRAM [ARGS...]"
 export LD_LIBRARY_PATH="$LIB_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+vars=(LD_LIBRARY_PATH)
+
+# sanitized_elf FILE: FILE is an executable linked with ASan's shared runtime (how GCC
+# links -fsanitize=address): it loads the runtimes itself, first, and its leaks are ours.
+sanitized_elf() {
+  [ -f "$1" ] && [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ] || return 1
+  command -v readelf >/dev/null || die "readelf (binutils) is needed to tell whether $1 is sanitized"
+  local dynamic
+  dynamic=$(readelf -d "$1") || die "readelf -d $1 failed"
+  grep -Eq '\(NEEDED\).*\[libasan\.so' <<<"$dynamic"
+}
+
+sanitizers="$LIB_DIR/sanitizer-runtimes.txt"
+if [ -e "$sanitizers" ]; then
+  preload=""
+  while IFS= read -r lib; do
+    case $lib in '#'* | '') continue ;; esac
+    [ -e "$lib" ] || die "the runtime in $LIB_DIR is built with sanitizers and needs $lib, which is gone
+  (the compiler changed?): rebuild it with cmake --build $BUILD_DIR --target uroce_verbs"
+    preload+="${preload:+:}$lib"
+  done <"$sanitizers"
+  [ -n "$preload" ] || die "$sanitizers names no library: rebuild the runtime (cmake --build $BUILD_DIR --target uroce_verbs)"
+  if [ $# -gt 0 ]; then
+    prog=$(command -v -- "$1") || die "no program '$1' (not a file, not in PATH)"
+    if ! sanitized_elf "$prog"; then
+      export LD_PRELOAD="$preload${LD_PRELOAD:+:$LD_PRELOAD}"
+      export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+      vars+=(LD_PRELOAD ASAN_OPTIONS)
+    fi
+  elif [ "$print_env" = 1 ]; then
+    # Without a program: the environment for programs from the same sanitized build
+    # (the lessons' smoke tests), which need no preload.
+    echo "userspace-roce.sh: the runtime in $LIB_DIR is built with ASan + UBSan; a program" \
+         "built without them also needs LD_PRELOAD=$preload (--print-env -- PROGRAM says)" >&2
+  fi
+fi
+
 if [ "$print_env" = 1 ]; then
-  env | grep -E '^(LD_LIBRARY_PATH|UROCE_[A-Z]+)=' | sort
+  for v in "${vars[@]}"; do echo "$v=${!v}"; done
+  env | sed -n '/^UROCE_[A-Z]*=/p' | sort
   exit 0
 fi
-[ $# -gt 0 ] || die "no program given: scripts/userspace-roce.sh [options] -- PROGRAM [ARGS...]"
 exec "$@"

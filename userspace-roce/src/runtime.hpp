@@ -39,8 +39,11 @@ struct Config {
   double duplicate = 0;    ///< UROCE_DUPLICATE: probability it is sent twice
   double reorder = 0;      ///< UROCE_REORDER: probability it is held back behind the next one
   uint64_t seed = 1;       ///< UROCE_SEED: the fault injector's random seed
-  int log = 0;             ///< UROCE_LOG: 1 = connection events, 2 = every packet
+  int log = 0;             ///< UROCE_LOG: 1 = connection events, 2 = every packet, 3 = responder decisions
   uint32_t window = 128;   ///< UROCE_WINDOW: unacknowledged packets a QP may have in flight
+  /// One line per UROCE_* value refused (already said on stderr); the device list fails
+  /// with EINVAL while there is any.
+  std::vector<std::string> errors;
   static const Config& get();
 };
 

@@ -162,6 +162,21 @@ int uroce_req_notify_cq(ibv_cq* ibcq, int solicited_only) {
 // ---- devices ---------------------------------------------------------------------------
 
 UROCE_EXPORT ibv_device** UROCE_V1_1(ibv_get_device_list)(int* num) {
+  if (num) *num = 0;
+  // A UROCE_* value the runtime refused (said on stderr when first read): no list, and
+  // EINVAL. rdma-core 44's own ibv_get_device_list returns NULL with ENOSYS when the
+  // kernel has no RDMA stack or speaks another uverbs ABI, or with ENOMEM, and an empty
+  // list when there is no device; it never sets EINVAL, so EINVAL here can only mean
+  // "the verbs library rejected its configuration".
+  try {
+    if (!Config::get().errors.empty()) {
+      errno = EINVAL;
+      return nullptr;
+    }
+  } catch (const std::bad_alloc&) {
+    errno = ENOMEM;
+    return nullptr;
+  }
   auto** list = static_cast<ibv_device**>(std::calloc(2, sizeof(ibv_device*)));
   if (!list) {
     errno = ENOMEM;
@@ -193,7 +208,7 @@ UROCE_EXPORT ibv_context* UROCE_V1_1(ibv_open_device)(ibv_device* device) {
     Device* dev = device_open(error);
     if (!dev) {
       log_line("cannot open uroce0: %s", error.c_str());
-      errno = ENODEV;
+      errno = Config::get().errors.empty() ? ENODEV : EINVAL;
       return nullptr;
     }
     auto* c = new Context;

@@ -3,20 +3,66 @@
 # userspace runtime instead of Soft-RoCE: `lessons/LESSON/smoke.sh --runtime userspace local`.
 # Passes only if the smoke exits 0 and its tally says every check passed.
 #
-#   lesson_smoke.sh LESSON PORT     (LESSON: a directory under lessons/, e.g. 01-verbs-send-recv;
-#                                    PORT: the smoke's first TCP port, SMOKE_PORT)
+#   lesson_smoke.sh [--faults] LESSON PORT [NAME]
+#       LESSON: a directory under lessons/, e.g. 01-verbs-send-recv
+#       PORT:   the smoke's first TCP port (SMOKE_PORT)
+#       NAME:   the test's name, for its messages and log directory (default smoke_NN_userspace)
+#       --faults: every process of the smoke runs with the runtime's fault injector on, at
+#               the lesson's rates below. Without it, whatever UROCE_DROP, UROCE_DUPLICATE,
+#               UROCE_REORDER and UROCE_SEED the environment holds apply.
+#
+# On a runtime built with the sanitizers (SANITIZE=1, or the $BUILD_DIR/asan sub-tree of
+# sanitized_smoke.sh: lib/sanitizer-runtimes.txt next to the library), any sanitizer
+# report from any process (the lesson's programs and the runtime inside them) fails the
+# test, whatever the smoke's own checks said: a process that was expected to exit 1 and
+# did so because of a report must not pass. ASan and LSan write their reports to
+# $OUT/sanitizer/report.PID (log_path: found even if a process's stderr went nowhere).
+# GCC's UBSan, linked together with ASan, ignores log_path and writes to stderr, so the
+# logs are searched for its reports as well, and it exits 98 (not 1) after one.
 #
 # Lesson 05 needs the lab certificates: scripts/make-certs.sh makes them in
 # $BUILD_DIR/certs if they are missing (idempotent, locked against parallel runs).
-# Logs in $BUILD_DIR/userspace-roce/test-out/smoke_NN_userspace/.
+# Logs in $BUILD_DIR/userspace-roce/test-out/NAME/.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lesson=${1:?usage: lesson_smoke.sh LESSON PORT}
-port=${2:?usage: lesson_smoke.sh LESSON PORT}
+faults=0
+if [ "${1:-}" = --faults ]; then faults=1; shift; fi
+usage="usage: lesson_smoke.sh [--faults] LESSON PORT [NAME]"
+lesson=${1:?$usage}
+port=${2:?$usage}
 n=${lesson:0:2}
-t_init "smoke_${n}_userspace"
+t_init "${3:-smoke_${n}_userspace}"
 smoke="$ROOT/lessons/$lesson/smoke.sh"
 [ -x "$smoke" ] || { fail "no $smoke"; t_finish; }
+
+if [ $faults = 1 ]; then
+  # Rates RC recovers from within its budget: a lost packet costs one ACK timeout (the
+  # lessons use 67 ms) and a go-back-N resend; a QP gives up only after 8 losses in a row
+  # of the same exchange (retry_cnt 7), about (2 x 0.05)^8 = 1e-8 per packet at 5 %. Every
+  # process mixes the seed with its own address, so each has its own pattern.
+  export UROCE_SEED=$port UROCE_DUPLICATE=0.05 UROCE_REORDER=0.05
+  if [ "$n" = 05 ]; then
+    # No loss for lesson 05: its isolation cases expect the server's device to refuse a
+    # rogue WRITE or READ with "NAK remote access error", after which the server's QP is
+    # in ERROR (IBA class C) and drops everything. A lost NAK is therefore never resent;
+    # the rogue's resends go unanswered and it ends with "retry counter exceeded" instead
+    # of "remote access error", as on a NIC. Duplicated and reordered NAKs still arrive.
+    unset UROCE_DROP
+  else
+    export UROCE_DROP=0.05
+  fi
+fi
+echo "    faults: $(env | grep -E '^UROCE_(DROP|DUPLICATE|REORDER|SEED)=' | sort | tr '\n' ' ')"
+
+sanitized=0
+if [ -e "$BUILD_DIR/userspace-roce/lib/sanitizer-runtimes.txt" ]; then
+  sanitized=1
+  mkdir -p "$OUT/sanitizer"
+  # Leak detection stays on (ASan's default): the lessons and the runtime are ours.
+  export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$OUT/sanitizer/report"
+  export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:exitcode=98"
+  echo "    runtime built with ASan + UBSan: reports go to $OUT/sanitizer/"
+fi
 
 if [ "$n" = 05 ]; then
   timeout -k 5 120 "$ROOT/scripts/make-certs.sh" "$BUILD_DIR/certs" >"$OUT/make-certs.log" 2>&1
@@ -41,6 +87,31 @@ else
     pass "lessons/$lesson/smoke.sh --runtime userspace local: $ok passed, 0 failed"
   else
     fail "lessons/$lesson/smoke.sh --runtime userspace local: exit $rc, $ok passed, $bad failed (log: $log)"
+  fi
+fi
+
+if [ $sanitized = 1 ]; then
+  reports=$(find "$OUT/sanitizer" -type f -name 'report.*' | sort)
+  # "==PID==" starts every ASan/LSan message, "FILE:LINE:COL: runtime error:" every UBSan one.
+  report_re='==[0-9]+==|: runtime error: '
+  logged=$(grep -rlE --exclude-dir=sanitizer -- "$report_re" "$OUT" | sort)
+  if [ -z "$reports" ] && [ -z "$logged" ]; then
+    pass "no ASan, LSan or UBSan report from any process of the smoke"
+  else
+    if [ -n "$reports" ]; then
+      fail "ASan/LSan reports from $(echo "$reports" | wc -l) process(es):"
+      while IFS= read -r r; do
+        echo "    --- $r (first 40 lines)"
+        sed -n '1,40p' "$r" | sed 's/^/    | /'
+      done <<<"$reports"
+    fi
+    if [ -n "$logged" ]; then
+      fail "sanitizer reports in $(echo "$logged" | wc -l) log(s):"
+      while IFS= read -r r; do
+        echo "    --- $r"
+        grep -m 3 -A 6 -E -- "$report_re" "$r" | sed 's/^/    | /'
+      done <<<"$logged"
+    fi
   fi
 fi
 t_finish
