@@ -1,6 +1,7 @@
 #include "common/completion.hpp"
 
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <chrono>
@@ -9,12 +10,29 @@
 
 #include "common/dump.hpp"
 #include "common/errors.hpp"
+#include "common/net.hpp"
 
 namespace common {
 
-ibv_wc poll_completion(ibv_cq* cq, double timeout_s, const std::string& what) {
-  using clock = std::chrono::steady_clock;
-  const auto deadline = clock::now() + std::chrono::duration<double>(timeout_s);
+namespace {
+
+// Whether the TCP connection @p fd has ended: end of stream or an error. Bytes waiting
+// to be read are not an end (they are left for whoever reads the channel next).
+bool hung_up(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, 0) <= 0) return false;
+  if (p.revents & (POLLHUP | POLLERR)) return true;
+  char byte = 0;
+  const ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+// The busy poll behind poll_completion(); with @p peer_fd >= 0, that connection is
+// checked every ~20 ms once the quick phase is over, and its end throws (after one last
+// poll of the CQ, so a completion that came with the hang-up is not lost).
+ibv_wc poll_until(ibv_cq* cq, double timeout_s, const std::string& what, int peer_fd,
+                  const std::string& peer_name) {
+  const auto deadline = net::deadline_after(timeout_s);
   unsigned empty_polls = 0;
   ibv_wc wc{};
   for (;;) {
@@ -22,20 +40,23 @@ ibv_wc poll_completion(ibv_cq* cq, double timeout_s, const std::string& what) {
     if (n < 0) fail("ibv_poll_cq failed (returned " + std::to_string(n) + ")",
                     "the CQ is broken; this is a device or driver error: check dmesg");
     if (n == 1) break;
-    if (clock::now() >= deadline) {
-      char seconds[32];
-      std::snprintf(seconds, sizeof seconds, "%.1f", timeout_s);
-      fail("no completion for " + what + " within " + seconds + " s",
+    if (net::Clock::now() >= deadline)
+      fail("no completion for " + what + " within " + net::seconds_text(timeout_s),
            "the peer may have exited or stopped posting; check its log. Raise the deadline "
            "with -t if the link is just slow");
+    if (++empty_polls > 20000) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      if (peer_fd >= 0 && empty_polls % 200 == 0 && hung_up(peer_fd)) {
+        if (ibv_poll_cq(cq, 1, &wc) == 1) break;
+        fail(peer_name + " closed its TCP connection while we waited for " + what,
+             "the peer exited or was killed before saying goodbye; check its log");
+      }
     }
-    if (++empty_polls > 20000) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
   return wc;
 }
 
-ibv_wc wait_for_completion(ibv_cq* cq, double timeout_s, const std::string& what) {
-  const ibv_wc wc = poll_completion(cq, timeout_s, what);
+ibv_wc checked(const ibv_wc& wc, const std::string& what) {
   if (wc.status != IBV_WC_SUCCESS) {
     dump_wc(wc);
     fail("completion for " + what + " failed: status " + std::to_string(wc.status) + " (" +
@@ -45,14 +66,28 @@ ibv_wc wait_for_completion(ibv_cq* cq, double timeout_s, const std::string& what
   return wc;
 }
 
+}  // namespace
+
+ibv_wc poll_completion(ibv_cq* cq, double timeout_s, const std::string& what) {
+  return poll_until(cq, timeout_s, what, -1, "");
+}
+
+ibv_wc wait_for_completion(ibv_cq* cq, double timeout_s, const std::string& what) {
+  return checked(poll_until(cq, timeout_s, what, -1, ""), what);
+}
+
+ibv_wc wait_for_completion_or_hangup(ibv_cq* cq, double timeout_s, const std::string& what, int peer_fd,
+                                     const std::string& peer_name) {
+  return checked(poll_until(cq, timeout_s, what, peer_fd, peer_name), what);
+}
+
 Wakeup sleep_until_completion(ibv_comp_channel* channel, int other_fd, double timeout_s) {
-  using clock = std::chrono::steady_clock;
-  const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(timeout_s));
+  const auto deadline = net::deadline_after(timeout_s);
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+    const int left = net::ms_left(deadline);
     if (left <= 0) return Wakeup::timeout;
     pollfd fds[2] = {{channel->fd, POLLIN, 0}, {other_fd, POLLIN, 0}};
-    const int rc = ::poll(fds, other_fd >= 0 ? 2 : 1, static_cast<int>(std::min<long long>(left, 1 << 30)));
+    const int rc = ::poll(fds, other_fd >= 0 ? 2 : 1, left);
     if (rc < 0 && errno != EINTR) check_rc(-1, "poll", "");
     if (rc <= 0) continue;
     if (fds[0].revents & POLLIN) {

@@ -42,6 +42,18 @@ ibv_wc wait_for_completion(ibv_cq* cq, double timeout_s, const std::string& what
  */
 ibv_wc poll_completion(ibv_cq* cq, double timeout_s, const std::string& what);
 
+/**
+ * wait_for_completion() for a long wait on a peer that also holds a TCP connection to us
+ * which is otherwise silent meanwhile (lesson 01's interactive client, idle while its user
+ * types). A peer that exits sends nothing over RC, so the completion would only stop
+ * coming; its kernel does close the TCP connection, so @p peer_fd turning readable (end
+ * of stream or a reset) means the peer is gone, and this fails at once instead of at the
+ * deadline. @p peer_fd is checked between polls, about every 20 ms.
+ * @throws Error as wait_for_completion(), or naming @p peer_name when @p peer_fd stirs.
+ */
+ibv_wc wait_for_completion_or_hangup(ibv_cq* cq, double timeout_s, const std::string& what, int peer_fd,
+                                     const std::string& peer_name);
+
 /// What ended a sleep_until_completion().
 enum class Wakeup {
   completion,  ///< the CQ announced a completion: drain it with ibv_poll_cq

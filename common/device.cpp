@@ -45,8 +45,16 @@ ibv_device* find_device(ibv_device** list, int count, const std::string& name) {
     // ENOSYS here means the kernel has no RDMA subsystem at all (no uverbs, no netlink
     // RDMA family): nothing in user space can fix that.
     const int err = errno;
+    // rdma-core's libibverbs (v44) fails with ENOSYS (no /sys/class/infiniband_verbs: no
+    // RDMA in the kernel or ib_uverbs not loaded, or a kernel ABI it does not speak) or
+    // ENOMEM; EINVAL comes from a libibverbs that rejected its own configuration, as this
+    // project's userspace runtime does for a bad UROCE_* variable after printing which one.
+    if (err == EINVAL)
+      fail("ibv_get_device_list failed: " + errno_text(err) + ": the verbs library rejected its configuration",
+           "see the line the library printed just above (on the userspace runtime: a UROCE_* variable, "
+           "userspace-roce/README.md)");
     fail("ibv_get_device_list failed: " + errno_text(err) +
-             (err == ENOSYS ? ": this kernel has no RDMA support" : ""),
+             (err == ENOSYS ? ": no RDMA in this kernel, or its ib_uverbs module is not loaded (modprobe ib_uverbs)" : ""),
          kNoDeviceRemedy);
   }
   if (count == 0) fail("no RDMA device found (ibv_get_device_list returned 0 devices)",

@@ -54,6 +54,13 @@ void write_line(Tag tag, const char* function, const char* fmt, va_list args) {
 
 void set_verbosity(Verbosity v) { g_verbosity.store(v); }
 
+void write_whole_line(std::FILE* out, const std::string& text) {
+  const std::lock_guard<std::mutex> lock(g_write_mutex);
+  std::fputs(text.c_str(), out);
+  std::fputc('\n', out);
+  std::fflush(out);
+}
+
 Verbosity verbosity() { return g_verbosity.load(); }
 
 void vlog_line(Tag tag, const char* function, const char* fmt, va_list args) {

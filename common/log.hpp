@@ -27,6 +27,7 @@
 
 #include <cstdarg>
 #include <cstddef>
+#include <cstdio>
 #include <string>
 
 namespace common {
@@ -50,6 +51,10 @@ enum class Verbosity {
 
 /// Set the process-wide verbosity (the option parser does this from -v / -q).
 void set_verbosity(Verbosity v);
+
+/// Write @p text and a newline to @p out, whole, between the log's own lines (the same
+/// lock), then flush: for result lines printed from any thread.
+void write_whole_line(std::FILE* out, const std::string& text);
 
 /// The current process-wide verbosity.
 Verbosity verbosity();

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 
 #include "common/errors.hpp"
@@ -15,13 +16,20 @@
 namespace common::net {
 
 Clock::time_point deadline_after(double seconds) {
+  // Options are checked when parsed (seconds_between); this is the last line of defence,
+  // because turning NaN or a huge double into the clock's integer count is undefined
+  // behaviour: NaN or anything not above 0 is "now", anything above a year is a year.
+  constexpr double kYear = 365.0 * 24 * 3600;
+  if (!(seconds > 0)) return Clock::now();
+  if (seconds > kYear) seconds = kYear;
   return Clock::now() + std::chrono::duration_cast<Clock::duration>(
                             std::chrono::duration<double>(seconds));
 }
 
 int ms_left(Clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return left.count() > 0 ? static_cast<int>(left.count()) : 0;
+  // poll() takes an int: a deadline further than ~24 days away is capped there.
+  return static_cast<int>(std::clamp<long long>(left.count(), 0, INT_MAX));
 }
 
 std::string seconds_text(double s) {

@@ -33,6 +33,20 @@ struct Options {
 void add_common_options(CLI::App& app, Options& opts);
 
 /**
+ * The check for every option that is a number of seconds: a finite number from @p lo to
+ * @p hi. CLI::Range alone is not enough: it compares, and every comparison with NaN is
+ * false, so `-t nan` would pass it, and turning NaN seconds into the clock's integer
+ * count is undefined behaviour (on x86-64 every deadline then passes at once).
+ */
+CLI::Validator seconds_between(double lo, double hi);
+
+/**
+ * A lesson's extra check on -s: at least @p min bytes, because @p why (a clause for the
+ * message: "the acknowledgement ... must fit"). add_common_options() allows 1 and up.
+ */
+CLI::Validator size_at_least(std::uint32_t min, const std::string& why);
+
+/**
  * Parse the command line and apply -v/-q to the log.
  * @return std::nullopt to go on, or the exit code to return from main():
  *         0 after --help, 2 after a usage error (the message and the usage text are

@@ -61,10 +61,17 @@ Channel Channel::connect_with_retry(const std::string& host, std::uint16_t port,
     // Retry pause: the server is probably still starting. Bounded by the deadline above.
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min(200, ms_left(deadline))));
   } while (ms_left(deadline) > 0);
+  // "Refused" is an answer: a host is there, but nothing listens on the port (or a
+  // firewall rejects it). A server that takes one client (lesson 01) stops listening once
+  // it has it, so a second client hears exactly that while the first is being served.
   fail("could not connect to " + target + " after " + std::to_string(attempts) +
            " attempts in " + seconds_text(timeout_s) + ": " + errno_text(last_error),
-       "is the server running on that host and port (-p)? Is the address right? A firewall "
-       "must let TCP port " + std::to_string(port) + " through");
+       last_error == ECONNREFUSED
+           ? "nothing listens on TCP port " + std::to_string(port) + " there: the server is not running, "
+             "is on another port (-p), or serves one client per run and is busy with another one "
+             "(start a second server on another -p); or a firewall rejects that port"
+           : "is the server running on that host and port (-p)? Is the address right? A firewall "
+             "must let TCP port " + std::to_string(port) + " through");
 }
 
 void Channel::send(const std::vector<std::uint8_t>& bytes, double timeout_s) {

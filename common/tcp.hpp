@@ -61,6 +61,8 @@ class Channel {
 
   /// "10.0.0.2:43120", the peer's address.
   const std::string& peer() const { return peer_; }
+  /// The socket, for poll(): it turns readable when the peer sends or closes.
+  int fd() const { return fd_.get(); }
 
  private:
   Channel(Fd fd, std::string peer) : fd_(std::move(fd)), peer_(std::move(peer)) {}

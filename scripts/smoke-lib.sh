@@ -45,6 +45,25 @@ wait_for_line() {
   done
 }
 
+# stop_summary CASE READY SUMMARY CMD...: start a server (bounded: 120 s), wait (at most
+# 60 s) for its READY line, stop it with SIGTERM as `kill` or a service manager would: it
+# must print "stopped by SIGTERM" and its SUMMARY line, and exit 143 (common/stop.hpp).
+stop_summary() {
+  local name=$1 ready=$2 summary=$3 log="$SMOKE_OUT/sigterm-server.log" pid rc; shift 3
+  timeout -k 5 120 "$@" >"$log" 2>&1 &
+  pid=$!
+  set +e
+  if wait_for_line "$log" "$ready" 60; then
+    pkill -TERM -P "$pid" || fail "$name: the server had already exited (log: $log)"
+  else
+    fail "$name: no line matching /$ready/ within 60 s (log: $log)"
+    pkill -KILL -P "$pid"
+  fi
+  wait "$pid"; rc=$?
+  set -e
+  check "$name" 143 $rc "$log" "^stopped by SIGTERM$" "$summary"
+}
+
 # The verbs runtime under the lesson: SMOKE_RUNTIME=kernel (the default: whatever
 # libibverbs finds, e.g. Soft-RoCE in the lab VMs) or userspace (this project's userspace
 # RoCE runtime, userspace-roce/: every process gets its own 127.0.0.x and talks RoCE v2

@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
   common::add_common_options(app, opts);
   app.add_flag("--interactive", interactive, "send each line typed on stdin; print the server's echo");
   app.add_option("--connect-timeout", connect_timeout_s, "seconds to keep retrying the TCP connect")
-      ->check(CLI::Range(0.1, 3600.0))->capture_default_str();
+      ->check(common::seconds_between(0.1, 3600.0))->capture_default_str();
   if (const auto code = common::parse_options(app, opts, argc, argv)) return *code;
   LOG(slow, "step 1: client to %s TCP port %u, %s", server.c_str(), opts.port,
       interactive ? "interactive" : (std::to_string(opts.iters) + " x " + std::to_string(opts.size) + " bytes").c_str());

@@ -5,6 +5,7 @@
  * The numbered steps match the log lines, the README walkthrough and the capture
  * walkthrough. Steps 2-9 and 11 are in rc_endpoint.cpp, shared with the client.
  */
+#include <atomic>
 #include <cstring>
 #include <string>
 
@@ -12,6 +13,7 @@
 #include "common/dump.hpp"
 #include "common/errors.hpp"
 #include "common/log.hpp"
+#include "common/stop.hpp"
 #include "common/tcp.hpp"
 #include "rc_endpoint.hpp"
 
@@ -22,6 +24,12 @@ constexpr double kInteractiveIdleSeconds = 600;
 
 /// Steps 2-14 of the server.
 int run_server(const common::Options& opts, double accept_timeout_s) {
+  // The summary line, printed at the end or when Ctrl-C / SIGTERM stops us (stop.hpp);
+  // that may happen on another thread, hence the atomic counter.
+  std::atomic<std::uint32_t> received{0};
+  common::SummaryOnStop summary(
+      [&received] { return "server: " + std::to_string(received) + " message(s) received, verified and echoed"; });
+
   // Steps 2-8: device, port and GID, PD, MR, CQs, QP, RESET -> INIT.
   lesson01::RcEndpoint ep = lesson01::open_endpoint(opts);
 
@@ -61,35 +69,41 @@ int run_server(const common::Options& opts, double accept_timeout_s) {
 
   // Step 13: receive, check, echo. Before echoing we re-post the RECV, so the client's
   // next message (sent only after our echo arrives) always finds one.
+  // An interactive client waits for its user between lines, so we wait long. If it
+  // exits meanwhile, RC tells us nothing (no request, no ACK is owed to anyone): only its
+  // TCP connection, silent until step 14, closes. So that is watched while we wait.
   const bool interactive = client.msg_count == 0;
   const double wait_s = interactive ? kInteractiveIdleSeconds : opts.timeout_s;
-  if (interactive) LOG(info, "interactive client: waiting up to %.0f s for each line", wait_s);
-  std::uint32_t received = 0;
+  if (interactive)
+    LOG(info, "interactive client: waiting up to %.0f s for each line, or until its TCP connection closes", wait_s);
   for (;;) {
-    const std::string what = "message " + std::to_string(received + 1) + " from the client";
-    const ibv_wc wc = common::wait_for_completion(ep.recv_cq.get(), wait_s, what);
-    const bool detail = received > 0;
+    const std::uint32_t n = received + 1;  // the message we wait for
+    const std::string what = "message " + std::to_string(n) + " from the client";
+    const ibv_wc wc = interactive ? common::wait_for_completion_or_hangup(ep.recv_cq.get(), wait_s, what,
+                                                                          channel.fd(), "the client " + channel.peer())
+                                  : common::wait_for_completion(ep.recv_cq.get(), wait_s, what);
+    const bool detail = n > 1;
     common::dump_wc(wc, detail);
     // Step 14 starts here: a zero-length SEND is the client's goodbye.
     if (wc.byte_len == 0) break;
-    ++received;
     if (!interactive) {
-      const std::string expected = lesson01::make_message(received, client.msg_count, client.msg_size);
+      const std::string expected = lesson01::make_message(n, client.msg_count, client.msg_size);
       if (wc.byte_len != client.msg_size || std::memcmp(ep.recv_area(), expected.data(), wc.byte_len) != 0)
-        common::fail("message " + std::to_string(received) + " is corrupt: got " +
+        common::fail("message " + std::to_string(n) + " is corrupt: got " +
                          std::to_string(wc.byte_len) + " bytes '" +
                          common::printable(ep.recv_area(), wc.byte_len) + "'",
                      "this should never happen on RC; report it with both logs");
     }
-    LOG(data, "step 13: got message %u (%u bytes): '%s'", received, wc.byte_len,
+    LOG(data, "step 13: got message %u (%u bytes): '%s'", n, wc.byte_len,
         common::printable(ep.recv_area(), wc.byte_len).c_str());
     std::memcpy(ep.send_area(), ep.recv_area(), wc.byte_len);
     lesson01::post_recv(ep);  // for the next message (or the goodbye)
-    LOG(data, "step 13: echo message %u (post SEND len=%u)", received, wc.byte_len);
+    LOG(data, "step 13: echo message %u (post SEND len=%u)", n, wc.byte_len);
     lesson01::post_send(ep, wc.byte_len, detail);
     common::dump_wc(common::wait_for_completion(ep.send_cq.get(), opts.timeout_s,
-                                                "the echo of message " + std::to_string(received)),
+                                                "the echo of message " + std::to_string(n)),
                     detail);
+    received = n;  // received, verified and echoed
   }
 
   // Step 14: done. Before anything is destroyed, both sides must know that the other
@@ -108,7 +122,7 @@ int run_server(const common::Options& opts, double accept_timeout_s) {
   channel.receive_done(opts.timeout_s);
   // Every object is released in reverse order of creation when `ep` goes out of scope.
   LOG(slow, "step 14: DONE received; tearing down QP, CQs, MR, PD, device");
-  std::printf("server: %u message(s) received, verified and echoed\n", received);
+  summary.print();
   return 0;
 }
 
@@ -124,8 +138,9 @@ int main(int argc, char** argv) {
                "server"};
   common::add_common_options(app, opts);
   app.add_option("--accept-timeout", accept_timeout_s, "seconds to wait for a client to connect")
-      ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
+      ->check(common::seconds_between(1.0, 86400.0))->capture_default_str();
   if (const auto code = common::parse_options(app, opts, argc, argv)) return *code;
+  common::watch_stop_signals();
   LOG(slow, "step 1: server on TCP port %u, RECV buffer %u bytes", opts.port, opts.size);
   return common::run_main([&] { return run_server(opts, accept_timeout_s); });
 }

@@ -128,7 +128,7 @@ role_local() {
   set +e
   timeout 30 "$BIN/client" 127.0.0.1 -p $((p + 4)) --connect-timeout 1 >"$SMOKE_OUT/unreachable.log" 2>&1; rc=$?
   set -e
-  check "unreachable server" 1 $rc "$SMOKE_OUT/unreachable.log" "could not connect to 127.0.0.1:$((p + 4)) after [0-9]+ attempts" "remedy: is the server running"
+  check "unreachable server" 1 $rc "$SMOKE_OUT/unreachable.log" "could not connect to 127.0.0.1:$((p + 4)) after [0-9]+ attempts" "remedy: nothing listens on TCP port $((p + 4)) there"
 
   run_server_against_fake garbage $((p + 5)) garbage ""
   check "garbage exchange message" 1 $SERVER_RC "$SMOKE_OUT/garbage-server.log" "malformed exchange message: magic is 47 45 54 20"

@@ -323,7 +323,7 @@ int main(int argc, char** argv) {
         return parse_range(text) ? std::string() : "--range '" + text + "' is not START:END with START < END";
       });
   app.add_option("--connect-timeout", copts.connect_timeout_s, "seconds to keep retrying while nobody listens")
-      ->check(CLI::Range(0.0, 86400.0))->capture_default_str();
+      ->check(common::seconds_between(0.0, 86400.0))->capture_default_str();
   app.add_flag("--bad-rkey", copts.bad_rkey, "demonstrate a remote access error: WRITE with a wrong rkey");
   app.add_flag("--disconnect-early", copts.disconnect_early, "connect, then leave without writing");
   app.add_option("--initiator-depth", copts.initiator_depth,

@@ -14,6 +14,7 @@
  * The numbered steps are one story across server and client; the same numbers appear in
  * the log, the README walkthrough and the capture walkthrough.
  */
+#include <atomic>
 #include <arpa/inet.h>
 #include <poll.h>
 
@@ -28,6 +29,7 @@
 #include "common/errors.hpp"
 #include "common/log.hpp"
 #include "common/options.hpp"
+#include "common/stop.hpp"
 #include "common/private_data.hpp"
 #include "common/qp_state.hpp"
 #include "lesson02.hpp"
@@ -199,7 +201,12 @@ bool serve_one(rdma_event_channel* channel, common::ConnectRequest req, const co
 int run_server(const common::Options& opts, const ServerOptions& sopts) {
   Listener listener = listen_for_clients(opts.port);
   const unsigned limit = sopts.clients != 0 ? sopts.clients : (sopts.persistent ? 0 : 1);
-  unsigned served = 0, rejected = 0;
+  // The summary line, printed at the end or when Ctrl-C / SIGTERM stops us
+  // (common/stop.hpp): on another thread then, hence the atomic counters.
+  std::atomic<unsigned> served{0}, rejected{0};
+  common::SummaryOnStop summary([&] {
+    return "server: " + std::to_string(served) + " client(s) served, " + std::to_string(rejected) + " rejected";
+  });
   do {
     // Step 7: the client's ConnectRequest arrives as a CONNECT_REQUEST event carrying a
     // new cm_id (this connection's own) and the client's private data.
@@ -221,7 +228,7 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
       LOG(warn, "client failed: %s; serving the next client", e.what());
     }
   } while (limit == 0 || served < limit);
-  std::printf("server: %u client(s) served, %u rejected\n", served, rejected);
+  summary.print();
   return 0;
 }
 
@@ -240,9 +247,9 @@ int main(int argc, char** argv) {
   app.get_option("--size")->description("size of the buffer the client may write and read");
   app.get_option("--port")->description("RDMA CM port to listen on");
   app.add_option("--accept-timeout", sopts.accept_timeout_s, "seconds to wait for a client to connect")
-      ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
+      ->check(common::seconds_between(1.0, 86400.0))->capture_default_str();
   app.add_option("--idle-timeout", sopts.idle_timeout_s, "seconds a connected client may stay before it is dropped")
-      ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
+      ->check(common::seconds_between(1.0, 86400.0))->capture_default_str();
   app.add_flag("--persistent",
                sopts.persistent, "keep serving when a client fails; without --clients, until none comes within --accept-timeout");
   app.add_option("--clients", sopts.clients,
@@ -253,6 +260,7 @@ int main(int argc, char** argv) {
                  "demonstration: grant this many READ resources instead of what the client asks for (0: none)")
       ->check(CLI::Range(0, 255));
   if (const auto code = common::parse_options(app, opts, argc, argv)) return *code;
+  common::watch_stop_signals();
   LOG(slow, "step 1: server on RDMA CM port %u, buffer %u bytes%s", opts.port, opts.size,
       sopts.persistent ? ", persistent" : "");
   return common::run_main([&] { return run_server(opts, sopts); });

@@ -135,6 +135,8 @@ role_local() {
   timeout 60 "$BIN/client" "$ip" -p $((p + 5)) --connect-timeout 2 >"$SMOKE_OUT/nolistener.log" 2>&1; rc=$?
   set -e
   check "nobody listening for 2 s" 1 $rc "$SMOKE_OUT/nolistener.log" "nobody listens on $ip:$((p + 5)) after [0-9]+ attempts"
+  stop_summary "SIGTERM: a persistent server stops with its summary line" "step 7: wait for CONNECT_REQUEST" \
+    "^server: 0 client\\(s\\) served, 0 rejected$" "$BIN/server" -p $((p + 20)) --persistent --accept-timeout 100
   # An address on our subnet that nobody has: ARP gets no answer, so the CM cannot
   # resolve it to a device and a destination MAC.
   local ghost="${ip%.*}.$(( ${ip##*.} == 99 ? 98 : 99 ))"

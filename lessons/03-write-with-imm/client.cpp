@@ -143,7 +143,7 @@ int main(int argc, char** argv) {
   app.get_option("--size")->description("bytes per message (at most the server's slot size)");
   app.get_option("--port")->description("the server's RDMA CM port");
   app.add_option("--connect-timeout", connect_timeout_s, "seconds to keep retrying while nobody listens")
-      ->check(CLI::Range(0.0, 86400.0))->capture_default_str();
+      ->check(common::seconds_between(0.0, 86400.0))->capture_default_str();
   if (const auto code = common::parse_options(app, opts, argc, argv)) return *code;
   LOG(slow, "step 1: client for %s:%u, %u message(s) of %u bytes", server.c_str(), opts.port, opts.iters, opts.size);
   return common::run_main([&] { return run_client(opts, server, connect_timeout_s); });

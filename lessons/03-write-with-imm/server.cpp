@@ -26,6 +26,7 @@
 #include "common/errors.hpp"
 #include "common/log.hpp"
 #include "common/options.hpp"
+#include "common/stop.hpp"
 #include "common/private_data.hpp"
 #include "lesson03.hpp"
 
@@ -53,6 +54,14 @@ void post_recv(ibv_qp* qp, std::uint64_t wr_id, bool detail) {
 }
 
 int run_server(const common::Options& opts, const ServerOptions& sopts) {
+  // The summary line, printed at the end or when Ctrl-C / SIGTERM stops us
+  // (common/stop.hpp): on another thread then, hence the atomic counter.
+  std::atomic<std::uint32_t> received{0};
+  common::SummaryOnStop summary([&received, slots = sopts.slots] {
+    return "server: " + std::to_string(received) + " message(s) received through " + std::to_string(slots) +
+           " slots, each announced by its immediate value";
+  });
+
   // Step 2: listen (lesson 02 spelled out these calls; common/cm.cpp makes them).
   LOG(slow, "step 2: create CM event channel + cm_id, bind port %u, listen", opts.port);
   common::CmListener listener = common::listen_on(opts.port);
@@ -148,7 +157,6 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
   }
 
   // Step 9: one RECV completion per message. imm_data says which slot, byte_len how much.
-  std::uint32_t received = 0;
   while (received < intent.messages) {
     const std::string what = "message " + std::to_string(received + 1) + " (a RECV_RDMA_WITH_IMM completion)";
     const ibv_wc wc = common::wait_for_completion(res.cq.get(), opts.timeout_s, what);
@@ -171,7 +179,7 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
       common::fail("message " + std::to_string(received) + " in slot " + std::to_string(slot) + " is '" +
                        common::printable(message, wc.byte_len) + "' (" + std::to_string(wc.byte_len) + " bytes)",
                    "this should never happen on RC; report it with both logs");
-    LOG(data, "step 9: imm_data=%u -> slot %u holds message %u (%u bytes): '%s'", slot, slot, received, wc.byte_len,
+    LOG(data, "step 9: imm_data=%u -> slot %u holds message %u (%u bytes): '%s'", slot, slot, received.load(), wc.byte_len,
         common::printable(message, wc.byte_len).c_str());
     // Free the slot: first the RECV for the message that will reuse it, then publish the
     // count (big-endian, like everything the peer reads) so the client may write again.
@@ -182,8 +190,7 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
   // Step 10: the client disconnects when its last WRITE_WITH_IMM has completed.
   common::expect_cm_event(listener.channel.get(), RDMA_CM_EVENT_DISCONNECTED, opts.timeout_s, "DISCONNECTED");
   LOG(slow, "step 10: DISCONNECTED; tearing down QP, MR, CQ, PD, cm_id");
-  std::printf("server: %u message(s) received through %u slots, each announced by its immediate value\n", received,
-              sopts.slots);
+  summary.print();
   return 0;
 }
 
@@ -203,12 +210,13 @@ int main(int argc, char** argv) {
   app.add_option("--slots", sopts.slots, "slots in the ring (and RECVs posted)")
       ->check(CLI::Range(1u, 1024u))->capture_default_str();
   app.add_option("--accept-timeout", sopts.accept_timeout_s, "seconds to wait for the client to connect")
-      ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
+      ->check(common::seconds_between(1.0, 86400.0))->capture_default_str();
   app.add_flag("--no-recv", sopts.no_recv, "post no RECVs: demonstrates RNR NAKs and IBV_WC_RNR_RETRY_EXC_ERR");
   app.add_option("--rnr-retry", sopts.rnr_retry,
                  "RNR retries granted to the client, 0-7, 7 = forever (default: 7, or 1 with --no-recv)")
       ->check(CLI::Range(0, 7));
   if (const auto code = common::parse_options(app, opts, argc, argv)) return *code;
+  common::watch_stop_signals();
   LOG(slow, "step 1: server on RDMA CM port %u, ring of %u slots x %u bytes", opts.port, sopts.slots, opts.size);
   return common::run_main([&] { return run_server(opts, sopts); });
 }

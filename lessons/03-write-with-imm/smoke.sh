@@ -114,6 +114,8 @@ role_local() {
   timeout 60 "$BIN/client" "$ip" -p $((p + 1)) --connect-timeout 1 >"$SMOKE_OUT/nolistener.log" 2>&1; rc=$?
   set -e
   check "nobody listening" 1 $rc "$SMOKE_OUT/nolistener.log" "nobody listens on $ip:$((p + 1)) after [0-9]+ attempts"
+  stop_summary "SIGTERM: the server stops with its summary line" "step 4: wait for CONNECT_REQUEST" \
+    "^server: 0 message\\(s\\) received through 8 slots" "$BIN/server" -p $((p + 20)) --accept-timeout 100
 }
 
 role_server() {

@@ -9,7 +9,12 @@
  * posted for it.
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +28,7 @@
 #include "common/dump.hpp"
 #include "common/errors.hpp"
 #include "common/log.hpp"
+#include "common/net.hpp"
 #include "common/options.hpp"
 #include "common/private_data.hpp"
 #include "common/rdma_ops.hpp"
@@ -57,22 +63,93 @@ struct ClientOptions {
   double connect_timeout_s = 30;
 };
 
+/// The largest program file read: a program has at most lambda::kMaxInsns (256)
+/// instructions, one per line; this leaves room for comments, and bounds what a typo
+/// like `-r /dev/zero` can make us read.
+constexpr std::size_t kMaxProgramFileBytes = 64 * 1024;
+/// How long reading a program may take (a pipe, `-r <(generate)`, whose writer stalls).
+constexpr double kProgramReadSeconds = 10;
+
+/// @p text as it may appear in a message: control bytes shown as '.', at most 200 bytes.
+std::string shown(const std::string& text) { return common::printable(text.data(), text.size(), 200); }
+
+/// The text of the assembly file @p path: a regular file, a pipe or a device, read
+/// through one descriptor (so what is checked is what is read), at most
+/// kMaxProgramFileBytes, with no NUL or control bytes (so the assembler's messages quote
+/// text, not raw bytes). @throws common::Error naming what is wrong.
+std::string read_program_file(const std::string& path, const std::string& spec) {
+  const std::string what = "--run '" + shown(spec) + "': '" + shown(path) + "'";
+  const std::string remedy = "catalogue: sum, min, max, count_lt:X, histogram:WIDTH:BUCKETS; or a .lasm file "
+                             "(lessons/04-lambda/programs/)";
+  const std::string too_big = "a program is at most " + std::to_string(lambda::kMaxInsns) + " instructions, one per line";
+  // O_NONBLOCK: opening a FIFO that has no writer must not block; reads wait in poll().
+  const common::Fd fd{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
+  if (fd.get() < 0)
+    common::fail(what + " is neither a catalogue function nor a readable file (" + common::errno_text(errno) + ")",
+                 remedy);
+  struct stat st{};
+  common::check_rc(::fstat(fd.get(), &st), "fstat", "");
+  if (S_ISDIR(st.st_mode)) common::fail(what + " is a directory, not a program file", remedy);
+  if (S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) > kMaxProgramFileBytes)
+    common::fail(what + " has " + std::to_string(st.st_size) + " bytes; a program file has at most " +
+                     std::to_string(kMaxProgramFileBytes),
+                 too_big);
+  std::string text;
+  const auto deadline = common::net::deadline_after(kProgramReadSeconds);
+  char chunk[4096];
+  for (;;) {
+    if (!common::net::wait_fd(fd.get(), POLLIN, deadline))
+      common::fail(what + " gave no more bytes within " + common::net::seconds_text(kProgramReadSeconds),
+                   "is the program that writes it stuck?");
+    const ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0) common::fail(what + " cannot be read: " + common::errno_text(errno), remedy);
+    if (n == 0) break;
+    text.append(chunk, static_cast<std::size_t>(n));
+    if (text.size() > kMaxProgramFileBytes)
+      common::fail(what + " has more than " + std::to_string(kMaxProgramFileBytes) + " bytes", too_big);
+  }
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    // Text: the assembler's spaces (\t \n \v \f \r), printable ASCII, and any byte of
+    // 0x80 and up (UTF-8 in a comment). NUL, other control bytes and DEL are not.
+    const auto c = static_cast<unsigned char>(text[i]);
+    if ((c < 0x20 && (c < '\t' || c > '\r')) || c == 0x7f) {
+      char where[80];
+      std::snprintf(where, sizeof where, "control byte 0x%02x at offset %zu", c, i);
+      common::fail(what + " is not an assembly text file (" + where + ")",
+                   "give a .lasm file of text (lessons/04-lambda/programs/)");
+    }
+  }
+  return text;
+}
+
 /// Step 1: turn "NAME_OR_FILE[:ARG...]" into a task. A name from the catalogue is a call;
 /// anything else is a file of assembly, assembled here. @throws common::Error.
 Task parse_task(const std::string& spec) {
   Task t;
   t.label = spec;
-  std::stringstream parts(spec);
-  std::string head, arg;
-  std::getline(parts, head, ':');
-  for (int i = 0; std::getline(parts, arg, ':'); ++i) {
-    if (i >= 4) common::fail("--run " + spec + ": more than 4 arguments", "a function takes at most 4 arguments");
+  // Split at every ':' by hand: std::getline would drop a trailing empty field, and
+  // "count_lt:" would silently mean count_lt:0.
+  std::vector<std::string> fields{""};
+  for (const char c : spec) {
+    if (c == ':') fields.emplace_back();
+    else fields.back() += c;
+  }
+  const std::string head = fields.front();
+  const std::string what = "--run '" + shown(spec) + "'";
+  if (head.empty()) common::fail(what + ": no function or file name", "e.g. --run sum");
+  if (fields.size() > 5) common::fail(what + ": more than 4 arguments", "a function takes at most 4 arguments");
+  for (std::size_t i = 1; i < fields.size(); ++i) {
+    const std::string& arg = fields[i];
     try {
+      // Base 10: "010" is ten, as a reader expects, not octal eight.
       std::size_t used = 0;
-      t.args[i] = std::stoll(arg, &used, 0);
-      if (used != arg.size()) throw std::invalid_argument(arg);
+      t.args[i - 1] = std::stoll(arg, &used, 10);
+      if (used != arg.size() || arg.empty()) throw std::invalid_argument(arg);
     } catch (const std::exception&) {
-      common::fail("--run " + spec + ": argument '" + arg + "' is not an integer", "e.g. --run count_lt:500");
+      common::fail(what + ": argument " + std::to_string(i) +
+                       (arg.empty() ? " is empty" : " '" + shown(arg) + "' is not a decimal integer"),
+                   "e.g. --run count_lt:500");
     }
   }
   if (const auto f = lambda::function_by_name(head)) {
@@ -80,18 +157,15 @@ Task parse_task(const std::string& spec) {
     t.function = static_cast<std::uint32_t>(*f);
     return t;
   }
-  std::ifstream file(head);
-  if (!file)
-    common::fail("--run " + spec + ": '" + head + "' is neither a catalogue function nor a readable file",
-                 "catalogue: sum, min, max, count_lt:X, histogram:WIDTH:BUCKETS; or a .lasm file "
-                 "(lessons/04-lambda/programs/)");
-  std::stringstream text;
-  text << file.rdbuf();
+  const std::string text = read_program_file(head, spec);
   try {
-    t.program = lambda::assemble(text.str());
+    t.program = lambda::assemble(text);
   } catch (const lambda::AsmError& e) {
-    common::fail(head + ": " + e.what(), "fix the assembly; the syntax is in lessons/04-lambda/bytecode/README.md");
+    common::fail(shown(head) + ": " + e.what(), "fix the assembly; the syntax is in lessons/04-lambda/bytecode/README.md");
   }
+  if (t.program.empty())
+    common::fail(what + ": '" + shown(head) + "' has no instructions",
+                 "a program ends with exit; see lessons/04-lambda/programs/");
   t.kind = lambda::Kind::program;
   return t;
 }
@@ -297,7 +371,7 @@ int main(int argc, char** argv) {
   app.add_option("--steps", copts.steps, "step budget to ask for (0: the server's)");
   app.add_flag("--compare", copts.compare, "also fetch the whole dataset with RDMA READ, compute here, compare");
   app.add_option("--connect-timeout", copts.connect_timeout_s, "seconds to keep retrying while nobody listens")
-      ->check(CLI::Range(0.0, 86400.0))->capture_default_str();
+      ->check(common::seconds_between(0.0, 86400.0))->capture_default_str();
   if (const auto code = common::parse_options(app, opts, argc, argv)) return *code;
   LOG(slow, "step 1: client for %s:%u", copts.server.c_str(), opts.port);
   return common::run_main([&] { return run_client(opts, copts); });

@@ -15,6 +15,7 @@
  * The server sleeps in poll() on two file descriptors, the CQ's completion channel and the
  * CM event channel, instead of spinning: an idle server costs no CPU.
  */
+#include <atomic>
 #include <arpa/inet.h>
 
 #include <array>
@@ -30,6 +31,7 @@
 #include "common/errors.hpp"
 #include "common/log.hpp"
 #include "common/options.hpp"
+#include "common/stop.hpp"
 #include "common/private_data.hpp"
 #include "common/rdma_ops.hpp"
 #include "bytecode/assembler.hpp"
@@ -239,7 +241,12 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
 
   LOG(slow, "step 2: create CM event channel + cm_id, bind port %u, listen", opts.port);
   common::CmListener listener = common::listen_on(opts.port);
-  unsigned served = 0, rejected = 0;
+  // The summary line, printed at the end or when Ctrl-C / SIGTERM stops us
+  // (common/stop.hpp): on another thread then, hence the atomic counters.
+  std::atomic<unsigned> served{0}, rejected{0};
+  common::SummaryOnStop summary([&] {
+    return "server: " + std::to_string(served) + " client(s) served, " + std::to_string(rejected) + " rejected";
+  });
   do {
     LOG(slow, "step 4: wait for CONNECT_REQUEST (up to %.0f s)", sopts.accept_timeout_s);
     common::ConnectRequest req;
@@ -259,7 +266,7 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
       ++served;
     }
   } while (sopts.persistent || served < sopts.clients);
-  std::printf("server: %u client(s) served, %u rejected\n", served, rejected);
+  summary.print();
   return 0;
 }
 
@@ -284,10 +291,11 @@ int main(int argc, char** argv) {
   app.add_flag("--persistent", sopts.persistent, "serve clients until none comes within --accept-timeout")
       ->excludes("--clients");
   app.add_option("--accept-timeout", sopts.accept_timeout_s, "seconds to wait for a client")
-      ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
+      ->check(common::seconds_between(1.0, 86400.0))->capture_default_str();
   app.add_option("--idle-timeout", sopts.idle_timeout_s, "seconds a client may stay silent")
-      ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
+      ->check(common::seconds_between(1.0, 86400.0))->capture_default_str();
   if (const auto code = common::parse_options(app, opts, argc, argv)) return *code;
+  common::watch_stop_signals();
   LOG(slow, "step 1: server on RDMA CM port %u, %u elements, step budget %llu", opts.port, sopts.elements,
       static_cast<unsigned long long>(sopts.step_budget));
   return common::run_main([&] { return run_server(opts, sopts); });

@@ -163,6 +163,8 @@ role_local() {
   timeout 60 "$BIN/client" "$ip" -p $((SMOKE_PORT + 1)) --connect-timeout 1 >"$SMOKE_OUT/nolistener.log" 2>&1; rc=$?
   set -e
   check "nobody listening" 1 $rc "$SMOKE_OUT/nolistener.log" "nobody listens on $ip:$((SMOKE_PORT + 1))"
+  stop_summary "SIGTERM: a persistent server stops with its summary line" "step 4: wait for CONNECT_REQUEST" \
+    "^server: 0 client\\(s\\) served, 0 rejected$" "$BIN/server" -p $((SMOKE_PORT + 20)) --persistent --accept-timeout 100
 }
 
 role_server() {

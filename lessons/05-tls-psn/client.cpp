@@ -223,7 +223,12 @@ void run_session(const common::Options& opts, const ClientOptions& copts, SSL_CT
     common::fail("expected QP_INFO, got " + common::message_type_name(m.type), "is this the lesson 05 server?");
   const common::QpInfo server = common::decode_qp_info(m.body);
   lesson05::log_info("step 6: received QP_INFO", server);
-  if (server.length < 2) common::fail("the server offers no slot", "is this the lesson 05 server?");
+  // Our WRITEs are staged in, and our READs land in, areas of -s bytes: a slot of another
+  // size (a server that does not follow the lesson) must not make us copy past them.
+  if (server.length != p.size)
+    common::fail("the server offers a slot of " + std::to_string(server.length) + " bytes; our -s is " +
+                     std::to_string(p.size),
+                 "is this the lesson 05 server? It checks that both sides use the same -s");
 
   // Step 7: RTR/RTS with the exchanged PSNs, a RECV for the acknowledgements, READY.
   common::connect_qp(p.qp.get(), port, server.qp, p.psn);
@@ -291,7 +296,9 @@ int main(int argc, char** argv) {
   app.add_option("server", copts.server, "the server's address or name; must match its certificate")->required();
   common::add_common_options(app, opts);
   app.get_option("--port")->description("TCP port of the server's TLS exchange");
-  app.get_option("--size")->description("bytes per message (at most the server's slot size)");
+  app.get_option("--size")
+      ->description("bytes per message and of our slot on the server (the server's -s)")
+      ->check(common::size_at_least(lesson05::kMinSlotSize, lesson05::kMinSlotReason));
   app.add_option("-e,--exec", copts.commands,
                  "a command to run (repeatable): 'send TEXT', 'write TEXT', 'read', 'quit'; to see the isolation: "
                  "'write-past TEXT', 'write-at ADDR RKEY TEXT', 'read-at ADDR RKEY'");
@@ -303,7 +310,7 @@ int main(int argc, char** argv) {
   app.add_option("--repeat", copts.repeat, "run the whole session this many times (a leak test)")
       ->check(CLI::Range(1u, 100000u))->capture_default_str();
   app.add_option("--connect-timeout", copts.connect_timeout_s, "seconds to keep retrying while nobody listens")
-      ->check(CLI::Range(0.0, 86400.0))->capture_default_str();
+      ->check(common::seconds_between(0.0, 86400.0))->capture_default_str();
   if (const auto code = common::parse_options(app, opts, argc, argv)) return *code;
   if (copts.tls.ca.empty()) copts.tls.ca = certs + "/ca.pem";
   if (copts.mutual && copts.tls.cert.empty()) copts.tls.cert = certs + "/client.pem";

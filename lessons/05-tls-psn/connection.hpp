@@ -38,6 +38,11 @@ namespace lesson05 {
 inline constexpr std::uint16_t kDefaultPort = 4433;
 /// Bytes a client may SEND, and the size of its slot on the server.
 inline constexpr std::uint32_t kDefaultSlotSize = 256;
+/// The smallest -s: the server's acknowledgement "ack N bytes" travels in one message of
+/// at most -s bytes, and the client checks that prefix.
+inline constexpr std::uint32_t kMinSlotSize = 16;
+inline constexpr const char* kMinSlotReason =
+    "the server's acknowledgement (\"ack N bytes: ...\") must fit in one message";
 /// Clients served at once when --max-clients is not given.
 inline constexpr unsigned kDefaultMaxClients = 10;
 inline constexpr std::uint64_t kRecvWrId = 1;   ///< wr_id of RECVs

@@ -26,11 +26,15 @@
 #include "common/exchange.hpp"
 #include "common/log.hpp"
 #include "common/options.hpp"
+#include "common/stop.hpp"
 #include "common/qp_state.hpp"
 #include "connection.hpp"
 #include "tls.hpp"
 
 namespace {
+
+/// The pause after accept() fails (out of descriptors) before it is tried again.
+constexpr std::chrono::seconds kAcceptBackoff{1};
 
 struct ServerOptions {
   unsigned max_clients = lesson05::kDefaultMaxClients;  ///< clients served at once
@@ -127,8 +131,11 @@ void serve_client(Shared& s, SSL_CTX* ctx, common::Fd socket, std::string peer, 
                        "a client may touch its own slot only (the addr/rkey/length in its QP_INFO)");
         if (completed)
           common::fail("a RECV for " + peer + " was flushed but its QP is not in ERR", "report this with both logs");
-        LOG(info, "%s closed its TLS connection without a goodbye", peer.c_str());
-        break;
+        // Not a completed session: the client exited, was killed or lost its network
+        // before its goodbye. It is counted with the failed ones.
+        common::fail(peer + " closed its TLS connection after " + std::to_string(messages) +
+                         " message(s), without a goodbye",
+                     "the client exited or was killed mid-session; check its log");
       }
       if (wc.opcode != IBV_WC_RECV) continue;  // our acknowledgement's SEND completed
       if (wc.byte_len == 0) {
@@ -140,7 +147,10 @@ void serve_client(Shared& s, SSL_CTX* ctx, common::Fd socket, std::string peer, 
       const std::string text = common::printable(c.recv_area(), wc.byte_len);
       LOG(data, "step 8: %s sent %u bytes: '%s'", peer.c_str(), wc.byte_len, text.c_str());
       lesson05::post_recv(c);
-      const std::string ack = "ack " + std::to_string(wc.byte_len) + " bytes: '" + text + "'";
+      // The acknowledgement quotes the message when it fits in one message of -s bytes,
+      // else it is only "ack N bytes" (kMinSlotSize makes room for at least that).
+      std::string ack = "ack " + std::to_string(wc.byte_len) + " bytes";
+      if (ack.size() + text.size() + 4 <= c.size) ack += ": '" + text + "'";
       const std::size_t n = std::min<std::size_t>(ack.size(), c.size);
       std::memcpy(c.send_area(), ack.data(), n);
       lesson05::post_send(c, static_cast<std::uint32_t>(n));
@@ -175,10 +185,15 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
   // context; listen.
   const common::OpenPort port = common::open_port(opts.ib_dev, opts.ib_port, opts.gid_idx);
   lesson05::SslCtx ctx = lesson05::make_tls_context(true, sopts.tls, sopts.mutual);
+  lesson05::TlsListener listener(opts.port);
   LOG(slow, "step 2: TLS 1.3 with certificate %s%s; listening on TCP port %u for up to %u clients at once",
       sopts.tls.cert.c_str(), sopts.mutual ? ", client certificates required" : "", opts.port, sopts.max_clients);
-  lesson05::TlsListener listener(opts.port);
   Shared s{port, opts, sopts};
+  // The summary line, printed at the end or when Ctrl-C / SIGTERM stops us (common/stop.hpp).
+  common::SummaryOnStop summary([&s] {
+    return "server: " + std::to_string(s.finished) + " session(s), " + std::to_string(s.failed) + " failed, " +
+           std::to_string(s.refused) + " refused (server full)";
+  });
   // Each client's thread, and whether it has finished (finished ones are joined as we go,
   // so a long-running server does not pile up threads).
   std::list<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> threads;
@@ -193,6 +208,7 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
     }
   };
   auto last_activity = std::chrono::steady_clock::now();
+  unsigned accept_failures = 0;  // accept() errors in a row
   for (;;) {
     reap();
     if (sopts.clients && s.finished >= sopts.clients) break;
@@ -203,9 +219,20 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
     std::string peer;
     common::Fd fd;
     try {
-      fd = listener.accept_tcp(0.2, peer);  // short, so the exit conditions are checked often
-    } catch (const common::Error&) {
-      continue;  // no connection in this period
+      fd = listener.try_accept_tcp(0.2, peer);  // short, so the exit conditions are checked often
+    } catch (const common::Error& e) {
+      // accept() itself failed, typically EMFILE: out of descriptors. The connection stays
+      // queued and the listener readable, so trying again at once would spin a core
+      // without end. Say it once, then try once a second until descriptors are free.
+      if (accept_failures++ == 0)
+        LOG(warn, "%s; remedy: %s. Retrying once a second", e.what(), e.remedy().c_str());
+      std::this_thread::sleep_for(kAcceptBackoff);
+      continue;
+    }
+    if (fd.get() < 0) continue;  // no connection in this period
+    if (accept_failures > 0) {
+      LOG(info, "accept works again after %u failed attempt(s)", accept_failures);
+      accept_failures = 0;
     }
     last_activity = std::chrono::steady_clock::now();
     // Take a slot before the handshake, so at most max_clients ever hold RDMA resources.
@@ -224,8 +251,7 @@ int run_server(const common::Options& opts, const ServerOptions& sopts) {
     threads.emplace_back(std::move(t), done);
   }
   for (auto& t : threads) t.first.join();
-  std::printf("server: %u session(s), %u failed, %u refused (server full)\n", static_cast<unsigned>(s.finished),
-              static_cast<unsigned>(s.failed), static_cast<unsigned>(s.refused));
+  summary.print();
   return 0;
 }
 
@@ -242,14 +268,16 @@ int main(int argc, char** argv) {
                "server"};
   common::add_common_options(app, opts);
   app.get_option("--port")->description("TCP port of the TLS exchange");
-  app.get_option("--size")->description("bytes per message and per client slot");
+  app.get_option("--size")
+      ->description("bytes per message and per client slot")
+      ->check(common::size_at_least(lesson05::kMinSlotSize, lesson05::kMinSlotReason));
   app.add_option("--max-clients", sopts.max_clients, "clients served at once; the next one is refused")
       ->check(CLI::Range(1u, 1000u))->capture_default_str();
   app.add_option("--clients", sopts.clients, "exit after this many client sessions (0: never)")->capture_default_str();
   app.add_option("--accept-timeout", sopts.accept_timeout_s, "exit after this many seconds with no client (0: never)")
-      ->check(CLI::Range(0.0, 86400.0))->capture_default_str();
+      ->check(common::seconds_between(0.0, 86400.0))->capture_default_str();
   app.add_option("--idle-timeout", sopts.idle_timeout_s, "seconds a connected client may stay silent")
-      ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
+      ->check(common::seconds_between(1.0, 86400.0))->capture_default_str();
   app.add_option("--certs", certs, "directory with ca.pem, server.pem, server.key (scripts/make-certs.sh)")
       ->capture_default_str();
   app.add_option("--ca", sopts.tls.ca, "CA certificate (default: CERTS/ca.pem)");
@@ -257,6 +285,7 @@ int main(int argc, char** argv) {
   app.add_option("--key", sopts.tls.key, "server private key (default: CERTS/server.key)");
   app.add_flag("--mutual", sopts.mutual, "require and verify a client certificate (mutual TLS)");
   if (const auto code = common::parse_options(app, opts, argc, argv)) return *code;
+  common::watch_stop_signals();
   if (sopts.tls.ca.empty()) sopts.tls.ca = certs + "/ca.pem";
   if (sopts.tls.cert.empty()) sopts.tls.cert = certs + "/server.pem";
   if (sopts.tls.key.empty()) sopts.tls.key = certs + "/server.key";

@@ -6,6 +6,7 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +26,13 @@ using namespace common;
 using namespace common::net;
 
 namespace {
+
+// This process's limit on open descriptors (what `ulimit -n` shows), for messages.
+std::string open_files_limit() {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return "unknown";
+  return r.rlim_cur == RLIM_INFINITY ? "unlimited" : std::to_string(r.rlim_cur);
+}
 
 const char* kCertsRemedy =
     "make the lab certificates with scripts/make-certs.sh (into build/certs/), or point "
@@ -380,16 +388,22 @@ TlsListener::TlsListener(std::uint16_t port) : fd_(listen_socket(port)) {
 }
 
 Fd TlsListener::accept_tcp(double timeout_s, std::string& peer) {
+  Fd fd = try_accept_tcp(timeout_s, peer);
+  if (fd.get() < 0) {
+    sockaddr_storage self{};
+    socklen_t len = sizeof self;
+    ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&self), &len);
+    const unsigned port = ntohs(reinterpret_cast<const sockaddr_in*>(&self)->sin_port);  // same offset in sockaddr_in6
+    fail("no client connected to TCP port " + std::to_string(port) + " within " + seconds_text(timeout_s),
+         "start the client with this host's address, or give the server more time");
+  }
+  return fd;
+}
+
+Fd TlsListener::try_accept_tcp(double timeout_s, std::string& peer) {
   const auto deadline = deadline_after(timeout_s);
   for (;;) {
-    if (!wait_fd(fd_.get(), POLLIN, deadline)) {
-      sockaddr_storage self{};
-      socklen_t len = sizeof self;
-      ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&self), &len);
-      const unsigned port = ntohs(reinterpret_cast<const sockaddr_in*>(&self)->sin_port);  // same offset in sockaddr_in6
-      fail("no client connected to TCP port " + std::to_string(port) + " within " + seconds_text(timeout_s),
-           "start the client with this host's address, or give the server more time");
-    }
+    if (!wait_fd(fd_.get(), POLLIN, deadline)) return Fd{};
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
     Fd fd{::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC)};
@@ -398,9 +412,21 @@ Fd TlsListener::accept_tcp(double timeout_s, std::string& peer) {
       peer = address_text(reinterpret_cast<sockaddr*>(&addr));
       return fd;
     }
-    // Gone before we took it, or a signal: wait for the next one.
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED || errno == EINTR) continue;
-    check_rc(-1, "accept", errno == EMFILE || errno == ENFILE ? "too many open files: raise ulimit -n" : "");
+    // Gone before we took it, a signal, or a network error that accept(2) says to treat
+    // like EAGAIN (it belongs to that one connection): wait for the next one.
+    const int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK || err == ECONNABORTED || err == EINTR || err == EPROTO ||
+        err == ENETDOWN || err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
+        err == EOPNOTSUPP || err == ENETUNREACH)
+      continue;
+    // EMFILE/ENFILE leave the connection queued: the listener stays readable, so the
+    // caller must not simply try again at once. Every connection holds a descriptor until
+    // its session ends, refused ones and silent ones (no handshake) for up to -t.
+    fail("accept failed: " + errno_text(err),
+         err == EMFILE ? "this process may open " + open_files_limit() +
+                             " files (ulimit -n): raise that limit, or lower --max-clients and -t"
+         : err == ENFILE ? "the whole system is out of file descriptors (sysctl fs.file-max): close programs or raise it"
+                         : "see accept(2) for " + errno_text(err));
   }
 }
 

@@ -67,9 +67,13 @@ class TlsListener {
   explicit TlsListener(std::uint16_t port);
   /**
    * Wait at most @p timeout_s for the next TCP connection. Returns the socket (the
-   * handshake has not happened yet) and fills @p peer ("10.0.0.2:43120" or "[::1]:5000").
-   * @throws Error on timeout.
+   * handshake has not happened yet) and fills @p peer ("10.0.0.2:43120" or "[::1]:5000"),
+   * or returns an empty Fd if no connection came.
+   * @throws Error if accept() itself fails (EMFILE: this process is out of descriptors,
+   *         with the remedy).
    */
+  Fd try_accept_tcp(double timeout_s, std::string& peer);
+  /// try_accept_tcp(), where no connection within @p timeout_s is an Error too.
   Fd accept_tcp(double timeout_s, std::string& peer);
 
  private:

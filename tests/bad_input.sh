@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# bad_input_NN: a lesson's programs given what a clumsy or hostile user gives them, on this
+# host (no VM): every case must end within its stated time with the expected exit status,
+# say what was wrong in ONE line that names the value seen and the remedy, and leave no
+# process behind.
+#
+#   tests/bad_input.sh LESSON PORT     (LESSON: a directory under lessons/; PORT: the first
+#                                       of the 10 TCP ports this test may use)
+#
+# Option and file errors need no RDMA device: the programs refuse them before opening
+# one. Cases that need a connection run on the userspace RoCE runtime
+# (scripts/userspace-roce.sh), which carries lessons 01 and 05; lessons 02-04 use RDMA CM,
+# which the runtime does not offer yet, so their connected cases stay in their lab smoke
+# (lessons/NN/smoke.sh local: nobody listening, rejected private data, a server stopped
+# with SIGTERM). Logs in $BUILD_DIR/userspace-roce/test-out/bad_input_NN/.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../userspace-roce/tests/lib.sh"
+lesson=${1:?usage: bad_input.sh LESSON PORT}
+port=${2:?usage: bad_input.sh LESSON PORT}
+n=${lesson:0:2}
+t_init "bad_input_$n"
+BIN="$BUILD_DIR/lessons/$lesson"
+need "$BIN/server" "$BIN/client" || t_finish
+U=("$RUNTIME" --)   # run a program on the userspace runtime
+CERTS="$BUILD_DIR/certs"
+
+# --- the machinery -----------------------------------------------------------------------
+# Every process of a case carries BAD_INPUT_CASE=<id> in its environment, inherited by
+# whatever it starts: that is how leftovers are found, whatever they renamed themselves to.
+CASE_N=0 CASE_ID="" CASE_LOG=""
+new_case() {
+  CASE_N=$((CASE_N + 1))
+  CASE_ID="bad-input-$n-$$-$CASE_N"
+  CASE_LOG="$OUT/$(printf '%02d' "$CASE_N")-$1.log"
+}
+
+# pids_of ID [COMM]: the processes whose environment holds BAD_INPUT_CASE=ID (and whose
+# command name is COMM).
+pids_of() {
+  local p pid
+  for p in /proc/[0-9]*; do
+    pid=${p#/proc/}
+    grep -qsxz "BAD_INPUT_CASE=$1" "$p/environ" || continue
+    [ -z "${2:-}" ] || [ "$(cat "$p/comm" 2>/dev/null)" = "$2" ] || continue
+    echo "$pid"
+  done
+}
+
+# no_leftovers WHAT ID: nothing of the case still runs (it is killed if it does).
+no_leftovers() {
+  local left
+  left=$(pids_of "$2" | tr '\n' ' ')
+  [ -z "$left" ] && return 0
+  fail "$1: processes left behind: $left($(for p in $left; do cat /proc/$p/comm 2>/dev/null; done | tr '\n' ' '))"
+  kill -KILL $left 2>/dev/null
+  return 1
+}
+
+# re TEXT: TEXT as a regular expression that matches exactly it (for paths in patterns).
+re() { printf '%s' "$1" | sed 's/[][\\.^$*+?(){}|]/\\&/g'; }
+
+# once WHAT LOG REGEX: exactly one line of LOG matches (one clear message, not a flood).
+once() {
+  local count
+  count=$(grep -Ec -- "$3" "$2")
+  [ "$count" -eq 1 ] && return 0
+  fail "$1: $count lines match /$3/ in $2, expected exactly 1"; show "$2"
+  return 1
+}
+
+# expect WHAT WANT SECONDS MESSAGE REMEDY -- CMD...: run CMD (bounded by SECONDS) and
+# check its exit status, that exactly one line matches MESSAGE (which names the value),
+# that REMEDY (what to do) is said, and that nothing is left running.
+expect() {
+  local what=$1 want=$2 secs=$3 message=$4 remedy=$5
+  [ "${6:-}" = -- ] || { fail "$what: test script error: expect needs -- before the command"; return; }
+  shift 6
+  new_case case
+  bg "$secs" "$CASE_LOG" env BAD_INPUT_CASE="$CASE_ID" "$@"
+  reap "$BG_PID"
+  [ "$RC" -eq 124 ] && { fail "$what: still running after ${secs} s (log: $CASE_LOG)"; show "$CASE_LOG"; no_leftovers "$what" "$CASE_ID"; return; }
+  expect_rc "$what" "$want" "$RC" "$CASE_LOG" || { no_leftovers "$what" "$CASE_ID"; return; }
+  once "$what" "$CASE_LOG" "$message" || { no_leftovers "$what" "$CASE_ID"; return; }
+  expect_lines "$what" "$CASE_LOG" "$remedy" || { no_leftovers "$what" "$CASE_ID"; return; }
+  no_leftovers "$what" "$CASE_ID" && pass "$what (exit $want)"
+}
+
+# start WHAT SECONDS LOG CMD...: a long-running process of the current case (stdin from
+# /dev/null); its pid in BG_PID.
+start() {
+  local secs=$1 log=$2; shift 2
+  bg "$secs" "$log" env BAD_INPUT_CASE="$CASE_ID" "$@"
+}
+
+# stop_with SIGNAL ID COMM: send SIGNAL to the case's process named COMM.
+stop_with() {
+  local pids
+  pids=$(pids_of "$2" "$3")
+  [ -n "$pids" ] || return 1
+  kill "-$1" $pids
+}
+
+# A timeout option must be a finite number of seconds inside its range: NaN compares false
+# with every bound, so a range check alone lets it through (common::seconds_between).
+timeout_options() {
+  local prog=$1 option=$2 low=$3 high=$4; shift 4   # the rest: arguments the program needs
+  local value
+  for value in nan inf -inf 1e999 abc; do
+    expect "$prog $option $value: refused" 2 30 "$option: '$value' is not a number of seconds" \
+      "give one from $low to $high" -- "$BIN/$prog" "$@" "$option" "$value"
+  done
+  expect "$prog $option -5: out of range" 2 30 "$option: '-5' seconds is out of range" "give $low to $high" \
+    -- "$BIN/$prog" "$@" "$option" -5
+}
+
+# The usage errors every lesson shares.
+usage_cases() {
+  expect "client without a server address" 2 30 "server is required" "Usage:" -- "$BIN/client"
+  expect "an option that does not exist" 2 30 "--no-such-option" "Usage:" -- "$BIN/server" --no-such-option
+  expect "server -p 0" 2 30 "--port: Value 0 not in range" "Usage:" -- "$BIN/server" -p 0
+  expect "client -s 0" 2 30 "--size: Value 0 not in range" "Usage:" -- "$BIN/client" 127.0.0.1 -s 0
+  expect "-v and -q together" 2 30 "-v and -q contradict each other" "pick one" -- "$BIN/client" 127.0.0.1 -v -q
+  timeout_options client --timeout 0.1 3600 127.0.0.1
+  timeout_options server --timeout 0.1 3600
+}
+
+# --- lesson 01: raw verbs, QP details over TCP (connected cases on the runtime) ------------
+cases_01() {
+  usage_cases
+  timeout_options client --connect-timeout 0.1 3600 127.0.0.1
+  timeout_options server --accept-timeout 1 86400
+
+  expect "nobody listening: the client gives up after --connect-timeout" 1 60 \
+    "could not connect to 127.0.0.1:$((port + 1)) after [0-9]+ attempts in 1.0 s: ECONNREFUSED" \
+    "nothing listens on TCP port $((port + 1)) there" -- "${U[@]}" "$BIN/client" 127.0.0.1 -p $((port + 1)) --connect-timeout 1
+
+  # Sizes that do not match: both sides refuse before any RDMA traffic, naming the fix.
+  new_case size-mismatch
+  local slog="$CASE_LOG.server" clog="$CASE_LOG.client"
+  start 120 "$slog" "${U[@]}" "$BIN/server" -p "$port" -s 16 --accept-timeout 60; local spid=$BG_PID
+  start 120 "$clog" "${U[@]}" "$BIN/client" 127.0.0.1 -p "$port" -s 64 --connect-timeout 60; local cpid=$BG_PID
+  reap "$cpid"; local crc=$RC
+  reap "$spid"; local src=$RC
+  if expect_rc "size mismatch: the client" 1 "$crc" "$clog" && once "size mismatch: the client" "$clog" "refused: client sends 64-byte messages but the server's RECV buffer is 16 bytes" &&
+     expect_rc "size mismatch: the server" 1 "$src" "$slog" && once "size mismatch: the server" "$slog" "ERROR client sends 64-byte messages but the server's RECV buffer is 16 bytes" &&
+     expect_lines "size mismatch: the server" "$slog" "remedy: start the server with -s 64 or more" &&
+     no_leftovers "size mismatch" "$CASE_ID"; then
+    pass "sizes that do not match: both sides refuse, naming the -s to use"
+  fi
+
+  # One server, one interactive client that types a line and stays; a second client is
+  # told the server is busy; then the first client is killed, and the server notices at
+  # once through its TCP connection, not after its 600 s wait for the next line.
+  new_case interactive
+  local id=$CASE_ID  # expect() below starts a case of its own
+  slog="$CASE_LOG.server"; clog="$CASE_LOG.client"
+  start 300 "$slog" "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 60; spid=$BG_PID
+  local fifo="$OUT/typed-$CASE_N"
+  rm -f "$fifo"; mkfifo "$fifo"
+  env BAD_INPUT_CASE="$CASE_ID" timeout -k 5 300 "${U[@]}" "$BIN/client" 127.0.0.1 -p "$port" --interactive \
+    --connect-timeout 60 <"$fifo" >"$clog" 2>&1 &
+  cpid=$!; T_PIDS+=("$cpid")
+  local typing
+  exec {typing}>"$fifo"
+  echo "hello from the keyboard" >&"$typing"
+  if ! wait_for_line "$clog" "server acknowledged #1" 120; then
+    fail "interactive client: no echo of the first line within 120 s"; show "$clog"; show "$slog"
+  else
+    expect "a second client while the one-client server is busy: told so" 1 60 \
+      "could not connect to 127.0.0.1:$port after [0-9]+ attempts in 1.0 s: ECONNREFUSED" \
+      "serves one client per run and is busy with another one" -- "${U[@]}" "$BIN/client" 127.0.0.1 -p "$port" --connect-timeout 1
+    stop_with KILL "$id" client || fail "interactive client: no process to kill"
+  fi
+  reap "$cpid"
+  exec {typing}>&-
+  rm -f "$fifo"
+  reap "$spid"
+  if expect_rc "interactive client killed: the server" 1 "$RC" "$slog" &&
+     once "interactive client killed: the server" "$slog" "the client 127.0.0.1:[0-9]+ closed its TCP connection while we waited for message 2" &&
+     expect_lines "interactive client killed: the server" "$slog" "remedy: the peer exited or was killed before saying goodbye" &&
+     no_leftovers "interactive client killed" "$id"; then
+    pass "an interactive client killed mid-session: the server notices its TCP connection closing and exits 1"
+  fi
+
+  # SIGTERM (and Ctrl-C) still end a server with its summary line.
+  new_case sigterm
+  start 120 "$CASE_LOG" "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 60; spid=$BG_PID
+  if wait_for_line "$CASE_LOG" "listening on TCP port $port" 60; then
+    stop_with TERM "$CASE_ID" server
+  else
+    fail "SIGTERM: the server did not start listening"; show "$CASE_LOG"
+  fi
+  reap "$spid"
+  check "SIGTERM: the server prints its summary and exits 143" 143 "$RC" "$CASE_LOG" \
+    "^stopped by SIGTERM$" "^server: 0 message\\(s\\) received, verified and echoed$" && no_leftovers "SIGTERM" "$CASE_ID"
+
+  runtime_config_cases
+}
+
+# A userspace runtime that rejects its configuration says so, and the lesson's remedy
+# points there (not to /dev/infiniband).
+runtime_config_cases() {
+  expect "UROCE_ADDR=garbage: the runtime names it, the lesson points there" 1 60 \
+    "UROCE_ADDR='garbage' refused" "remedy: see the line the library printed just above" \
+    -- env UROCE_ADDR=garbage "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 5
+  expect "UROCE_WINDOW=0: refused, not silently replaced" 1 60 \
+    "UROCE_WINDOW='0' refused" "remedy: see the line the library printed just above" \
+    -- env UROCE_WINDOW=0 "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 5
+}
+
+# --- lessons 02-04: RDMA CM; what can be refused before a device is opened -----------------
+cases_02() {
+  usage_cases
+  timeout_options client --connect-timeout 0 86400 127.0.0.1
+  timeout_options server --accept-timeout 1 86400
+  timeout_options server --idle-timeout 1 86400
+  expect "--range that is not START:END" 2 30 "--range '5:2' is not START:END with START < END" "Usage:" \
+    -- "$BIN/client" 127.0.0.1 --range 5:2
+  expect "--initiator-depth 300" 2 30 "--initiator-depth: Value 300 not in range" "Usage:" \
+    -- "$BIN/client" 127.0.0.1 --initiator-depth 300
+  expect "server --clients 0" 2 30 "--clients: Value 0 not in range" "Usage:" -- "$BIN/server" --clients 0
+}
+
+cases_03() {
+  usage_cases
+  timeout_options client --connect-timeout 0 86400 127.0.0.1
+  timeout_options server --accept-timeout 1 86400
+  expect "server --slots 0" 2 30 "--slots: Value 0 not in range" "Usage:" -- "$BIN/server" --slots 0
+  expect "server --rnr-retry 8" 2 30 "--rnr-retry: Value 8 not in range" "Usage:" -- "$BIN/server" --rnr-retry 8
+}
+
+cases_04() {
+  usage_cases
+  timeout_options client --connect-timeout 0 86400 127.0.0.1
+  timeout_options server --accept-timeout 1 86400
+  timeout_options server --idle-timeout 1 86400
+  expect "server --elements 0" 2 30 "--elements: Value 0 not in range" "Usage:" -- "$BIN/server" --elements 0
+  # Program files are read and assembled before anything is connected.
+  local files="$OUT/files" remedy="catalogue: sum, min, max"
+  mkdir -p "$files"
+  : >"$files/empty.lasm"
+  printf '; nothing but a comment\n' >"$files/comment.lasm"
+  printf 'mov r0, 1\n\001\377\376 exit\n' >"$files/binary.lasm"
+  head -c 70000 /dev/zero | tr '\0' ';' >"$files/huge.lasm"
+  local f
+  f=$(re "$files")
+  expect "-r /dev/zero: read no further than 64 KiB" 1 30 "'/dev/zero' has more than 65536 bytes" "at most 256 instructions" -- "$BIN/client" 127.0.0.1 -r /dev/zero
+  expect "-r /dev/null: not an empty program" 1 30 "'/dev/null' has no instructions" "a program ends with exit" -- "$BIN/client" 127.0.0.1 -r /dev/null
+  expect "-r DIRECTORY" 1 30 "'$f' is a directory, not a program file" "$remedy" -- "$BIN/client" 127.0.0.1 -r "$files"
+  expect "-r an empty file" 1 30 "'$f/empty.lasm' has no instructions" "a program ends with exit" -- "$BIN/client" 127.0.0.1 -r "$files/empty.lasm"
+  expect "-r a file of comments only" 1 30 "'$f/comment.lasm' has no instructions" "a program ends with exit" -- "$BIN/client" 127.0.0.1 -r "$files/comment.lasm"
+  expect "-r a binary file: the byte is named, not printed" 1 30 "is not an assembly text file \\(control byte 0x01 at offset 10\\)" "give a .lasm file of text" -- "$BIN/client" 127.0.0.1 -r "$files/binary.lasm"
+  if grep -q $'\001' "$CASE_LOG"; then fail "-r a binary file: its raw bytes reached the message ($CASE_LOG)"; fi
+  expect "-r a 70000-byte file: refused by its size" 1 30 "'$f/huge.lasm' has 70000 bytes; a program file has at most 65536" "at most 256 instructions" -- "$BIN/client" 127.0.0.1 -r "$files/huge.lasm"
+  expect "-r count_lt: (an empty argument, not 0)" 1 30 "--run 'count_lt:': argument 1 is empty" "e.g. --run count_lt:500" -- "$BIN/client" 127.0.0.1 -r count_lt:
+  expect "-r histogram:10:x" 1 30 "argument 2 'x' is not a decimal integer" "e.g. --run count_lt:500" -- "$BIN/client" 127.0.0.1 -r histogram:10:x
+  expect "-r sum:1:2:3:4:5" 1 30 "more than 4 arguments" "at most 4 arguments" -- "$BIN/client" 127.0.0.1 -r sum:1:2:3:4:5
+  expect "-r no_such_thing.lasm" 1 30 "'no_such_thing.lasm' is neither a catalogue function nor a readable file \\(ENOENT" "$remedy" -- "$BIN/client" 127.0.0.1 -r no_such_thing.lasm
+}
+
+# --- lesson 05: TLS, many clients (connected cases on the runtime) -------------------------
+cases_05() {
+  usage_cases
+  timeout_options client --connect-timeout 0 86400 127.0.0.1
+  timeout_options server --accept-timeout 0 86400
+  timeout_options server --idle-timeout 1 86400
+  timeout -k 5 120 "$ROOT/scripts/make-certs.sh" "$CERTS" >"$OUT/make-certs.log" 2>&1 \
+    || { fail "scripts/make-certs.sh $CERTS failed"; show "$OUT/make-certs.log"; return; }
+  local s
+  for s in 1 15; do
+    expect "server -s $s: too small for the acknowledgement" 2 30 "-s $s is too small: the server's acknowledgement" \
+      "give -s 16 or more" -- "$BIN/server" -s "$s"
+    expect "client -s $s: too small for the acknowledgement" 2 30 "-s $s is too small: the server's acknowledgement" \
+      "give -s 16 or more" -- "$BIN/client" 127.0.0.1 -s "$s"
+  done
+  local server=("${U[@]}" "$BIN/server" --certs "$CERTS" -p "$port")
+  local client=("${U[@]}" "$BIN/client" 127.0.0.1 -p "$port" --ca "$CERTS/ca.pem" --connect-timeout 60)
+
+  # A client with another -s than the server's: refused over TLS, before any QP.
+  new_case size-mismatch
+  local id=$CASE_ID slog="$CASE_LOG.server"
+  start 120 "$slog" "${server[@]}" --clients 1; local spid=$BG_PID
+  expect "client -s 16 against a server with -s 256: refused, told which -s" 1 120 \
+    "the server refused us: the client's messages are 16 bytes, this server's slots 256" "use the same -s on both sides" \
+    -- "${client[@]}" -s 16 -e "send hi"
+  reap "$spid"
+  check "size mismatch: the server counts the session as failed" 0 "$RC" "$slog" \
+    "refused 127.0.0.1:[0-9]+: the client's messages are 16 bytes" "^server: 1 session\\(s\\), 1 failed, 0 refused" &&
+    no_leftovers "size mismatch" "$id"
+
+  # A client killed mid-session is a failed session, not a served one.
+  new_case killed-client
+  slog="$CASE_LOG.server"; local clog="$CASE_LOG.client"
+  start 120 "$slog" "${server[@]}" --clients 1; spid=$BG_PID
+  local fifo="$OUT/typed-$CASE_N"
+  rm -f "$fifo"; mkfifo "$fifo"
+  env BAD_INPUT_CASE="$CASE_ID" timeout -k 5 120 "${client[@]}" <"$fifo" >"$clog" 2>&1 &
+  local cpid=$!; T_PIDS+=("$cpid")
+  local typing
+  exec {typing}>"$fifo"
+  echo "send hello" >&"$typing"
+  if wait_for_line "$clog" "server says 'ack 5 bytes" 120; then
+    stop_with KILL "$CASE_ID" client || fail "killed client: no process to kill"
+  else
+    fail "killed client: no acknowledgement within 120 s"; show "$clog"
+  fi
+  reap "$cpid"
+  exec {typing}>&-
+  rm -f "$fifo"
+  reap "$spid"
+  check "a client killed mid-session counts as failed" 0 "$RC" "$slog" \
+    "closed its TLS connection after 1 message\\(s\\), without a goodbye" "^server: 1 session\\(s\\), 1 failed, 0 refused" &&
+    no_leftovers "killed client" "$CASE_ID"
+
+  # Out of descriptors: the server says so once with the remedy, backs off instead of
+  # spinning, and serves again once descriptors are free. 40 idle TCP connections
+  # against a limit of 32 descriptors; each is dropped after -t 3 s without a handshake.
+  new_case emfile
+  slog="$CASE_LOG.server"; local plog="$CASE_LOG.peer"
+  start 300 "$slog" bash -c 'ulimit -n 32 && exec "$@"' - "${server[@]}" --max-clients 1000 -t 3; spid=$BG_PID
+  if wait_listen "$port" 60; then
+    start 200 "$plog" python3 -c '
+import socket, sys
+held = [socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60) for _ in range(40)]
+print("holding", len(held), "connections", flush=True)
+for s in held:
+    s.settimeout(120)
+    try:
+        if s.recv(1) != b"":  # the server drops each silent peer after its -t: end of stream
+            sys.exit("the server sent data to a silent peer")
+    except ConnectionResetError:
+        pass  # or a reset: dropped all the same
+    except socket.timeout:
+        sys.exit("a silent peer was not dropped within 120 s")
+print("all dropped", flush=True)
+' "$port"
+    local ppid=$BG_PID
+    reap "$ppid"
+    expect_rc "EMFILE: the idle peers were all dropped" 0 "$RC" "$plog"
+    # The peers were all accepted, so accept() worked again after any EMFILE.
+    if grep -q "accept failed: EMFILE" "$slog" && ! grep -q "accept works again after" "$slog"; then
+      fail "EMFILE: all peers were accepted, but the server never said accept works again"; show "$slog"
+    fi
+    bg 120 "$CASE_LOG.after" env BAD_INPUT_CASE="$CASE_ID" "${client[@]}" -e "send after"
+    reap "$BG_PID"
+    check "EMFILE: a good client is served afterwards" 0 "$RC" "$CASE_LOG.after" "server says 'ack 5 bytes"
+    stop_with TERM "$CASE_ID" server
+  else
+    fail "EMFILE: the server did not start listening"; show "$slog"
+  fi
+  reap "$spid"
+  if check "EMFILE, then SIGTERM: the summary line, exit 143" 143 "$RC" "$slog" \
+       "accept failed: EMFILE \\(Too many open files\\); remedy: this process may open 32 files \\(ulimit -n\\): raise that limit" \
+       "^stopped by SIGTERM$" "^server: [0-9]+ session\\(s\\), [0-9]+ failed, 0 refused"; then
+    emfile_backoff "$slog"
+  fi
+  no_leftovers "EMFILE" "$CASE_ID"
+
+  runtime_config_cases
+}
+
+# emfile_backoff LOG: the warning is not repeated for every failed accept(), and the
+# attempts between two successes are few (about one a second; a spinning server makes
+# thousands in the same time).
+emfile_backoff() {
+  local warnings recoveries worst
+  warnings=$(grep -c "accept failed: EMFILE" "$1")
+  recoveries=$(grep -c "accept works again after" "$1")
+  worst=$(sed -n 's/.*accept works again after \([0-9]*\) failed attempt.*/\1/p' "$1" | sort -n | tail -n1)
+  if [ "$warnings" -le $((recoveries + 1)) ] && [ -n "$worst" ] && [ "$worst" -le 30 ]; then
+    pass "EMFILE: $warnings warning(s) for $recoveries recovery(ies); at most $worst failed accept() in a row (one a second)"
+  else
+    fail "EMFILE: $warnings warnings, $recoveries recoveries, up to '${worst:-?}' failed accept() in a row (log: $1)"
+  fi
+}
+
+case $n in
+  01 | 02 | 03 | 04 | 05) "cases_$n" ;;
+  *) fail "no bad-input cases for lesson '$lesson'" ;;
+esac
+t_finish
