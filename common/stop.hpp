@@ -40,7 +40,9 @@ void watch_stop_signals();
  */
 class SummaryOnStop {
  public:
+  /// Register @p summary (replacing any other) until this object is destroyed.
   explicit SummaryOnStop(std::function<std::string()> summary);
+  /// Unregister it: a stop signal from now on prints no summary.
   ~SummaryOnStop();
   SummaryOnStop(const SummaryOnStop&) = delete;
   SummaryOnStop& operator=(const SummaryOnStop&) = delete;

@@ -17,6 +17,7 @@
 #   --window N         packets a QP may have unacknowledged (default 128)
 #   --print-env        print the environment it would set (for PROGRAM, if one is given
 #                      after --) as VAR=VALUE lines, and exit
+#
 # The runtime checks every UROCE_* value when the program first asks for the device list:
 # a value it cannot use is refused with one stderr line saying what is accepted, and the
 # program's ibv_get_device_list then fails with EINVAL.

@@ -41,6 +41,7 @@ inline constexpr std::uint32_t kDefaultSlotSize = 256;
 /// The smallest -s: the server's acknowledgement "ack N bytes" travels in one message of
 /// at most -s bytes, and the client checks that prefix.
 inline constexpr std::uint32_t kMinSlotSize = 16;
+/// Why -s has that minimum, for the usage error.
 inline constexpr const char* kMinSlotReason =
     "the server's acknowledgement (\"ack N bytes: ...\") must fit in one message";
 /// Clients served at once when --max-clients is not given.

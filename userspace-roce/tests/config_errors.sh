@@ -13,7 +13,8 @@
 #   - the edges that are valid (window 1 and 4096, seed 2^64-1 and 0x-hex, probabilities
 #     0, 1, .5 and 5e-2, log 3, an empty value meaning unset) give the device, and
 #     ibv_devinfo -v on UROCE_ADDR=127.0.187.5 shows that address as GID[0]
-# TCP port 18700. Logs in $BUILD_DIR/userspace-roce/test-out/uroce_config_errors/.
+# TCP port 18699 (lesson 01's server stops before it listens). Logs in
+# $BUILD_DIR/userspace-roce/test-out/uroce_config_errors/.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 t_init uroce_config_errors
@@ -88,7 +89,7 @@ check "python3 (ctypes), UROCE_WINDOW=0: ibv_get_device_list returns NULL, num 0
   "$OUT/python.log" '^list=NULL num=0 errno=EINVAL$' "^userspace-roce: UROCE_WINDOW='0' refused: "
 
 # A lesson: it must be told "the verbs library rejected its configuration", not "no device".
-UROCE_ADDR=garbage timeout -k 5 30 "$RUNTIME" -- "$LESSON01/server" -p 18700 --accept-timeout 5 \
+UROCE_ADDR=garbage timeout -k 5 30 "$RUNTIME" -- "$LESSON01/server" -p 18699 --accept-timeout 5 \
   >"$OUT/lesson01.log" 2>&1
 check "lesson 01 server, UROCE_ADDR=garbage: exits 1 on ibv_get_device_list's EINVAL" 1 $? \
   "$OUT/lesson01.log" "^userspace-roce: UROCE_ADDR='garbage' refused: " 'ibv_get_device_list failed: EINVAL'
