@@ -52,7 +52,8 @@ if [ $faults = 1 ]; then
     export UROCE_DROP=0.05
   fi
 fi
-echo "    faults: $(env | grep -E '^UROCE_(DROP|DUPLICATE|REORDER|SEED)=' | sort | tr '\n' ' ')"
+settings=$(env | sed -n '/^UROCE_\(DROP\|DUPLICATE\|REORDER\|SEED\)=/p' | sort | tr '\n' ' ')
+echo "    faults: ${settings:-none}"
 
 sanitized=0
 if [ -e "$BUILD_DIR/userspace-roce/lib/sanitizer-runtimes.txt" ]; then
