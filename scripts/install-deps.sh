@@ -11,7 +11,9 @@
 #   fuzzing:   clang libclang-rt-dev (libFuzzer and clang's sanitizer runtimes, for
 #              tests/fuzz/run_fuzz.sh; only recommended by clang, so named here)
 #   userspace RoCE runtime: zlib1g-dev (crc32 for the ICRC), python3-scapy (an independent
-#              ICRC check of its captures, tests/tools/roce_wire_check.py)
+#              ICRC check of its captures, tests/tools/roce_wire_check.py); perftest and
+#              python3-pyverbs (rdma-core's own test suite): programs nobody here wrote,
+#              run against it as conformance tests
 set -euo pipefail
 
 packages=(
@@ -21,7 +23,7 @@ packages=(
   qemu-system-x86 busybox-static cpio kmod xz-utils
   tshark tcpdump python3
   clang libclang-rt-dev
-  zlib1g-dev python3-scapy
+  zlib1g-dev python3-scapy perftest python3-pyverbs
 )
 
 missing=()

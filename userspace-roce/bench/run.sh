@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh - the userspace RoCE benchmark: four measurements on this machine, one table.
+# run.sh - the userspace RoCE benchmark: this machine's numbers, one table.
 #
 # Usage:
 #   userspace-roce/bench/run.sh [--iters N] [--quick] [--timeout SEC] [--port P] [--out DIR]
@@ -10,10 +10,18 @@
 #   tcp   write_bw   the same 64 KiB chunks over a TCP loopback socket
 #   verbs pingpong   64-byte SEND/RECV round trips                   (userspace runtime)
 #   tcp   pingpong   64-byte round trips over TCP loopback (TCP_NODELAY)
-# The verbs runs start server and client each through scripts/userspace-roce.sh (so each
-# process gets its own 127.0.0.x and GID index 0 is ::ffff:127.0.0.x); the TCP runs start
-# them directly. The client connects to 127.0.0.1 and retries its TCP connect until the
-# server listens, so nothing here sleeps to wait for a peer.
+# then perftest (Debian's, unmodified) on the runtime, server and client again:
+#   ib_write_bw -s 65536   RDMA WRITE bandwidth, perftest's default depth (128 in flight)
+#   ib_send_lat -s 64      SEND/RECV ping-pong latency
+# (-n: the same iterations as roce_bench's runs, --iters),
+# and udp_ceiling: bare UDP datagrams of RoCE's size (4112 bytes), sent the way the
+# runtime sends them, the most this kernel moves over loopback in that shape.
+# The verbs and perftest runs start server and client each through
+# scripts/userspace-roce.sh (so each process gets its own 127.0.0.x and GID index 0 is
+# ::ffff:127.0.0.x); the TCP runs start them directly. roce_bench's client connects to
+# 127.0.0.1 and retries its TCP connect until the server listens; perftest's client does
+# not retry, so it starts once `ss` shows the server listening (at most 30 s, or
+# --timeout if longer). Nothing here sleeps to wait for a peer.
 #
 # (roce_bench has one more test, --test verify_rw: a verified bulk RDMA WRITE + READ-back
 # over verbs, for correctness under packet loss rather than speed. run.sh does not run it;
@@ -23,31 +31,36 @@
 #     --size 65536 --iters 64
 # and see `roce_bench client --help`.)
 #
-# Then it prints the targets of the issue:
-#   bandwidth: verbs / tcp      >= 0.5
-#   latency:   verbs / tcp      <= 2.0   (median of round trip / 2)
-# as PASS or MISS. This is a benchmark, not a test: the exit status is 0 whenever all four
-# runs succeeded (whatever the numbers), 1 if a run failed (its log tail is shown), 2 for
-# bad usage. roce_bench itself refuses to report a number when the data it moved does not
-# check out, so "succeeded" includes "the bytes were right".
+# Then it prints the targets, each as PASS or MISS:
+#   bandwidth: 64 KiB RDMA WRITE (roce_bench, and perftest) / UDP ceiling   >= 0.9
+#   latency:   64 B ping-pong one way (roce_bench median, perftest typical) / TCP's
+#              median one way                                               <= 0.5
+# with TCP's bandwidth and the p99 latencies for information. This is a benchmark, not a
+# test: the exit status is 0 whenever every run succeeded (whatever the numbers), 1 if a
+# run failed (its log tail is shown), 2 for bad usage. roce_bench itself refuses to
+# report a number when the data it moved does not check out, so "succeeded" includes
+# "the bytes were right". Without perftest installed (or `ss`, which waits for its
+# server), its two rows stay empty and say why; that is not a failure.
 #
 # Options:
-#   --iters N      measured iterations of every run (default: 5000 for write_bw,
-#                  20000 for pingpong; warmups are 200 / 1000 iterations)
+#   --iters N      measured iterations of every run (default: 5000 for the bandwidth runs,
+#                  20000 for the latency runs; roce_bench's warmups are 200 / 1000)
 #   --quick        fewer iterations (1000 / 3000, warmups 50 / 200): a smoke run
 #   --timeout SEC  roce_bench --timeout: seconds any wait may go without progress (15)
-#   --port P       first TCP port; the four runs use P .. P+3 (default 18600)
+#   --port P       first TCP port; the six runs use P .. P+5 (default 18600)
 #   --out DIR      where the logs go (default: a new /tmp/roce-bench.XXXXXX)
 #
 # Environment:
-#   BUILD_DIR         the CMake build tree (default <repo>/build); the binary is
-#                     $BUILD_DIR/userspace-roce/bench/roce_bench
-#   ROCE_LAUNCHER     what starts a verbs process (default <repo>/scripts/userspace-roce.sh,
-#                     called as `LAUNCHER -- COMMAND ARGS...`); `none` runs roce_bench
-#                     directly, e.g. on a kernel Soft-RoCE device
-#   BENCH_VERBS_ARGS  extra roce_bench options for the verbs runs (e.g. "-d rxe0 -g 1")
-#   BENCH_HOST        the address the clients connect to (default 127.0.0.1)
-#   BENCH_GUARD       seconds after which a stuck process is killed (default 600)
+#   BUILD_DIR            the CMake build tree (default <repo>/build); the binaries are
+#                        $BUILD_DIR/userspace-roce/bench/roce_bench and udp_ceiling
+#   ROCE_LAUNCHER        what starts a verbs process (default <repo>/scripts/userspace-roce.sh,
+#                        called as `LAUNCHER -- COMMAND ARGS...`); `none` runs roce_bench
+#                        and perftest directly, e.g. on a kernel Soft-RoCE device
+#   BENCH_VERBS_ARGS     extra roce_bench options for the verbs runs (e.g. "-d rxe0 -g 1")
+#   BENCH_PERFTEST_ARGS  perftest's device options (default "-d uroce0 -x 0" with the
+#                        runtime, none with ROCE_LAUNCHER=none; e.g. "-d rxe0 -x 1")
+#   BENCH_HOST           the address the clients connect to (default 127.0.0.1)
+#   BENCH_GUARD          seconds after which a stuck process is killed (default 600)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -56,6 +69,7 @@ ROOT=$(cd "$BENCH_DIR/../.." && pwd)
 BIN="$BUILD_DIR/userspace-roce/bench/roce_bench"
 LAUNCHER=${ROCE_LAUNCHER:-$ROOT/scripts/userspace-roce.sh}
 VERBS_ARGS=${BENCH_VERBS_ARGS:-}
+if [ "$LAUNCHER" = none ]; then PERFTEST_ARGS=${BENCH_PERFTEST_ARGS:-}; else PERFTEST_ARGS=${BENCH_PERFTEST_ARGS:-"-d uroce0 -x 0"}; fi
 HOST=${BENCH_HOST:-127.0.0.1}
 GUARD=${BENCH_GUARD:-600}
 
@@ -89,8 +103,8 @@ if [ -n "$ITERS" ]; then
   [[ $ITERS =~ ^[1-9][0-9]*$ ]] || die_usage "--iters must be a positive whole number, not '$ITERS'"
 fi
 [[ $TIMEOUT =~ ^[0-9]+([.][0-9]+)?$ ]] || die_usage "--timeout must be a number of seconds, not '$TIMEOUT'"
-if ! [[ $PORT =~ ^[1-9][0-9]*$ ]] || [ "$PORT" -gt 65532 ]; then
-  die_usage "--port must be a TCP port up to 65532 (the runs use P .. P+3), not '$PORT'"
+if ! [[ $PORT =~ ^[1-9][0-9]*$ ]] || [ "$PORT" -gt 65530 ]; then
+  die_usage "--port must be a TCP port up to 65530 (the runs use P .. P+5), not '$PORT'"
 fi
 [[ $GUARD =~ ^[1-9][0-9]*$ ]] || die "BENCH_GUARD must be a number of seconds, not '$GUARD'"
 
@@ -154,6 +168,73 @@ run_one() {
   RESULT=""
 }
 
+# --- perftest ------------------------------------------------------------------------------
+# run_perftest NAME PORT PROGRAM ARGS...: perftest's server in the background, its client
+# once the server listens on PORT; both must exit 0. Sets PT_LOG to the client's log, ""
+# if the run failed (or could not be made: PT_WHY says why).
+PT_OK=1 PT_WHY=""
+for tool in ib_write_bw ib_send_lat ss; do
+  if ! command -v "$tool" >/dev/null; then
+    PT_OK=0 PT_WHY="no $tool here (perftest, iproute2: scripts/install-deps.sh)"
+    break
+  fi
+done
+run_perftest() {
+  local name=$1 port=$2; shift 2
+  local slog="$OUT/$name-server.log" clog="$OUT/$name-client.log"
+  local -a pre=("${PREFIX[@]}") dev
+  # Word splitting on purpose: BENCH_PERFTEST_ARGS is a list of options.
+  # shellcheck disable=SC2206
+  dev=($PERFTEST_ARGS)
+  PT_LOG=""
+  printf 'run.sh: %-16s %s ... ' "perftest" "$*"
+  if [ "$PT_OK" = 0 ]; then echo "not run: $PT_WHY"; return 0; fi
+  timeout "$GUARD" "${pre[@]}" "$@" "${dev[@]}" -p "$port" >"$slog" 2>&1 </dev/null &
+  local spid=$! crc=0 src=0 listen_s not_listening=""
+  listen_s=$(awk -v t="$TIMEOUT" 'BEGIN { print (t > 30 ? int(t + 0.999) : 30) }')
+  local deadline=$((SECONDS + listen_s))
+  until [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; do
+    if ! kill -0 "$spid" 2>/dev/null; then not_listening="the server exited before it listened on TCP port $port"; break; fi
+    if [ $SECONDS -ge $deadline ]; then not_listening="the server did not listen on TCP port $port within $listen_s s"; break; fi
+    sleep 0.05
+  done
+  if [ -z "$not_listening" ]; then
+    timeout "$GUARD" "${pre[@]}" "$@" "${dev[@]}" -p "$port" "$HOST" >"$clog" 2>&1 </dev/null || crc=$?
+  fi
+  # The server outlives a client that failed (it waits for the next message): stop it.
+  [ "$crc" -eq 0 ] && [ -z "$not_listening" ] || kill "$spid" 2>/dev/null || true
+  wait "$spid" || src=$?
+  if [ -z "$not_listening" ] && [ "$crc" -eq 0 ] && [ "$src" -eq 0 ]; then
+    echo "ok"
+    PT_LOG=$clog
+    return 0
+  fi
+  if [ -n "$not_listening" ]; then
+    echo "FAILED ($not_listening; server exit $src)"
+  else
+    echo "FAILED (client exit $crc, server exit $src)"
+  fi
+  FAILED+=("$name")
+  local log
+  for log in "$slog" "$clog"; do
+    [ -e "$log" ] || continue
+    echo "    --- $log (last lines)"
+    tail -n 8 "$log" | sed 's/^/    | /'
+  done
+}
+
+# perftest_result LOG KIND SIZE: perftest's table row for SIZE as a RESULT line like
+# roce_bench's (bw: gbytes_per_s, from perftest's MB/s of 2^20 bytes; lat: typical_us,
+# the median one-way time, and p99_us). Nothing if LOG has no such row.
+perftest_result() {
+  [ -n "$1" ] || return 0
+  awk -v kind="$2" -v size="$3" '/#bytes/ { t = 1; next }
+    t && $1 == size && kind == "bw" && NF >= 5 {
+      printf "RESULT transport=verbs program=ib_write_bw size=%s iters=%s gbytes_per_s=%.3f\n", $1, $2, $4 * 1048576 / 1e9; exit }
+    t && $1 == size && kind == "lat" && NF >= 9 {
+      printf "RESULT transport=verbs program=ib_send_lat size=%s iters=%s typical_us=%s p99_us=%s\n", $1, $2, $5, $8; exit }' "$1"
+}
+
 # kv "RESULT ..." KEY: the value of KEY=value in a RESULT line.
 kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
@@ -163,46 +244,64 @@ run_one verbs-write_bw verbs write_bw "$PORT" "$BW_ITERS" "$BW_WARMUP"; VBW=$RES
 run_one tcp-write_bw tcp write_bw "$((PORT + 1))" "$BW_ITERS" "$BW_WARMUP"; TBW=$RESULT
 run_one verbs-pingpong verbs pingpong "$((PORT + 2))" "$PP_ITERS" "$PP_WARMUP"; VPP=$RESULT
 run_one tcp-pingpong tcp pingpong "$((PORT + 3))" "$PP_ITERS" "$PP_WARMUP"; TPP=$RESULT
+run_perftest perftest-write_bw "$((PORT + 4))" ib_write_bw -s 65536 -n "$BW_ITERS"
+PBW=$(perftest_result "$PT_LOG" bw 65536)
+run_perftest perftest-send_lat "$((PORT + 5))" ib_send_lat -s 64 -n "$PP_ITERS"
+PLAT=$(perftest_result "$PT_LOG" lat 64)
 # The kernel's own ceiling for RoCE-sized UDP datagrams on loopback (see udp_ceiling.cpp).
-UDP=""
+UDP="" UDP_WHY=""
 if [ -x "$BUILD_DIR/userspace-roce/bench/udp_ceiling" ]; then
-  UDP=$(timeout 60 "$BUILD_DIR/userspace-roce/bench/udp_ceiling" 2>"$OUT/udp_ceiling.log") \
-    || { echo "run.sh: udp_ceiling failed (log: $OUT/udp_ceiling.log)" >&2; UDP=""; }
+  printf 'run.sh: %-16s ... ' "udp_ceiling"
+  if UDP=$(timeout 60 "$BUILD_DIR/userspace-roce/bench/udp_ceiling" 2>"$OUT/udp_ceiling.log"); then
+    echo "ok"
+  else
+    echo "FAILED (log: $OUT/udp_ceiling.log)"; UDP="" UDP_WHY="udp_ceiling failed"
+  fi
+else
+  UDP_WHY="udp_ceiling is not built (cmake --build $BUILD_DIR --target udp_ceiling)"
 fi
-printf '%s\n' "$VBW" "$TBW" "$VPP" "$TPP" "$UDP" | sed '/^$/d' >"$OUT/results.txt"
+printf '%s\n' "$VBW" "$TBW" "$VPP" "$TPP" "$PBW" "$PLAT" "$UDP" | sed '/^$/d' >"$OUT/results.txt"
 
 # --- the table -------------------------------------------------------------------------
-# row LABEL UNIT VERBS TCP OP LIMIT: ratio verbs/tcp against the target.
+# row LABEL UNIT VALUE REF REF_NAME OP LIMIT WHY: the ratio VALUE/REF against the target
+# (OP LIMIT). WHY: what to say when a number is missing.
+FMT='  %-28s %12s %15s %7s %8s  %s\n'
 row() {
-  local label=$1 unit=$2 v=$3 t=$4 op=$5 limit=$6
-  if [ -z "$v" ] || [ -z "$t" ]; then
-    printf '  %-20s %14s %14s %8s %8s  %s\n' "$label" "${v:+$v $unit}" "${t:+$t $unit}" "-" "$op $limit" "no number (a run failed)"
+  local label=$1 unit=$2 v=$3 r=$4 rname=$5 op=$6 limit=$7 why=$8
+  if [ -z "$v" ] || [ -z "$r" ]; then
+    # shellcheck disable=SC2059  # FMT is this script's own format
+    printf "$FMT" "$label" "${v:+$v $unit}" "${r:+$r $unit $rname}" "-" "$op $limit" "no number: $why"
     return
   fi
-  awk -v label="$label" -v unit="$unit" -v v="$v" -v t="$t" -v op="$op" -v limit="$limit" 'BEGIN {
-    if (t + 0 <= 0) { printf "  %-20s %14s %14s %8s %8s  %s\n", label, v " " unit, t " " unit, "-", op " " limit, "no ratio (tcp is 0)"; exit }
-    r = v / t
-    ok = (op == ">=") ? (r >= limit) : (r <= limit)
-    printf "  %-20s %14s %14s %8.2f %8s  %s\n", label, v " " unit, t " " unit, r, op " " limit, ok ? "PASS" : "MISS"
+  awk -v fmt="$FMT" -v label="$label" -v unit="$unit" -v v="$v" -v r="$r" -v rname="$rname" \
+      -v op="$op" -v limit="$limit" 'BEGIN {
+    if (r + 0 <= 0) { printf fmt, label, v " " unit, r " " unit " " rname, "-", op " " limit, "no ratio (the reference is 0)"; exit }
+    q = v / r
+    ok = (op == ">=") ? (q >= limit) : (q <= limit)
+    printf fmt, label, v " " unit, r " " unit " " rname, sprintf("%.2f", q), op " " limit, ok ? "PASS" : "MISS"
   }'
 }
+failed_why() { if [ -n "$1" ]; then echo "$1"; else echo "a run failed (see above)"; fi; }
 
 echo
 if [ ${#PREFIX[@]} -gt 0 ]; then how="via $(basename "$LAUNCHER")"; else how="directly"; fi
-echo "roce_bench: verbs ($how${VERBS_ARGS:+, $VERBS_ARGS}) against TCP loopback, on $(hostname) ($(nproc) CPUs)"
-printf '  %-20s %14s %14s %8s %8s  %s\n' "measurement" "verbs" "tcp" "ratio" "target" "verdict"
-row "write_bw 64 KiB" "GB/s" "$(kv "$VBW" gbytes_per_s)" "$(kv "$TBW" gbytes_per_s)" ">=" 0.5
-row "pingpong 64 B med" "us" "$(kv "$VPP" median_us)" "$(kv "$TPP" median_us)" "<=" 2.0
-if [ -n "$VPP" ] && [ -n "$TPP" ]; then
-  printf '  %-20s %14s %14s   (p99, for information)\n' "pingpong 64 B p99" "$(kv "$VPP" p99_us) us" "$(kv "$TPP" p99_us) us"
-fi
-if [ -n "$UDP" ]; then
-  printf '  %-20s %14s   (UDP datagrams of 4112 bytes, this kernel'"'"'s ceiling for RoCE at MTU 4096)\n' \
-         "udp 4 KiB datagrams" "$(kv "$UDP" gbytes_per_s) GB/s"
-  awk -v v="$(kv "$VBW" gbytes_per_s)" -v u="$(kv "$UDP" gbytes_per_s)" 'BEGIN { if (v > 0 && u > 0)
-    printf "  the runtime reaches %.0f%% of that ceiling\n", 100 * v / u }'
-fi
-echo "  (GB/s = 10^9 bytes/s; latency = round trip / 2; RESULT lines in $OUT/results.txt)"
+echo "roce_bench and perftest: verbs ($how${VERBS_ARGS:+, roce_bench $VERBS_ARGS}${PERFTEST_ARGS:+, perftest $PERFTEST_ARGS}), on $(hostname) ($(nproc) CPUs)"
+# shellcheck disable=SC2059
+printf "$FMT" "measurement" "verbs" "reference" "ratio" "target" "verdict"
+udp_gb=$(kv "$UDP" gbytes_per_s) tcp_med=$(kv "$TPP" median_us)
+row "roce_bench write_bw 64 KiB" GB/s "$(kv "$VBW" gbytes_per_s)" "$udp_gb" udp ">=" 0.9 "$(failed_why "$UDP_WHY")"
+row "ib_write_bw 64 KiB" GB/s "$(kv "$PBW" gbytes_per_s)" "$udp_gb" udp ">=" 0.9 "$(failed_why "${PT_WHY:-$UDP_WHY}")"
+row "roce_bench pingpong 64 B" us "$(kv "$VPP" median_us)" "$tcp_med" tcp "<=" 0.5 "$(failed_why "")"
+row "ib_send_lat 64 B" us "$(kv "$PLAT" typical_us)" "$tcp_med" tcp "<=" 0.5 "$(failed_why "$PT_WHY")"
+# or_dash VALUE UNIT: "VALUE UNIT", or "-" when there is no number.
+or_dash() { if [ -n "$1" ]; then echo "$1 $2"; else echo "-"; fi; }
+echo "  for information: tcp write_bw 64 KiB $(or_dash "$(kv "$TBW" gbytes_per_s)" GB/s) (TCP loopback moves 64 KiB"
+echo "  segments); p99 one way at 64 B: roce_bench $(or_dash "$(kv "$VPP" p99_us)" us), ib_send_lat" \
+     "$(or_dash "$(kv "$PLAT" p99_us)" us), tcp $(or_dash "$(kv "$TPP" p99_us)" us)"
+echo "  udp: udp_ceiling, bare 4112-byte datagrams sent as the runtime sends them (this kernel's"
+echo "  ceiling for RoCE at MTU 4096); bandwidth: roce_bench 16 WRITEs in flight, ib_write_bw 128;"
+echo "  latency one way: roce_bench median of round trip / 2, ib_send_lat t_typical (its median)"
+echo "  (GB/s = 10^9 bytes/s; RESULT lines in $OUT/results.txt)"
 
 if [ ${#FAILED[@]} -gt 0 ]; then
   echo "run.sh: ${#FAILED[@]} run(s) failed: ${FAILED[*]} (logs in $OUT)" >&2

@@ -202,6 +202,9 @@ struct TxPacket {
 struct Device {
   std::mutex mu;
   uint32_t ip = 0;  ///< host order
+  /// The port's active MTU: the largest path MTU a QP may use. Derived from the MTU of the
+  /// interface that holds `ip`, as rxe derives it (see device_open).
+  ibv_mtu active_mtu = IBV_MTU_4096;
   int sock = -1;
   int wake_fd = -1;  ///< eventfd: tells the engine a timer moved earlier
   std::thread engine;
