@@ -1,8 +1,10 @@
 // The public libibverbs calls this runtime does not implement. Each answers the way
 // rdma-core documents failure for it (NULL + errno, or an errno return) with EOPNOTSUPP,
 // and says once on stderr what was asked, so a program fails loudly instead of silently
-// doing the wrong thing. Address handles, SRQs, multicast and the import/ECE/dma-buf
-// calls all belong to features beyond RC over RoCE v2.
+// doing the wrong thing. Address handles, SRQs, multicast, re-registration and the
+// import/ECE/dma-buf calls all belong to features beyond RC over RoCE v2. (The extended
+// calls that <infiniband/verbs.h> reaches through the verbs_context, ibv_open_xrcd,
+// ibv_create_qp_ex and the like, answer from verbs.cpp.)
 #include <cerrno>
 #include <cstdio>
 #include <mutex>
@@ -11,15 +13,24 @@
 
 #include "runtime.hpp"
 
-namespace {
+namespace uroce {
 
-void tell_once(const char* what) {
+// Declared where it is used (verbs.cpp): the one stderr line per unimplemented request.
+void tell_not_implemented(const char* what);
+
+void tell_not_implemented(const char* what) {
   static std::mutex mu;
   static std::set<std::string> told;
   std::lock_guard<std::mutex> l(mu);
   if (told.insert(what).second)
-    uroce::log_line("%s is not implemented by userspace-roce (EOPNOTSUPP)", what);
+    log_line("%s is not implemented by userspace-roce (EOPNOTSUPP)", what);
 }
+
+}  // namespace uroce
+
+namespace {
+
+void tell_once(const char* what) { uroce::tell_not_implemented(what); }
 
 template <typename T>
 T* null_with(const char* what) {
@@ -59,6 +70,24 @@ UROCE_EXPORT ibv_srq* UROCE_V1_1(ibv_create_srq)(ibv_pd*, ibv_srq_init_attr*) { 
 UROCE_EXPORT int UROCE_V1_1(ibv_modify_srq)(ibv_srq*, ibv_srq_attr*, int) { return errno_with("ibv_modify_srq"); }
 UROCE_EXPORT int UROCE_V1_1(ibv_query_srq)(ibv_srq*, ibv_srq_attr*) { return errno_with("ibv_query_srq"); }
 UROCE_EXPORT int UROCE_V1_1(ibv_destroy_srq)(ibv_srq*) { return errno_with("ibv_destroy_srq"); }
+
+UROCE_EXPORT int ibv_rereg_mr(ibv_mr*, int flags, ibv_pd*, void* addr, size_t length, int access) {
+  // rdma-core 44's ibv_rereg_mr checks its arguments before it asks the provider: flags
+  // it does not know, a translation change without an address or a length, or access
+  // flags without IBV_REREG_MR_CHANGE_ACCESS fail with IBV_REREG_MR_ERR_INPUT and EINVAL.
+  if ((flags & ~IBV_REREG_MR_FLAGS_SUPPORTED) ||
+      ((flags & IBV_REREG_MR_CHANGE_TRANSLATION) && (!addr || !length)) ||
+      (access && !(flags & IBV_REREG_MR_CHANGE_ACCESS))) {
+    errno = EINVAL;
+    return IBV_REREG_MR_ERR_INPUT;
+  }
+  // Then it asks the provider. For one without rereg (rdma-core's default op) that call
+  // fails with errno EOPNOTSUPP, and ibv_rereg_mr returns IBV_REREG_MR_ERR_CMD; the region
+  // stays as it was. Deregister it and register again instead.
+  tell_once("ibv_rereg_mr");
+  errno = EOPNOTSUPP;
+  return IBV_REREG_MR_ERR_CMD;
+}
 
 UROCE_EXPORT ibv_qp_ex* ibv_qp_to_qp_ex(ibv_qp*) {
   // QPs made by ibv_create_qp have no extended send API (ibv_wr_*), on any device.

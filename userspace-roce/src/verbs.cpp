@@ -1,8 +1,13 @@
 // The libibverbs API this runtime implements: devices, contexts, PDs, MRs, CQs,
 // completion channels and RC QPs, with the same symbol versions as rdma-core's
 // libibverbs.so.1, so that programs built against Debian's rdma-core run unchanged with
-// LD_LIBRARY_PATH pointing here. What is not implemented lives in stubs.cpp and answers
-// EOPNOTSUPP or ENOSYS.
+// LD_LIBRARY_PATH pointing here. What is not implemented answers EOPNOTSUPP (or ENOSYS
+// for rdma-core's private interface) and says so once on stderr: the calls of their own
+// live in stubs.cpp and compat.cpp, work-request opcodes in the transport
+// (requester.cpp), and the rest (QP types, access flags, the extended calls reached
+// through the verbs_context) here.
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -10,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -24,6 +30,11 @@
 #undef ibv_get_device_list
 
 using namespace uroce;
+
+namespace uroce {
+// The one stderr line per unimplemented request (stubs.cpp).
+void tell_not_implemented(const char* what);
+}  // namespace uroce
 
 namespace {
 
@@ -46,6 +57,23 @@ constexpr int kMaxInline = 1024;
 constexpr int kMaxCqe = 65536;
 
 Device* dev_of(ibv_context* c) { return context_of(c)->dev; }
+
+int uroce_query_device_ex(ibv_context* ctx, const ibv_query_device_ex_input* input,
+                          ibv_device_attr_ex* attr, size_t size);
+
+// What is not implemented answers as rdma-core's own inline wrappers answer when a
+// provider leaves the op out (NULL with errno EOPNOTSUPP, or EOPNOTSUPP returned), and
+// says once on stderr what was asked.
+template <typename T>
+T* refuse_ptr(const char* what) {
+  tell_not_implemented(what);
+  errno = EOPNOTSUPP;
+  return nullptr;
+}
+int refuse(const char* what) {
+  tell_not_implemented(what);
+  return EOPNOTSUPP;
+}
 
 template <typename F>
 int guarded_int(F&& f) {
@@ -70,11 +98,11 @@ T* guarded_ptr(F&& f) {
   return nullptr;
 }
 
-void fill_port_attr(ibv_port_attr& a) {
+void fill_port_attr(const Device& dev, ibv_port_attr& a) {
   a = {};
   a.state = IBV_PORT_ACTIVE;
-  a.max_mtu = IBV_MTU_4096;
-  a.active_mtu = IBV_MTU_4096;  // loopback carries 64 KiB frames; RoCE stops at 4096
+  a.max_mtu = IBV_MTU_4096;  // RoCE's largest
+  a.active_mtu = dev.active_mtu;  // what the interface's MTU allows, set when it was opened
   a.gid_tbl_len = 1;
   a.port_cap_flags = IBV_PORT_CM_SUP;
   a.max_msg_sz = 1u << 31;
@@ -87,10 +115,10 @@ void fill_port_attr(ibv_port_attr& a) {
   a.link_layer = IBV_LINK_LAYER_ETHERNET;
 }
 
-int uroce_query_port(ibv_context*, uint8_t port, ibv_port_attr* attr, size_t len) {
+int uroce_query_port(ibv_context* ctx, uint8_t port, ibv_port_attr* attr, size_t len) {
   if (port != 1) return EINVAL;
   ibv_port_attr a;
-  fill_port_attr(a);
+  fill_port_attr(*dev_of(ctx), a);
   std::memset(attr, 0, len);
   std::memcpy(attr, &a, std::min(len, sizeof a));
   return 0;
@@ -99,6 +127,8 @@ int uroce_query_port(ibv_context*, uint8_t port, ibv_port_attr* attr, size_t len
 // ---- data path ops, reached through ctx->ops by the inline wrappers ---------------------
 
 int uroce_post_send(ibv_qp* ibqp, ibv_send_wr* wr, ibv_send_wr** bad) {
+  // An opcode the transport does not implement (atomics, memory windows) is refused
+  // there with EOPNOTSUPP and its own stderr note (requester.cpp).
   Qp* qp = reinterpret_cast<Qp*>(ibqp);
   std::lock_guard<std::mutex> l(qp->dev->mu);
   int rc = guarded_int([&] { return qp_post_send(*qp, wr, bad); });
@@ -123,10 +153,9 @@ int uroce_poll_cq(ibv_cq* ibcq, int n, ibv_wc* wc) {
   // lock, so the poller and the engine delivering completions do not fight over it.
   if (cq->ready.load(std::memory_order_acquire) == 0) {
     // Nothing yet: this thread is spinning anyway, so let it receive packets itself
-    // rather than wait for the engine thread to be scheduled.
-    // An armed CQ means the caller will sleep on its channel next: it is not a busy
-    // poller, and the engine must keep watching the socket for it.
-    dev_of(ibcq->context)->poll_progress(!cq->armed.load(std::memory_order_relaxed));
+    // rather than wait for the engine thread to be scheduled (the engine watches the
+    // socket too, always: whoever gets the device lock first takes the packets in).
+    dev_of(ibcq->context)->poll_progress();
     if (cq->ready.load(std::memory_order_acquire) == 0) return 0;
   }
   std::lock_guard<std::mutex> l(cq->mu);
@@ -141,21 +170,74 @@ int uroce_poll_cq(ibv_cq* ibcq, int n, ibv_wc* wc) {
 
 int uroce_req_notify_cq(ibv_cq* ibcq, int solicited_only) {
   Cq* cq = reinterpret_cast<Cq*>(ibcq);
-  if (!cq->channel) return EINVAL;
+  // A CQ without a channel may be armed too, as on rxe and mlx5 (0 returned): its event
+  // has nowhere to go (cq_push raises events only on a channel).
   {
     std::lock_guard<std::mutex> l(cq->mu);
     cq->armed = true;
     cq->solicited_only = solicited_only != 0;
   }
-  // Arming means the application is about to sleep on the channel: the engine must
-  // watch the socket again now, not when the busy-poll grace period runs out.
-  Device* dev = dev_of(ibcq->context);
-  if (dev->last_busy_poll.exchange(0, std::memory_order_relaxed) != 0) {
-    uint64_t one = 1;
-    (void)!write(dev->wake_fd, &one, sizeof one);
-  }
   return 0;
 }
+
+// ---- extended calls that are not implemented --------------------------------------------
+// <infiniband/verbs.h> reaches these through the verbs_context (ibv_open_xrcd,
+// ibv_create_qp_ex, ...) or ibv_context_ops (ibv_alloc_mw). Left NULL, its wrappers would
+// fail with the same errno but without a word; filled in, the program's log says what
+// it asked for. The calls on objects these would create (destroy, modify, ...) stay
+// NULL: no such object can exist.
+
+ibv_xrcd* uroce_open_xrcd(ibv_context*, ibv_xrcd_init_attr*) {
+  return refuse_ptr<ibv_xrcd>("ibv_open_xrcd (XRC domains)");
+}
+ibv_qp* uroce_create_qp_ex(ibv_context*, ibv_qp_init_attr_ex*) {
+  return refuse_ptr<ibv_qp>("ibv_create_qp_ex (the extended QP API)");
+}
+ibv_qp* uroce_open_qp(ibv_context*, ibv_qp_open_attr*) {
+  return refuse_ptr<ibv_qp>("ibv_open_qp (shared XRC QPs)");
+}
+ibv_srq* uroce_create_srq_ex(ibv_context*, ibv_srq_init_attr_ex*) {
+  return refuse_ptr<ibv_srq>("ibv_create_srq_ex (SRQs)");
+}
+ibv_cq_ex* uroce_create_cq_ex(ibv_context*, ibv_cq_init_attr_ex*) {
+  return refuse_ptr<ibv_cq_ex>("ibv_create_cq_ex (extended CQs)");
+}
+int uroce_modify_cq(ibv_cq*, ibv_modify_cq_attr*) { return refuse("ibv_modify_cq (CQ moderation)"); }
+int uroce_query_rt_values(ibv_context*, ibv_values_ex*) {
+  return refuse("ibv_query_rt_values_ex (the device clock)");
+}
+ibv_wq* uroce_create_wq(ibv_context*, ibv_wq_init_attr*) {
+  return refuse_ptr<ibv_wq>("ibv_create_wq (work queues)");
+}
+ibv_rwq_ind_table* uroce_create_rwq_ind_table(ibv_context*, ibv_rwq_ind_table_init_attr*) {
+  return refuse_ptr<ibv_rwq_ind_table>("ibv_create_rwq_ind_table (RSS)");
+}
+ibv_flow* uroce_create_flow(ibv_qp*, ibv_flow_attr*) {
+  return refuse_ptr<ibv_flow>("ibv_create_flow (flow steering)");
+}
+ibv_flow_action* uroce_create_flow_action_esp(ibv_context*, ibv_flow_action_esp_attr*) {
+  return refuse_ptr<ibv_flow_action>("ibv_create_flow_action_esp (flow actions)");
+}
+ibv_td* uroce_alloc_td(ibv_context*, ibv_td_init_attr*) {
+  return refuse_ptr<ibv_td>("ibv_alloc_td (thread domains)");
+}
+ibv_pd* uroce_alloc_parent_domain(ibv_context*, ibv_parent_domain_init_attr*) {
+  return refuse_ptr<ibv_pd>("ibv_alloc_parent_domain (parent domains)");
+}
+int uroce_modify_qp_rate_limit(ibv_qp*, ibv_qp_rate_limit_attr*) {
+  return refuse("ibv_modify_qp_rate_limit (packet pacing)");
+}
+ibv_dm* uroce_alloc_dm(ibv_context*, ibv_alloc_dm_attr*) {
+  return refuse_ptr<ibv_dm>("ibv_alloc_dm (device memory)");
+}
+ibv_counters* uroce_create_counters(ibv_context*, ibv_counters_init_attr*) {
+  return refuse_ptr<ibv_counters>("ibv_create_counters (counters)");
+}
+ibv_mr* uroce_alloc_null_mr(ibv_pd*) { return refuse_ptr<ibv_mr>("ibv_alloc_null_mr (null MRs)"); }
+int uroce_advise_mr(ibv_pd*, ibv_advise_mr_advice, uint32_t, ibv_sge*, uint32_t) {
+  return refuse("ibv_advise_mr (on-demand paging)");
+}
+ibv_mw* uroce_alloc_mw(ibv_pd*, ibv_mw_type) { return refuse_ptr<ibv_mw>("ibv_alloc_mw (memory windows)"); }
 
 }  // namespace
 
@@ -215,6 +297,26 @@ UROCE_EXPORT ibv_context* UROCE_V1_1(ibv_open_device)(ibv_device* device) {
     c->dev = dev;
     c->vctx.sz = sizeof(verbs_context);
     c->vctx.query_port = uroce_query_port;
+    c->vctx.query_device_ex = uroce_query_device_ex;
+    verbs_context& v = c->vctx;
+    v.open_xrcd = uroce_open_xrcd;
+    v.create_qp_ex = uroce_create_qp_ex;
+    v.open_qp = uroce_open_qp;
+    v.create_srq_ex = uroce_create_srq_ex;
+    v.create_cq_ex = uroce_create_cq_ex;
+    v.modify_cq = uroce_modify_cq;
+    v.query_rt_values = uroce_query_rt_values;
+    v.create_wq = uroce_create_wq;
+    v.create_rwq_ind_table = uroce_create_rwq_ind_table;
+    v.ibv_create_flow = uroce_create_flow;
+    v.create_flow_action_esp = uroce_create_flow_action_esp;
+    v.alloc_td = uroce_alloc_td;
+    v.alloc_parent_domain = uroce_alloc_parent_domain;
+    v.modify_qp_rate_limit = uroce_modify_qp_rate_limit;
+    v.alloc_dm = uroce_alloc_dm;
+    v.create_counters = uroce_create_counters;
+    v.alloc_null_mr = uroce_alloc_null_mr;
+    v.advise_mr = uroce_advise_mr;
     ibv_context& ctx = c->vctx.context;
     ctx.device = device;
     ctx.ops.post_send = uroce_post_send;
@@ -222,6 +324,7 @@ UROCE_EXPORT ibv_context* UROCE_V1_1(ibv_open_device)(ibv_device* device) {
     ctx.ops.post_srq_recv = uroce_post_srq_recv;
     ctx.ops.poll_cq = uroce_poll_cq;
     ctx.ops.req_notify_cq = uroce_req_notify_cq;
+    ctx.ops.alloc_mw = uroce_alloc_mw;
     ctx.cmd_fd = -1;
     // Asynchronous events (port changes, fatal QP errors) would arrive here; this
     // runtime reports errors through completions, so the fd never becomes readable.
@@ -250,7 +353,11 @@ UROCE_EXPORT int UROCE_V1_1(ibv_query_device)(ibv_context* ctx, ibv_device_attr*
   a->sys_image_guid = dev->guid();
   a->max_mr_size = 1ull << 40;
   a->page_size_cap = 4096;
-  a->vendor_id = 0;
+  // Kernel rxe's vendor fields: vendor_id 0xFFFFFF (RXE_VENDOR_ID in rxe_param.h, which
+  // cites IBTA v1.4 A3.3.1, vendor information), vendor_part_id and hw_ver left 0.
+  a->vendor_id = 0xFFFFFF;
+  a->vendor_part_id = 0;
+  a->hw_ver = 0;
   a->max_qp = 4096;
   a->max_qp_wr = kMaxQpWr;
   a->device_cap_flags = IBV_DEVICE_RC_RNR_NAK_GEN;
@@ -268,6 +375,31 @@ UROCE_EXPORT int UROCE_V1_1(ibv_query_device)(ibv_context* ctx, ibv_device_attr*
   a->phys_port_cnt = 1;
   return 0;
 }
+
+namespace {
+
+// verbs_context::query_device_ex, behind ibv_query_device_ex. `size` is the caller's
+// sizeof(struct ibv_device_attr_ex): an older program's is shorter, a newer one's longer.
+// As with rdma-core's own implementation, a struct too short for orig_attr is EINVAL,
+// and every byte of the caller's struct is cleared before the answer is copied in as far
+// as the caller's struct reaches.
+int uroce_query_device_ex(ibv_context* ctx, const ibv_query_device_ex_input* input,
+                          ibv_device_attr_ex* attr, size_t size) {
+  if (input && input->comp_mask) return EINVAL;
+  if (size < sizeof attr->orig_attr) return EINVAL;
+  ibv_device_attr_ex a{};
+  if (int rc = UROCE_V1_1(ibv_query_device)(ctx, &a.orig_attr)) return rc;
+  // Everything the extension adds (ODP, timestamps, TSO, RSS, packet pacing, tag
+  // matching, CQ moderation, device memory, PCI atomics) is absent here: zero. The
+  // extended capability flags repeat the basic ones.
+  a.device_cap_flags_ex = a.orig_attr.device_cap_flags;
+  a.phys_port_cnt_ex = a.orig_attr.phys_port_cnt;
+  std::memset(attr, 0, size);
+  std::memcpy(attr, &a, std::min(size, sizeof a));
+  return 0;
+}
+
+}  // namespace
 
 UROCE_EXPORT int UROCE_V1_1(ibv_query_port)(ibv_context* ctx, uint8_t port, _compat_ibv_port_attr* attr) {
   // The exported symbol takes rdma-core's older, shorter struct (up to `flags`); new
@@ -363,18 +495,27 @@ UROCE_EXPORT int UROCE_V1_1(ibv_dealloc_pd)(ibv_pd* ibpd) {
 
 UROCE_EXPORT ibv_mr* ibv_reg_mr_iova2(ibv_pd* ibpd, void* addr, size_t length, uint64_t iova,
                                       unsigned int access) {
-  constexpr unsigned kKnown = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
-                              IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC |
-                              IBV_ACCESS_RELAXED_ORDERING;
-  if (access & ~kKnown) {
-    errno = EOPNOTSUPP;  // memory windows, zero-based, on-demand paging...
-    return nullptr;
-  }
-  // IBA: remote write or atomic access requires local write access.
+  // IBA: remote write or atomic access requires local write access. Checked first, as
+  // the kernel's ib_check_mr_access does.
   if ((access & (IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)) &&
       !(access & IBV_ACCESS_LOCAL_WRITE)) {
     errno = EINVAL;
     return nullptr;
+  }
+  // IBV_ACCESS_REMOTE_ATOMIC is accepted, as rxe accepts it and the kernel's
+  // ib_check_mr_access does (which does not compare it with the device's atomic_cap):
+  // here it grants a right nothing can use (atomic_cap is IBV_ATOMIC_NONE, ibv_post_send
+  // refuses atomic work requests, and the responder answers an atomic request with "NAK
+  // invalid request"), and programs that ask for it by habit still run.
+  constexpr unsigned kKnown = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
+                              IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC |
+                              IBV_ACCESS_RELAXED_ORDERING;
+  if (access & ~kKnown) {  // memory windows, zero-based, on-demand paging...
+    char what[160];
+    std::snprintf(what, sizeof what,
+                  "ibv_reg_mr with access flags 0x%x (implemented: LOCAL_WRITE, REMOTE_WRITE, "
+                  "REMOTE_READ, REMOTE_ATOMIC, RELAXED_ORDERING)", access & ~kKnown);
+    return refuse_ptr<ibv_mr>(what);
   }
   if (!addr && length) {
     errno = EINVAL;
@@ -428,18 +569,55 @@ UROCE_EXPORT int UROCE_V1_1(ibv_dereg_mr)(ibv_mr* ibmr) {
   return 0;
 }
 
-UROCE_EXPORT int ibv_rereg_mr(ibv_mr*, int, ibv_pd*, void*, size_t, int) {
-  return IBV_REREG_MR_ERR_INPUT;  // not implemented: deregister and register again
+// ---- completion channels and CQs -------------------------------------------------------
+
+namespace {
+
+// Takes back one count of the channel's eventfd for an event being removed from
+// `events`. Called with Channel::mu held, where the counter equals events.size() (see
+// Channel) and is therefore at least 1: the read returns at once, whatever the fd's
+// O_NONBLOCK says.
+void take_event_count(Channel& ch) {
+  uint64_t v;
+  while (read(ch.ibv.fd, &v, sizeof v) < 0 && errno == EINTR) {
+  }
 }
 
-// ---- completion channels and CQs -------------------------------------------------------
+// How long ibv_destroy_cq waits for unacknowledged events before it says so on stderr
+// (it goes on waiting after that, as rdma-core's does).
+constexpr int kAckWaitNoteSeconds = 10;
+
+// rdma-core's ibv_destroy_cq waits until ibv_ack_cq_events has acknowledged every event
+// ibv_get_cq_event returned for the CQ, so that no acknowledgement can reach freed memory.
+void wait_for_acks(Cq& cq) {
+  timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);  // ibv.cond runs on this clock (create_cq)
+  deadline.tv_sec += kAckWaitNoteSeconds;
+  bool said = false;
+  pthread_mutex_lock(&cq.ibv.mutex);
+  while (cq.ibv.comp_events_completed != cq.events_reported) {
+    if (said) {
+      pthread_cond_wait(&cq.ibv.cond, &cq.ibv.mutex);
+    } else if (pthread_cond_timedwait(&cq.ibv.cond, &cq.ibv.mutex, &deadline) == ETIMEDOUT) {
+      log_line("ibv_destroy_cq has waited %d s: ibv_get_cq_event returned %u completion "
+               "events of this CQ and ibv_ack_cq_events has acknowledged %u; it returns once "
+               "the two agree (acknowledge every event taken before destroying its CQ)",
+               kAckWaitNoteSeconds, cq.events_reported, cq.ibv.comp_events_completed);
+      said = true;
+    }
+  }
+  pthread_mutex_unlock(&cq.ibv.mutex);
+}
+
+}  // namespace
 
 UROCE_EXPORT ibv_comp_channel* ibv_create_comp_channel(ibv_context* ctx) {
   return guarded_ptr<ibv_comp_channel>([&]() -> ibv_comp_channel* {
     auto* ch = new Channel;
     ch->ibv.context = ctx;
-    // One count per pending event; a read takes one (EFD_SEMAPHORE), and poll() on the
-    // fd says "an event is waiting", as on the kernel's completion-event file.
+    // One count per waiting event (cq_push adds one; a read takes one: EFD_SEMAPHORE), so
+    // poll() on the fd says "an event is waiting", as on the kernel's completion-event
+    // file. Only this library reads it (see Channel).
     ch->ibv.fd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
     if (ch->ibv.fd < 0) {
       delete ch;
@@ -477,7 +655,13 @@ UROCE_EXPORT ibv_cq* UROCE_V1_1(ibv_create_cq)(ibv_context* ctx, int cqe, void* 
     cq->ibv.cqe = cqe;
     cq->capacity = cqe;
     pthread_mutex_init(&cq->ibv.mutex, nullptr);
-    pthread_cond_init(&cq->ibv.cond, nullptr);
+    // ibv_ack_cq_events signals it; ibv_destroy_cq waits on it with a deadline on the
+    // monotonic clock (wait_for_acks).
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&cq->ibv.cond, &ca);
+    pthread_condattr_destroy(&ca);
     cq->channel = reinterpret_cast<Channel*>(channel);
     if (channel) {
       std::lock_guard<std::mutex> l(dev_of(ctx)->mu);
@@ -493,46 +677,64 @@ UROCE_EXPORT int UROCE_V1_1(ibv_destroy_cq)(ibv_cq* ibcq) {
   {
     std::lock_guard<std::mutex> l(dev->mu);
     if (cq->qp_refs) return EBUSY;
+    // No QP uses it any more, so nothing completes into it from here on.
     if (cq->channel) {
       cq->channel->refs--;
-      // Events of this CQ still queued on the channel must not name a freed CQ.
+      // As the kernel does when a CQ is destroyed: its events still waiting on the
+      // channel are dropped; ibv_get_cq_event never returns them, so they need no
+      // acknowledgement.
       std::lock_guard<std::mutex> c(cq->channel->mu);
       auto& ev = cq->channel->events;
       for (auto it = ev.begin(); it != ev.end();) {
         if (*it == cq) {
           it = ev.erase(it);
-          uint64_t v;
-          (void)!read(cq->channel->ibv.fd, &v, sizeof v);
+          take_event_count(*cq->channel);
         } else {
           ++it;
         }
       }
     }
   }
+  // No lock held: an acknowledging thread must be able to run.
+  wait_for_acks(*cq);
   pthread_mutex_destroy(&ibcq->mutex);
   pthread_cond_destroy(&ibcq->cond);
   delete cq;
   return 0;
 }
 
-UROCE_EXPORT int UROCE_V1_1(ibv_resize_cq)(ibv_cq*, int) { return EOPNOTSUPP; }
+UROCE_EXPORT int UROCE_V1_1(ibv_resize_cq)(ibv_cq*, int) { return refuse("ibv_resize_cq"); }
 
 UROCE_EXPORT int UROCE_V1_1(ibv_get_cq_event)(ibv_comp_channel* ibch, ibv_cq** cq, void** cq_context) {
   Channel* ch = reinterpret_cast<Channel*>(ibch);
   for (;;) {
-    uint64_t v;
-    ssize_t n = read(ibch->fd, &v, sizeof v);  // blocks unless the fd is O_NONBLOCK
-    if (n < 0) {
-      if (errno == EINTR) continue;
+    {
+      std::lock_guard<std::mutex> l(ch->mu);
+      if (!ch->events.empty()) {
+        Cq* c = ch->events.front();
+        ch->events.pop_front();
+        take_event_count(*ch);
+        // Counted before the lock is let go, so that ibv_destroy_cq, which drops the
+        // CQ's waiting events under the same lock, knows every event it must wait for.
+        pthread_mutex_lock(&c->ibv.mutex);
+        ++c->events_reported;
+        pthread_mutex_unlock(&c->ibv.mutex);
+        *cq = &c->ibv;
+        *cq_context = c->ibv.cq_context;
+        return 0;
+      }
+    }
+    // Nothing waiting. Like a read of the kernel's event file: EAGAIN if the application
+    // made the fd non-blocking, else sleep until an event comes (the fd becomes readable;
+    // another thread may take that event first, and then this one sleeps again).
+    const int flags = fcntl(ibch->fd, F_GETFL);
+    if (flags < 0) return -1;
+    if (flags & O_NONBLOCK) {
+      errno = EAGAIN;
       return -1;
     }
-    std::lock_guard<std::mutex> l(ch->mu);
-    if (ch->events.empty()) continue;  // its CQ was destroyed in between
-    Cq* c = ch->events.front();
-    ch->events.pop_front();
-    *cq = &c->ibv;
-    *cq_context = c->ibv.cq_context;
-    return 0;
+    pollfd p{ibch->fd, POLLIN, 0};
+    if (poll(&p, 1, -1) < 0 && errno != EINTR) return -1;
   }
 }
 
@@ -546,14 +748,21 @@ UROCE_EXPORT void UROCE_V1_1(ibv_ack_cq_events)(ibv_cq* cq, unsigned int nevents
 // ---- queue pairs -----------------------------------------------------------------------
 
 UROCE_EXPORT ibv_qp* UROCE_V1_1(ibv_create_qp)(ibv_pd* ibpd, ibv_qp_init_attr* init) {
-  if (init->qp_type != IBV_QPT_RC) {
-    errno = EOPNOTSUPP;  // only reliable connected QPs are implemented
-    return nullptr;
+  // Only reliable connected QPs are implemented.
+  switch (init->qp_type) {
+    case IBV_QPT_RC: break;
+    case IBV_QPT_UC: return refuse_ptr<ibv_qp>("ibv_create_qp of a UC QP (unreliable connected)");
+    case IBV_QPT_UD: return refuse_ptr<ibv_qp>("ibv_create_qp of a UD QP (unreliable datagram)");
+    case IBV_QPT_RAW_PACKET: return refuse_ptr<ibv_qp>("ibv_create_qp of a raw packet QP");
+    case IBV_QPT_XRC_SEND:
+    case IBV_QPT_XRC_RECV: return refuse_ptr<ibv_qp>("ibv_create_qp of an XRC QP");
+    default: {  // IBV_QPT_DRIVER (a provider's own kind) or a value verbs.h does not define
+      char what[64];
+      std::snprintf(what, sizeof what, "ibv_create_qp of QP type %d", static_cast<int>(init->qp_type));
+      return refuse_ptr<ibv_qp>(what);
+    }
   }
-  if (init->srq) {
-    errno = EOPNOTSUPP;
-    return nullptr;
-  }
+  if (init->srq) return refuse_ptr<ibv_qp>("ibv_create_qp with an SRQ (shared receive queues)");
   const ibv_qp_cap& c = init->cap;
   if (!init->send_cq || !init->recv_cq || c.max_send_wr > kMaxQpWr ||
       c.max_recv_wr > kMaxQpWr || c.max_send_sge > kMaxSge || c.max_recv_sge > kMaxSge ||

@@ -9,6 +9,7 @@
 //     RETH (16: VA, R_Key, DMA length)   first/only RDMA WRITE, RDMA READ request
 //     ImmDt (4)                          *_WITH_IMMEDIATE
 //     AETH (4: syndrome, MSN)            ACK, first/last/only READ response
+//     AtomicETH (28: VA, R_Key, swap/add, compare)   CMP_SWAP and FETCH_ADD requests
 // All fields are big-endian. Nothing here ever copies a C struct onto the wire.
 #pragma once
 
@@ -26,8 +27,11 @@ constexpr size_t kRethSize = 16;
 constexpr size_t kImmSize = 4;
 constexpr size_t kAethSize = 4;
 constexpr size_t kIcrcSize = 4;
-/// The largest header stack an RC packet has: BTH + RETH + ImmDt.
-constexpr size_t kMaxHeaderSize = kBthSize + kRethSize + kImmSize;
+constexpr size_t kAtomicEthSize = 28;
+/// The largest header stack an RC packet has: BTH + AtomicETH (an atomic request). What
+/// this runtime sends is at most BTH + RETH + ImmDt (32 bytes): it never sends atomics.
+constexpr size_t kMaxHeaderSize = kBthSize + kAtomicEthSize;
+static_assert(kMaxHeaderSize >= kBthSize + kRethSize + kImmSize);
 constexpr uint16_t kDefaultPkey = 0xFFFF;
 
 // ---- PSNs: 24-bit sequence numbers that wrap ------------------------------------------
@@ -70,24 +74,26 @@ enum Opcode : uint8_t {
 /// What an opcode carries and where it sits in a message.
 struct OpcodeInfo {
   bool valid = false;   ///< an RC opcode this runtime knows
-  bool reth = false;
-  bool imm = false;
-  bool aeth = false;
+  bool reth = false;    ///< RETH: first/only RDMA WRITE, RDMA READ request
+  bool imm = false;     ///< ImmDt: the *_WITH_IMMEDIATE opcodes
+  bool aeth = false;    ///< AETH: ACK, first/last/only READ response
+  bool atomic_eth = false;  ///< AtomicETH: CMP_SWAP and FETCH_ADD requests
   bool first = false;   ///< FIRST or ONLY: starts a message
   bool last = false;    ///< LAST or ONLY: ends a message
-  bool request = false; ///< sent by a requester (SEND/WRITE/READ request)
+  bool request = false; ///< sent by a requester (SEND/WRITE/READ request, atomic)
   bool payload = false; ///< may carry payload bytes
-  const char* name = "?";
+  const char* name = "?";  ///< the opcode's name in IBA vol 1 table 38 (SEND_FIRST ...)
 };
+/// What `opcode` carries; `valid` is false for an opcode this runtime does not handle.
 OpcodeInfo opcode_info(uint8_t opcode);
 
 /// Base Transport Header.
 struct Bth {
-  uint8_t opcode = 0;
+  uint8_t opcode = 0;      ///< what the packet is (Opcode)
   bool solicited = false;  ///< SE: the responder should raise a solicited event
   bool migreq = true;      ///< M: path migration state; 1 = migrated (no APM), like rxe
   uint8_t pad = 0;         ///< PadCnt: bytes added after the payload to reach 4-byte alignment
-  uint16_t pkey = kDefaultPkey;
+  uint16_t pkey = kDefaultPkey;  ///< P_Key: the partition (top bit: full member)
   uint32_t dest_qp = 0;    ///< 24 bits
   bool ack_req = false;    ///< A: the requester asks for an ACK of this packet
   uint32_t psn = 0;        ///< 24 bits
@@ -95,9 +101,20 @@ struct Bth {
 
 /// RDMA Extended Transport Header: where the one-sided operation goes.
 struct Reth {
-  uint64_t va = 0;
-  uint32_t rkey = 0;
+  uint64_t va = 0;      ///< the remote address
+  uint32_t rkey = 0;    ///< the R_Key of the memory it is in
   uint32_t length = 0;  ///< of the whole message, not this packet
+};
+
+/// Atomic Extended Transport Header: the 8-byte word an atomic request works on and its
+/// operands, in this order on the wire (as rxe_hdr.h's struct rxe_atmeth lays it out).
+/// This runtime parses it only to answer the request: it implements no atomics (the
+/// device's atomic_cap is IBV_ATOMIC_NONE).
+struct AtomicEth {
+  uint64_t va = 0;        ///< the remote address of the 8-byte word
+  uint32_t rkey = 0;      ///< the R_Key of the memory that holds it
+  uint64_t swap_add = 0;  ///< CMP_SWAP: the value to swap in; FETCH_ADD: the addend
+  uint64_t compare = 0;   ///< CMP_SWAP: the value compared with; unused by FETCH_ADD
 };
 
 // AETH syndromes: top 3 bits say what it is, low 5 bits the detail.
@@ -110,11 +127,15 @@ constexpr uint8_t kNakRemoteAccess = 2;
 constexpr uint8_t kNakRemoteOperational = 3;
 constexpr uint8_t kAckNoCreditLimit = 0x1F;
 
+/// ACK Extended Transport Header: the responder's answer and its message count.
 struct Aeth {
+  /// What it is: ACK, RNR NAK or NAK (top 3 bits) and the detail (low 5)
   uint8_t syndrome = kAethAck | kAckNoCreditLimit;
   uint32_t msn = 0;  ///< 24 bits: how many messages the responder has completed
 };
+/// The kinds of AETH syndrome, by its top 3 bits.
 enum class AethKind { ack, rnr_nak, nak, reserved };
+/// The kind of an AETH syndrome.
 AethKind aeth_kind(uint8_t syndrome);
 /// "ACK", "RNR NAK", "NAK PSN sequence error", "NAK remote access error", ...
 std::string aeth_text(uint8_t syndrome);
@@ -127,12 +148,13 @@ uint64_t transport_timeout_us(uint8_t timeout);
 
 /// One decoded packet. `payload` points into the buffer that was parsed.
 struct Packet {
-  Bth bth;
+  Bth bth;      ///< always there
   Reth reth;    ///< valid if opcode_info(bth.opcode).reth
   uint32_t imm = 0;  ///< as on the wire (big-endian bytes read into host order)
   Aeth aeth;    ///< valid if opcode_info(bth.opcode).aeth
-  const uint8_t* payload = nullptr;
-  size_t payload_len = 0;
+  AtomicEth atomic;  ///< valid if opcode_info(bth.opcode).atomic_eth
+  const uint8_t* payload = nullptr;  ///< the payload bytes (pad and ICRC excluded)
+  size_t payload_len = 0;            ///< how many
 };
 
 /// Writes BTH and the opcode's extension headers of p into out (at least kMaxHeaderSize
@@ -146,12 +168,12 @@ constexpr uint8_t pad_for(size_t n) { return static_cast<uint8_t>((4 - (n & 3)) 
 /// `dont_fragment` and `ip_id` are as the packet carries them: they are NOT masked by the
 /// ICRC, which is why the runtime sends with DF set and ID 0 and assumes that on receive.
 struct Ipv4Flow {
-  uint32_t src = 0;
-  uint32_t dst = 0;
-  uint16_t src_port = kRoceV2Port;
-  uint16_t dst_port = kRoceV2Port;
-  uint16_t ip_id = 0;
-  bool dont_fragment = true;
+  uint32_t src = 0;                  ///< IPv4 source address
+  uint32_t dst = 0;                  ///< IPv4 destination address
+  uint16_t src_port = kRoceV2Port;   ///< UDP source port
+  uint16_t dst_port = kRoceV2Port;   ///< UDP destination port
+  uint16_t ip_id = 0;                ///< IPv4 Identification
+  bool dont_fragment = true;         ///< IPv4 DF flag
 };
 
 /// ICRC of a RoCE v2 IPv4 packet whose UDP payload is the concatenation of `parts`

@@ -6,8 +6,9 @@
 // NAKs, READ responses for work this QP has posted). Built and run by run_fuzz.sh with
 // ASan + UBSan, so an out-of-bounds access, overflow or leak is a crash. Besides that,
 // a violation of these traps (libFuzzer reports it like a crash):
-//   - a datagram the device must drop (parse error, bad ICRC, unknown QP, stranger)
-//     changes nothing: no QP state, no completion, no packet sent in answer;
+//   - a datagram the device must drop (parse error, bad ICRC, unknown QP, stranger,
+//     another partition's P_Key) changes nothing: no QP state, no completion, no packet
+//     sent in answer;
 //   - the QP's invariants (check_invariants) hold after every step;
 //   - every packet the runtime queues for the wire parses, ICRC included;
 //   - crc32_update (carry-less multiply) agrees with zlib on every datagram.
@@ -24,7 +25,8 @@
 //                   bits 3-4  first PSN of both directions: 0x100, 0xFFFFF0, 0x7FFFF8, 0
 //                   bit 5     the requester posts work first (SEND, WRITE_IMM, READ, ...)
 //                   bit 6     max_dest_rd_atomic 0 (READ requests are refused)
-//                   bit 7     retry_cnt 1 and rnr_retry 1 instead of 7 and 7 (infinite)
+//                   bit 7     retry_cnt 1 and rnr_retry 1 instead of 7 (seven retries)
+//                             and 7 (no limit)
 //   then records, each:
 //   byte          flags
 //                   bit 0  seal: overwrite the last 4 bytes with the correct ICRC
@@ -34,8 +36,9 @@
 //                   bit 4  afterwards, end the receive batch (send coalesced ACKs)
 //                   bit 5  first, post one more RECV (of a kind that cycles)
 //                   bit 6  afterwards, the application polls both CQs empty
-//                   bit 7  shape: opcode taken mod 0x12 (an RC opcode), TVer set to 0,
-//                          a RETH aimed at the MR's edges (see shape())
+//                   bit 7  shape: opcode taken mod 0x15 (an RC opcode or an atomic), TVer
+//                          set to 0, P_Key 0xFFFF, a RETH aimed at the MR's edges (see
+//                          shape())
 //   2 bytes       length, big-endian, cut to what the input has left
 //   length bytes  the UDP payload (BTH .. ICRC); an empty one is a command instead:
 //                   flags % 4 = 0 post requester work (variant (flags >> 2) % 4),
@@ -187,33 +190,8 @@ void post_one_recv(SocketlessRc& h, unsigned& posted) {
 /// reuse a QP after an error).
 void reconnect(SocketlessRc& h, const socketless::RcSetup& s) {
   std::lock_guard<std::mutex> l(h.dev.mu);
-  ibv_qp_attr a{};
-  a.qp_state = IBV_QPS_RESET;
-  check(qp_modify(h.qp, a, IBV_QP_STATE) == 0);
-  a.qp_state = IBV_QPS_INIT;
-  a.port_num = 1;
-  a.qp_access_flags = static_cast<unsigned>(s.qp_access);
-  check(qp_modify(h.qp, a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS) == 0);
-  a = {};
-  a.qp_state = IBV_QPS_RTR;
-  a.ah_attr = h.qp.ah;  // the AV the first connection gave
-  a.path_mtu = s.path_mtu;
-  a.dest_qp_num = socketless::kPeerQpn;
-  a.rq_psn = s.rq_psn;
-  a.max_dest_rd_atomic = s.max_dest_rd_atomic;
-  a.min_rnr_timer = s.min_rnr_timer;
-  check(qp_modify(h.qp, a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-                               IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
-                               IBV_QP_MIN_RNR_TIMER) == 0);
-  a = {};
-  a.qp_state = IBV_QPS_RTS;
-  a.sq_psn = s.sq_psn;
-  a.timeout = s.timeout;
-  a.retry_cnt = s.retry_cnt;
-  a.rnr_retry = s.rnr_retry;
-  a.max_rd_atomic = s.max_rd_atomic;
-  check(qp_modify(h.qp, a, IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-                               IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC) == 0);
+  check(h.to_reset() == 0);
+  check(h.to_init(s) == 0 && h.to_rtr(s) == 0 && h.to_rts(s) == 0);
 }
 
 /// Everything a dropped packet must leave exactly as it was.
@@ -251,7 +229,15 @@ void check_invariants(const SocketlessRc& h) {
   // A SEND in progress is being placed into the RECV at the head of the queue.
   if (q.in_msg == Qp::InMsg::send) check(!q.rq.empty() && q.in_offset <= q.rq.front().total);
   if (q.state == IBV_QPS_ERR)
-    check(q.sq.empty() && q.rq.empty() && q.in_msg == Qp::InMsg::none && !q.retransmit_at);
+    check(q.sq.empty() && q.rq.empty() && q.in_msg == Qp::InMsg::none && !q.retransmit_at &&
+          !q.rnr_resume_at && !q.pending_failure);
+  // An RNR wait owns the QP's clock: no retransmission timer runs during it.
+  if (q.rnr_resume_at) check(!q.retransmit_at);
+  // The PSNs outstanding stay below half the PSN space.
+  check(static_cast<uint32_t>(psn_diff(q.tx_psn, q.una_psn)) < (1u << 23));
+  // The responder keeps exactly max_dest_rd_atomic READ resources.
+  check(q.read_ring.size() == q.max_dest_rd_atomic &&
+        (q.read_ring.empty() || q.read_ring_next < q.read_ring.size()));
   check(h.send_cq.entries.size() <= static_cast<size_t>(h.send_cq.capacity));
   check(h.recv_cq.entries.size() <= static_cast<size_t>(h.recv_cq.capacity));
 }
@@ -283,16 +269,17 @@ void put64(uint8_t* p, uint64_t v) {
   for (int i = 7; i >= 0; --i, v >>= 8) p[i] = static_cast<uint8_t>(v);
 }
 
-/// The kShape fix-up: an RC opcode, TVer 0, and a RETH aimed at the MR's edges. Random
-/// 64-bit VAs almost never land near the MR, so the VA becomes an offset from 32 bytes
-/// before the MR to 32 bytes past its end; the R_Key becomes the MR's unless its top bit
-/// is set; a WRITE ONLY's DMA length becomes the payload length it carries (or stays
-/// random with its top bit set). The bounds checks at the MR's first and last byte are
-/// then a mutation away.
+/// The kShape fix-up: an RC opcode (atomics included), TVer 0, the default P_Key, and a
+/// RETH aimed at the MR's edges. Random 64-bit VAs almost never land near the MR, so the
+/// VA becomes an offset from 32 bytes before the MR to 32 bytes past its end; the R_Key
+/// becomes the MR's unless its top bit is set; a WRITE ONLY's DMA length becomes the
+/// payload length it carries (or stays random with its top bit set). The bounds checks
+/// at the MR's first and last byte are then a mutation away.
 void shape(const SocketlessRc& h, uint8_t* pkt, size_t len) {
   if (len < 2) return;
-  pkt[0] = static_cast<uint8_t>(pkt[0] % 0x12);
+  pkt[0] = static_cast<uint8_t>(pkt[0] % (kFetchAdd + 1));
   pkt[1] &= 0xF0;
+  if (len >= 4) pkt[2] = pkt[3] = 0xFF;  // P_Key 0xFFFF: the QP's partition
   const OpcodeInfo info = opcode_info(pkt[0]);
   const size_t hdr = kBthSize + kRethSize + (info.imm ? kImmSize : 0);
   if (!info.reth || len < hdr + kIcrcSize) return;
@@ -320,7 +307,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int i = 0; i < 3; ++i) post_one_recv(*h, recvs_posted);
   if (data[0] & kPostWork) post_requester_work(*h);
   check_transmitted(*h);
-  auto later = Clock::now();
 
   size_t at = 1;
   while (at + 3 <= size) {
@@ -343,8 +329,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case 2: reconnect(*h, setup); break;
         case 3: {
           std::lock_guard<std::mutex> l(h->dev.mu);
-          later += std::chrono::hours(1);
-          qp_timers(h->qp, later);  // what Device::run_timers does, minus its flush
+          h->clock += std::chrono::hours(1);  // the QP's own clock (SocketlessRc::advance)
+          qp_timers(h->qp, h->clock);  // what Device::run_timers does, minus its flush
           break;
         }
       }
@@ -379,7 +365,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Will the device drop it? Then nothing at all may change.
     Packet parsed;
     const bool dropped = parse(pkt.get(), len, flow, parsed) != ParseStatus::ok ||
-                         src != h->qp.peer_ip || get24(pkt.get() + 5) != h->qp.qpn();
+                         src != h->qp.peer_ip || get24(pkt.get() + 5) != h->qp.qpn() ||
+                         (parsed.bth.pkey & 0x7FFF) != 0x7FFF;
     const QpSnapshot before = snapshot(*h);
     const int queued = h->dev.tx_count;
     h->dev.handle_packet(pkt.get(), len, src);
@@ -388,8 +375,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     if (flags & kEndBatch) qp_flush_ack(h->qp);
     if (flags & kTimers) {
-      later += std::chrono::hours(1);
-      qp_timers(h->qp, later);  // what Device::run_timers does, minus its flush
+      h->clock += std::chrono::hours(1);
+      qp_timers(h->qp, h->clock);
     }
     check_invariants(*h);
     l.unlock();
@@ -438,6 +425,14 @@ struct Seed {
     p.reth = reth;
     p.imm = 0x1234;
     return packet(p, std::vector<uint8_t>(payload_len, 0x5A));
+  }
+  Seed& atomic(uint8_t opcode, uint32_t psn_offset, AtomicEth eth) {
+    Packet p;
+    p.bth.opcode = opcode;
+    p.bth.psn = psn_add(psn_base, psn_offset);
+    p.bth.ack_req = true;
+    p.atomic = eth;
+    return packet(p, {});
   }
   Seed& response(uint8_t opcode, uint32_t psn_offset, size_t payload_len, uint8_t syndrome,
                  uint8_t extra_flags = 0) {
@@ -493,6 +488,10 @@ int main(int argc, char** argv) {
                            .request(kReadRequest, 0, 0, {va + 100, key, 3000})
                            .request(kReadRequest, 0, 0, {va + 100, key, 3000})  // duplicate
                            .request(kReadRequest, 3, 0, {va, key, 0}));
+  save("atomics", Seed(kMtu1024)
+                      .request(kSendOnly, 0, 10)
+                      .atomic(kCompareSwap, 1, {va + 8, key, 1, 0})
+                      .atomic(kFetchAdd, 1, {va + 8, key, 1, 0}));
   save("rnr_then_gap", Seed(kMtu1024)
                            .request(kSendOnly, 0, 10).request(kSendOnly, 1, 10)
                            .request(kSendOnly, 2, 10).request(kSendOnly, 3, 10)

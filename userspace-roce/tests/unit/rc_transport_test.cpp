@@ -1,8 +1,9 @@
 // The RC transport of one queue pair driven by packets alone: a SocketlessRc (one device,
 // one QP in RTS, no socket) receives hand-built packets from its peer through
-// Device::handle_packet, and the tests look at the completions and the QP state that
-// follow. What the QP answers on the wire (ACK, NAK, READ responses) is lost by design
-// here; the fuzzer (tests/fuzz/uroce_rx_fuzz.cpp) drives the same path with random input.
+// Device::handle_packet, and the tests look at the completions, the QP state and what the
+// QP queued for the wire in answer (ACK, NAK, READ responses). The basics are here; the
+// retry rules are in rc_retry_test.cpp, the responder's checks in rc_responder_test.cpp.
+// The fuzzer (tests/fuzz/uroce_rx_fuzz.cpp) drives the same path with random input.
 #include <gtest/gtest.h>
 
 #include <endian.h>
@@ -11,62 +12,13 @@
 #include <string>
 #include <vector>
 
-#include "socketless_device.hpp"
+#include "rc_peer.hpp"
 
+namespace uroce::rc_test {
 namespace {
 
-using namespace uroce;
-using namespace uroce::wire;
-using socketless::kLocalIp;
-using socketless::kPeerIp;
+using namespace wire;
 using socketless::RcSetup;
-using socketless::SocketlessRc;
-
-std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
-
-/// A packet from the peer to the QP under test, sealed with a correct ICRC.
-std::vector<uint8_t> from_peer(const SocketlessRc& h, uint8_t opcode, uint32_t psn,
-                               const std::vector<uint8_t>& payload = {}, Reth reth = {},
-                               uint32_t imm = 0) {
-  Packet p;
-  p.bth.opcode = opcode;
-  p.bth.dest_qp = h.qp.ibv.qp_num;
-  p.bth.psn = psn;
-  p.bth.ack_req = opcode_info(opcode).last;
-  p.reth = reth;
-  p.imm = imm;
-  return socketless::build_packet(p, payload, socketless::flow_between(kPeerIp, kLocalIp));
-}
-
-std::vector<uint8_t> ack_from_peer(const SocketlessRc& h, uint32_t psn, uint8_t syndrome,
-                                   uint32_t msn = 1) {
-  Packet p;
-  p.bth.opcode = kAcknowledge;
-  p.bth.dest_qp = h.qp.ibv.qp_num;
-  p.bth.psn = psn;
-  p.aeth = {syndrome, msn};
-  return socketless::build_packet(p, {}, socketless::flow_between(kPeerIp, kLocalIp));
-}
-
-/// The packets the QP queued for the wire since the last call, parsed. Each must be
-/// addressed to the peer, carry the peer's QP number and a valid ICRC for the flow from
-/// this device to the peer (or the peer's HCA would drop it).
-struct SentPacket {
-  Packet p;
-  std::vector<uint8_t> bytes;  ///< p.payload points in here
-};
-std::vector<SentPacket> sent_by(SocketlessRc& h) {
-  std::vector<SentPacket> out;
-  for (auto& s : h.take_transmitted()) {
-    EXPECT_EQ(s.dst, kPeerIp);
-    out.push_back({Packet{}, std::move(s.bytes)});
-    SentPacket& sp = out.back();
-    EXPECT_EQ(parse(sp.bytes.data(), sp.bytes.size(), socketless::flow_between(kLocalIp, kPeerIp), sp.p),
-              ParseStatus::ok);
-    EXPECT_EQ(sp.p.bth.dest_qp, socketless::kPeerQpn);
-  }
-  return out;
-}
 
 // ---- responder ---------------------------------------------------------------------------
 
@@ -411,16 +363,13 @@ TEST(RcRequester, RetryCountExhausted) {
   s.retry_cnt = 2;
   SocketlessRc h(s);
   ASSERT_EQ(h.post_send(14, IBV_WR_SEND, 0, 8), 0);
-  std::lock_guard<std::mutex> l(h.dev.mu);
-  auto later = Clock::now();
-  for (int i = 0; i < 3 && h.qp.state == IBV_QPS_RTS; ++i) {
-    later += std::chrono::hours(1);  // far past any retransmission timer
-    h.dev.run_timers(later);
-  }
+  for (int i = 0; i < 3 && h.qp.state == IBV_QPS_RTS; ++i)
+    h.advance(std::chrono::hours(1));  // far past any retransmission timer
   EXPECT_EQ(h.qp.state, IBV_QPS_ERR);
-  std::lock_guard<std::mutex> c(h.send_cq.mu);
-  ASSERT_EQ(h.send_cq.entries.size(), 1u);
-  EXPECT_EQ(h.send_cq.entries.front().status, IBV_WC_RETRY_EXC_ERR);
+  const auto wcs = SocketlessRc::drain(h.send_cq);
+  ASSERT_EQ(wcs.size(), 1u);
+  EXPECT_EQ(wcs[0].status, IBV_WC_RETRY_EXC_ERR);
 }
 
 }  // namespace
+}  // namespace uroce::rc_test

@@ -113,16 +113,41 @@ TEST(Opcodes, TableMatchesTheSpecForEveryRcOpcode) {
     EXPECT_EQ(info.last, e.last);
     EXPECT_EQ(info.request, e.request);
     EXPECT_EQ(info.payload, e.payload);
+    EXPECT_FALSE(info.atomic_eth);
   }
 }
 
-// Atomics, UD/UC/RD/XRC opcodes and CNPs are not handled: parse() must refuse them.
+// The two atomic requests (IBA vol 1 table 38): ONLY packets from a requester, with an
+// AtomicETH and no payload. The runtime parses them only to answer "NAK invalid request".
+TEST(Opcodes, AtomicRequestsCarryAnAtomicEth) {
+  for (uint8_t op : {kCompareSwap, kFetchAdd}) {
+    const OpcodeInfo info = opcode_info(op);
+    SCOPED_TRACE(info.name);
+    EXPECT_TRUE(info.valid);
+    EXPECT_TRUE(info.atomic_eth);
+    EXPECT_TRUE(info.first && info.last && info.request);
+    EXPECT_FALSE(info.reth || info.imm || info.aeth || info.payload);
+  }
+  EXPECT_STREQ(opcode_info(kCompareSwap).name, "COMPARE_SWAP");
+  EXPECT_STREQ(opcode_info(kFetchAdd).name, "FETCH_ADD");
+}
+
+// ATOMIC_ACKNOWLEDGE (a response to an atomic, which this runtime never sends), UD/UC/RD/
+// XRC opcodes and CNPs are not handled: parse() must refuse them.
 TEST(Opcodes, EverythingElseIsUnknown) {
-  for (int op = 0x12; op <= 0xFF; ++op)
+  for (int op = 0x12; op <= 0xFF; ++op) {
+    if (op == kCompareSwap || op == kFetchAdd) continue;
     EXPECT_FALSE(opcode_info(static_cast<uint8_t>(op)).valid) << "opcode 0x" << std::hex << op;
+  }
 }
 
 // ---- header encoding: exact bytes ---------------------------------------------------------
+
+/// The headers encode_headers writes for `p`.
+std::vector<uint8_t> encoded(const Packet& p) {
+  std::array<uint8_t, kMaxHeaderSize> out{};
+  return {out.begin(), out.begin() + static_cast<std::ptrdiff_t>(encode_headers(p, out.data()))};
+}
 
 // An RDMA WRITE ONLY with immediate: BTH + RETH + ImmDt, every multi-byte field big-endian.
 TEST(Encode, WriteOnlyWithImmediateHasTheSpecLayout) {
@@ -172,6 +197,24 @@ TEST(Encode, NakHasTheSpecLayout) {
             std::vector<uint8_t>(expected.begin(), expected.end()));
 }
 
+// A CMP_SWAP: BTH + AtomicETH (VA, R_Key, swap data, compare data), 40 bytes, the
+// largest header stack there is.
+TEST(Encode, CompareSwapHasTheAtomicEthLayout) {
+  Packet p;
+  p.bth.opcode = kCompareSwap;
+  p.atomic = {0x0102030405060708ull, 0x11223344, 0xA1A2A3A4A5A6A7A8ull, 0xC1C2C3C4C5C6C7C8ull};
+  const std::vector<uint8_t> out = encoded(p);
+  ASSERT_EQ(out.size(), kMaxHeaderSize);
+  EXPECT_EQ(out[0], 0x13);
+  EXPECT_EQ(std::vector<uint8_t>(out.begin() + kBthSize, out.end()),
+            std::vector<uint8_t>({
+                0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,  // VA
+                0x11, 0x22, 0x33, 0x44,                          // R_Key
+                0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8,  // swap (or add) data
+                0xC1, 0xC2, 0xC3, 0xC4, 0xC5, 0xC6, 0xC7, 0xC8,  // compare data
+            }));
+}
+
 // 24-bit fields keep only their 24 bits; PadCnt only its 2.
 TEST(Encode, FieldsAreCutToTheirWidth) {
   Packet p;
@@ -196,7 +239,7 @@ TEST(Encode, FieldsAreCutToTheirWidth) {
 
 size_t header_size(const OpcodeInfo& info) {
   return kBthSize + (info.reth ? kRethSize : 0) + (info.aeth ? kAethSize : 0) +
-         (info.imm ? kImmSize : 0);
+         (info.atomic_eth ? kAtomicEthSize : 0) + (info.imm ? kImmSize : 0);
 }
 
 // Every RC opcode, every flag combination, random field values and payload lengths:
@@ -254,6 +297,28 @@ TEST(RoundTrip, EveryOpcodeAndFieldSurvivesEncodeAndParse) {
   }
 }
 
+// The atomic requests: every AtomicETH field survives encode and parse.
+TEST(RoundTrip, AtomicEthSurvivesEncodeAndParse) {
+  std::mt19937_64 rng(43);
+  const Ipv4Flow flow = uroce::socketless::flow_between(0x0A000002, 0x0A000001);
+  for (uint8_t op : {kCompareSwap, kFetchAdd}) {
+    Packet p;
+    p.bth.opcode = op;
+    p.bth.psn = static_cast<uint32_t>(rng()) & kPsnMask;
+    p.atomic = {rng(), static_cast<uint32_t>(rng()), rng(), rng()};
+    const std::vector<uint8_t> bytes = build_packet(p, {}, flow);
+    ASSERT_EQ(bytes.size(), kBthSize + kAtomicEthSize + kIcrcSize);
+    Packet q;
+    ASSERT_EQ(parse(bytes.data(), bytes.size(), flow, q), ParseStatus::ok);
+    EXPECT_EQ(q.bth.opcode, op);
+    EXPECT_EQ(q.atomic.va, p.atomic.va);
+    EXPECT_EQ(q.atomic.rkey, p.atomic.rkey);
+    EXPECT_EQ(q.atomic.swap_add, p.atomic.swap_add);
+    EXPECT_EQ(q.atomic.compare, p.atomic.compare);
+    EXPECT_EQ(q.payload_len, 0u);
+  }
+}
+
 // ---- parse errors ---------------------------------------------------------------------------
 
 /// A valid packet of `opcode` with `payload_len` bytes of payload (ICRC for `flow`).
@@ -295,7 +360,7 @@ TEST(ParseErrors, TooShortForBthAndIcrc) {
 // A WRITE ONLY needs room for its RETH: 12 + 16 + 4 bytes at the least.
 TEST(ParseErrors, TooShortForTheExtensionHeaders) {
   for (uint8_t op : {kWriteFirst, kWriteOnly, kWriteOnlyImm, kReadRequest, kSendOnlyImm,
-                     kReadResponseOnly, kAcknowledge}) {
+                     kReadResponseOnly, kAcknowledge, kCompareSwap, kFetchAdd}) {
     const auto ok = valid_packet(op, 0, kFlow);
     for (size_t len = kBthSize + kIcrcSize; len < ok.size(); ++len)
       EXPECT_EQ(parse_copy(ok.data(), len, kFlow, false), ParseStatus::too_short)
@@ -314,9 +379,9 @@ TEST(ParseErrors, TransportVersionMustBeZero) {
 }
 
 TEST(ParseErrors, OpcodesOutsideTheRcTableAreUnknown) {
-  // 0x12-0x14: atomics (not implemented); 0x24: UC SEND ONLY; 0x64: UD SEND ONLY (what
-  // RDMA CM's MADs use); 0x81: CNP; 0xFF: nothing at all.
-  for (int op : {0x12, 0x13, 0x14, 0x15, 0x24, 0x64, 0x81, 0xFF}) {
+  // 0x12: ATOMIC_ACKNOWLEDGE (never asked for); 0x15: the first past the atomics; 0x24:
+  // UC SEND ONLY; 0x64: UD SEND ONLY (what RDMA CM's MADs use); 0x81: CNP; 0xFF: nothing.
+  for (int op : {0x12, 0x15, 0x24, 0x64, 0x81, 0xFF}) {
     auto bytes = valid_packet(kSendOnly, 32, kFlow);
     bytes[0] = static_cast<uint8_t>(op);
     reseal(bytes, kFlow);
@@ -375,7 +440,7 @@ TEST(ParseBounds, RandomInputsStayInsideTheBuffer) {
     for (size_t k = 0; k < len; ++k) buf[k] = static_cast<uint8_t>(rng());
     if (len > 1 && rng() % 4) {
       // Most of the time a plausible start, so that parse gets past the first checks.
-      buf[0] = static_cast<uint8_t>(rng() % 0x13);
+      buf[0] = static_cast<uint8_t>(rng() % 0x15);
       buf[1] &= 0xF0;
     }
     const bool seal = len >= kIcrcSize && rng() % 2;

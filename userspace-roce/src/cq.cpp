@@ -1,0 +1,30 @@
+// Completions arriving in a CQ, and the completion-channel event an armed CQ raises.
+#include <unistd.h>
+
+#include "runtime.hpp"
+
+namespace uroce {
+
+void cq_push(Cq& cq, const ibv_wc& wc, bool solicited) {
+  std::lock_guard<std::mutex> l(cq.mu);
+  if (static_cast<int>(cq.entries.size()) >= cq.capacity) {
+    // CQ overrun: a real device raises IBV_EVENT_CQ_ERR. Say so loudly and drop.
+    if (!cq.overrun_reported)
+      log_line("CQ overrun: more than %d completions not polled; completions are being lost",
+               cq.capacity);
+    cq.overrun_reported = true;
+    return;
+  }
+  cq.entries.push_back(wc);
+  cq.ready.store(static_cast<int>(cq.entries.size()), std::memory_order_release);
+  if (cq.armed.load(std::memory_order_relaxed) && cq.channel &&
+      (!cq.solicited_only || solicited || wc.status != IBV_WC_SUCCESS)) {
+    cq.armed.store(false, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> c(cq.channel->mu);
+    cq.channel->events.push_back(&cq);
+    uint64_t one = 1;
+    (void)!write(cq.channel->ibv.fd, &one, sizeof one);
+  }
+}
+
+}  // namespace uroce
