@@ -256,6 +256,12 @@ void on_read_response(Qp& qp, const Packet& p) {
   }
   w->read_got++;
   if (last) qp.reads_in_flight--;
+  // The part a repeated request asked for is all here, and more is missing: ask for the
+  // next part (send_read_request).
+  if (!last && w->read_got == w->rerequest_end) {
+    w->rerequested = psn_add(w->first_psn, w->read_got);
+    send_read_request(qp, *w);
+  }
   // Progress: the retry budgets start over, the timer runs from now.
   note_progress(qp);
   qp.retransmit_at.reset();

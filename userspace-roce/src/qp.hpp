@@ -48,6 +48,9 @@ struct SendWqe {
   uint32_t sent = 0;       ///< packets sent in the current pass (a READ sends one request)
   uint32_t read_got = 0;   ///< READ: response packets received in order
   uint32_t rerequested = UINT32_MAX;  ///< READ: the PSN a repeated request last asked from
+  /// READ: one past the last response packet (counted like read_got) the latest repeated
+  /// request asked for; the next part is asked for when it arrives. 0: none asked.
+  uint32_t rerequest_end = 0;
   /// An RDMA READ (the only operation whose data comes back to the requester).
   bool is_read() const { return opcode == IBV_WR_RDMA_READ; }
   /// The PSN after its last one.

@@ -91,9 +91,10 @@ void complete_recv(Qp& qp, const RecvWqe& r, ibv_wc_status status, ibv_wc_opcode
 /// Sends one packet to the peer: p's headers (DestQP and PadCnt filled in here), then the
 /// payload, which must stay valid until the device flushes its batch.
 void send_packet(Qp& qp, wire::Packet& p, const uint8_t* payload, size_t len);
-/// Sends a READ request for what is still missing of w: all of it, or the tail after the
-/// responses that already arrived.
-void send_read_request(Qp& qp, const SendWqe& w);
+/// Sends a READ request for what is still missing of w: all of it while nothing has
+/// arrived; after that, a repeated request for the next part of the missing tail, at
+/// most a window of packets (sets w.rerequest_end).
+void send_read_request(Qp& qp, SendWqe& w);
 /// Sends whatever the window, the READ limit, fences and waits allow.
 void tx_pump(Qp& qp);
 /// Go back N: the next packet to send is the oldest unacknowledged one again.

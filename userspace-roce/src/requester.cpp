@@ -213,13 +213,24 @@ void send_packet(Qp& qp, Packet& p, const uint8_t* payload, size_t len) {
   qp.dev->transmit(qp.peer_ip, hdr, h, payload, len, p.bth.pad);
 }
 
-void send_read_request(Qp& qp, const SendWqe& w) {
+void send_read_request(Qp& qp, SendWqe& w) {
   const uint64_t done = static_cast<uint64_t>(w.read_got) * qp.mtu;
+  uint64_t ask = w.length - done;
+  if (w.read_got > 0) {
+    // The responder has executed this READ (its responses arrived), so this request is a
+    // repeat, answered from its READ resource for any part of the original: ask for at
+    // most a window of packets. The responder sends a READ's responses in one burst, and
+    // the whole tail of a long READ would overflow the receive buffer the window is sized
+    // to, losing most of it again; a part at a time, each loss costs one window.
+    const uint64_t part = uint64_t{qp.dev->window_packets(qp.mtu)} * qp.mtu;
+    if (ask > part) ask = part;
+    w.rerequest_end = w.read_got + static_cast<uint32_t>((ask + qp.mtu - 1) / qp.mtu);
+  }
   Packet p;
   p.bth.opcode = kReadRequest;
   p.bth.psn = psn_add(w.first_psn, w.read_got);
   p.bth.ack_req = true;
-  p.reth = {w.remote_addr + done, w.rkey, static_cast<uint32_t>(w.length - done)};
+  p.reth = {w.remote_addr + done, w.rkey, static_cast<uint32_t>(ask)};
   send_packet(qp, p, nullptr, 0);
 }
 

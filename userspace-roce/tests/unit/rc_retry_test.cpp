@@ -206,6 +206,49 @@ TEST(RcRetry, RefusedRepeatOfAReadFailsTheRead) {
   EXPECT_EQ(h.qp.state, IBV_QPS_ERR);
 }
 
+// A READ whose responses went missing is asked for again a window at a time: the
+// responder answers a repeated READ with one burst, and the whole tail of a long READ
+// would overflow the receive buffer the window is sized to. Here the buffer holds a
+// window of 4 packets of 1 KiB (three quarters of 12630 bytes, 2368 bytes a packet).
+TEST(RcRetry, RepeatedReadAsksAWindowAtATime) {
+  SocketlessRc h;  // path MTU 1024
+  h.dev.rcvbuf_bytes = 12630;
+  ASSERT_EQ(h.dev.window_packets(1024), 4u);
+  ASSERT_EQ(h.post_send(1, IBV_WR_RDMA_READ, 0, 12 * 1024, 0x5000, kRemote), 0);  // 0x500..0x50B
+  const SentPacket first = only_sent(h);
+  EXPECT_EQ(first.p.reth.length, 12u * 1024);  // the first request asks for all of it
+  const std::vector<uint8_t> kib(1024, 5);
+  h.deliver(read_response_from_peer(h, kReadResponseFirst, 0x500, kib));
+  h.deliver(read_response_from_peer(h, kReadResponseMiddle, 0x502, kib));  // 0x501 lost
+  const SentPacket part1 = only_sent(h);
+  EXPECT_EQ(part1.p.bth.psn, 0x501u);
+  EXPECT_EQ(part1.p.reth.va, 0x5000u + 1024);
+  EXPECT_EQ(part1.p.reth.length, 4u * 1024);  // a window, not the 11 KiB still missing
+  // The rest of the first burst, out of order now, asks for nothing more.
+  h.deliver(read_response_from_peer(h, kReadResponseMiddle, 0x503, kib));
+  EXPECT_TRUE(sent_by(h).empty());
+  for (uint32_t psn = 0x501; psn <= 0x504; ++psn)
+    h.deliver(read_response_from_peer(h, psn == 0x501 ? kReadResponseFirst : kReadResponseMiddle,
+                                      psn, kib));
+  // That part is here: the next one is asked for, then the last (3 packets).
+  const SentPacket part2 = only_sent(h);
+  EXPECT_EQ(part2.p.bth.psn, 0x505u);
+  EXPECT_EQ(part2.p.reth.length, 4u * 1024);
+  for (uint32_t psn = 0x505; psn <= 0x508; ++psn)
+    h.deliver(read_response_from_peer(h, psn == 0x505 ? kReadResponseFirst : kReadResponseMiddle,
+                                      psn, kib));
+  const SentPacket part3 = only_sent(h);
+  EXPECT_EQ(part3.p.bth.psn, 0x509u);
+  EXPECT_EQ(part3.p.reth.length, 3u * 1024);
+  h.deliver(read_response_from_peer(h, kReadResponseFirst, 0x509, kib));
+  h.deliver(read_response_from_peer(h, kReadResponseMiddle, 0x50A, kib));
+  h.deliver(read_response_from_peer(h, kReadResponseLast, 0x50B, kib));
+  EXPECT_TRUE(sent_by(h).empty());
+  const ibv_wc wc = only_completion(h.send_cq);
+  EXPECT_EQ(wc.status, IBV_WC_SUCCESS);
+  EXPECT_EQ(wc.byte_len, 12u * 1024);
+}
+
 // A NAK for a PSN already acknowledged (a late copy) names no outstanding WQE: it must not
 // fail the oldest one, which it does not concern.
 TEST(RcRetry, StaleNakIsIgnored) {
