@@ -4,6 +4,7 @@
 #include <immintrin.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -251,23 +252,31 @@ uint32_t compute_icrc(const Ipv4Flow& flow, std::span<const std::span<const uint
   put16(udp + 4, static_cast<uint16_t>(8 + udp_payload));
   udp[6] = udp[7] = 0xFF;  // UDP checksum, masked
 
-  uint32_t crc = crc32_update(0, pseudo.data(), pseudo.size());
-  // Then the UDP payload, with the BTH's FECN/BECN/reserved byte (offset 4) masked,
-  // wherever the pieces happen to be cut.
-  size_t pos = 0;
-  for (auto part : parts) {
-    const uint8_t* p = part.data();
-    size_t n = part.size();
-    if (pos <= 4 && 4 < pos + n) {
-      const size_t before = 4 - pos;
-      crc = crc32_update(crc, p, before);
-      const uint8_t masked = 0xFF;
-      crc = crc32_update(crc, &masked, 1);
-      crc = crc32_update(crc, p + before + 1, n - before - 1);
-    } else if (n) {
-      crc = crc32_update(crc, p, n);
+  // The pseudo header and the first 28 bytes of the UDP payload (BTH and more) go through
+  // the CRC as one 64-byte block: one carry-less fold instead of several table-driven
+  // steps over pieces too short to fold (they cost a receiver half as much as the 4 KiB
+  // payload did). The BTH's FECN/BECN/reserved byte (UDP payload offset 4) is masked
+  // there; the rest of the payload follows, wherever the pieces happen to be cut.
+  std::array<uint8_t, 64> head{};
+  std::memcpy(head.data(), pseudo.data(), pseudo.size());
+  size_t head_len = pseudo.size();
+  size_t index = 0, offset = 0;  // where the rest of the payload starts
+  while (head_len < head.size() && index < parts.size()) {
+    const auto part = parts[index];
+    const size_t n = std::min(part.size() - offset, head.size() - head_len);
+    if (n) std::memcpy(head.data() + head_len, part.data() + offset, n);
+    head_len += n;
+    offset += n;
+    if (offset == part.size()) {
+      ++index;
+      offset = 0;
     }
-    pos += n;
+  }
+  if (head_len > pseudo.size() + 4) head[pseudo.size() + 4] = 0xFF;
+  uint32_t crc = crc32_update(0, head.data(), head_len);
+  for (; index < parts.size(); ++index, offset = 0) {
+    const auto part = parts[index];
+    if (part.size() > offset) crc = crc32_update(crc, part.data() + offset, part.size() - offset);
   }
   // Like zlib's crc32, crc32_update returns the inverted register: the ICRC value.
   return crc;
