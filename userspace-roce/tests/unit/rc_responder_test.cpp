@@ -253,19 +253,9 @@ TEST(RcModify, AlternatePathIsRefusedOnRoce) {
   ASSERT_EQ(h.to_reset(), 0);
   ASSERT_EQ(h.to_init(s), 0);
   ASSERT_EQ(h.to_rtr(s), 0);
-  ibv_qp_attr a{};
-  a.qp_state = IBV_QPS_RTS;
-  a.sq_psn = s.sq_psn;
-  a.timeout = s.timeout;
-  a.retry_cnt = s.retry_cnt;
-  a.rnr_retry = s.rnr_retry;
-  a.max_rd_atomic = s.max_rd_atomic;
-  a.alt_ah_attr = a.ah_attr;
-  const int rts = IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-                  IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC;
-  EXPECT_EQ(qp_modify(h.qp, a, rts | IBV_QP_ALT_PATH), EINVAL);
+  EXPECT_EQ(h.to_rts(s, IBV_QP_ALT_PATH), EINVAL);
   EXPECT_EQ(h.qp.state, IBV_QPS_RTR);
-  EXPECT_EQ(qp_modify(h.qp, a, rts), 0);
+  EXPECT_EQ(h.to_rts(s), 0);
   EXPECT_EQ(h.qp.state, IBV_QPS_RTS);
 }
 

@@ -156,8 +156,9 @@ struct SocketlessRc {
     return qp_modify(qp, a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
                                 IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
   }
-  /// RTR -> RTS: the requester's PSN, timers, retry budgets and READ limit.
-  int to_rts(const RcSetup& s) {
+  /// RTR -> RTS: the requester's PSN, timers, retry budgets and READ limit; `extra_mask`
+  /// adds attribute bits (with zeroed values) a test wants refused.
+  int to_rts(const RcSetup& s, int extra_mask = 0) {
     ibv_qp_attr a{};
     a.qp_state = IBV_QPS_RTS;
     a.sq_psn = s.sq_psn;
@@ -166,7 +167,7 @@ struct SocketlessRc {
     a.rnr_retry = s.rnr_retry;
     a.max_rd_atomic = s.max_rd_atomic;
     return qp_modify(qp, a, IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-                                IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC);
+                                IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC | extra_mask);
   }
   /// RESET -> INIT -> RTR -> RTS with the setup's attributes (Device::mu held); throws if
   /// a step is refused.
