@@ -17,6 +17,7 @@ namespace {
 
 Device* g_device = nullptr;
 std::mutex g_device_mu;
+uint32_t g_requested_ip = 0;  ///< uroce_request_address's, until the device opens
 
 }  // namespace
 
@@ -36,6 +37,20 @@ uint64_t Device::guid() const {
   return htobe64(0x02005e00000000feull);
 }
 
+int request_device_address(uint32_t ip) {
+  std::lock_guard<std::mutex> g(g_device_mu);
+  if (g_device) return g_device->ip == ip ? 0 : EADDRNOTAVAIL;
+  const Config& cfg = Config::get();
+  if (!cfg.addr.empty()) {
+    in_addr a{};
+    inet_pton(AF_INET, cfg.addr.c_str(), &a);  // checked by Config::get
+    return ntohl(a.s_addr) == ip ? 0 : EADDRNOTAVAIL;
+  }
+  if (g_requested_ip && g_requested_ip != ip) return EADDRNOTAVAIL;
+  g_requested_ip = ip;
+  return 0;
+}
+
 Device* device_open(std::string& error) {
   std::lock_guard<std::mutex> g(g_device_mu);
   if (g_device) {
@@ -50,13 +65,16 @@ Device* device_open(std::string& error) {
     return nullptr;
   }
   auto dev = std::make_unique<Device>();
-  if (!cfg.addr.empty()) {
+  if (!cfg.addr.empty() || g_requested_ip) {
+    // UROCE_ADDR, or the address an rdma_bind_addr asked for (uroce_request_address).
     in_addr a{};
     inet_pton(AF_INET, cfg.addr.c_str(), &a);  // checked by Config::get
-    dev->ip = ntohl(a.s_addr);
+    dev->ip = cfg.addr.empty() ? g_requested_ip : ntohl(a.s_addr);
     dev->sock = bind_socket(dev->ip, error);
     if (dev->sock < 0) {
-      error += "; another process may use this address: unset UROCE_ADDR to pick a free one";
+      error += cfg.addr.empty()
+                   ? "; another process may use this address: bind another one"
+                   : "; another process may use this address: unset UROCE_ADDR to pick a free one";
       return nullptr;
     }
   } else {
@@ -135,6 +153,16 @@ void Device::handle_packet(const uint8_t* data, size_t len, uint32_t src_ip) {
       log_line("dropped a %zu-byte packet from %u.%u.%u.%u: %s", len, src_ip >> 24,
                (src_ip >> 16) & 0xFF, (src_ip >> 8) & 0xFF, src_ip & 0xFF,
                wire::parse_status_text(st));
+    return;
+  }
+  if (p.bth.dest_qp == 1) {
+    handle_gsi_packet(p, src_ip);
+    return;
+  }
+  if (wire::opcode_info(p.bth.opcode).deth) {
+    if (Config::get().log >= 1)
+      log_line("dropped a UD packet for QP 0x%x: this runtime's only UD QP is QP 1",
+               p.bth.dest_qp);
     return;
   }
   auto it = qps.find(p.bth.dest_qp);

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "gsi.h"
 #include "wire.hpp"
 
 namespace uroce {
@@ -75,6 +76,12 @@ struct Device {
   std::optional<Clock::time_point> held_until;
   std::optional<Clock::time_point> engine_sleep_until;  ///< when the engine will wake
   bool engine_sleeping_forever = false;
+  /// QP 1, the general services interface (gsi.h): who receives the CM's MADs (the
+  /// runtime's librdmacm), and the PSN of the next MAD sent (QP 1 counts from 0 per
+  /// packet, as rxe's does).
+  uroce_gsi_receive_fn gsi_receive = nullptr;
+  void* gsi_arg = nullptr;
+  uint32_t gsi_psn = 0;
 
   union ibv_gid gid() const;
   uint64_t guid() const;
@@ -110,6 +117,10 @@ struct Device {
   void release_held(Clock::time_point now);
   void receive_batch();
   void handle_packet(const uint8_t* data, size_t len, uint32_t src_ip);
+  /// A packet for QP 1: a CM MAD for the GSI receiver, if it is one (gsi.cpp).
+  void handle_gsi_packet(const wire::Packet& p, uint32_t src_ip);
+  /// Queues one MAD for QP 1 at `dst_ip` (gsi.cpp).
+  void send_gsi_packet(uint32_t dst_ip, const uint8_t* mad);
   void run_timers(Clock::time_point now);
   std::optional<Clock::time_point> next_deadline() const;
   void wake_engine_if_needed(Clock::time_point deadline);
@@ -132,6 +143,8 @@ ibv_mtu ib_mtu_for(int interface_mtu);
 /// no interface admits to the address).
 ibv_mtu interface_active_mtu(uint32_t ip);
 
+/// Asks that the device, when first opened, be bound to `ip` (gsi.h).
+int request_device_address(uint32_t ip);
 /// The process-wide device: opened (socket bound, engine started) on first use.
 Device* device_open(std::string& error);
 void device_close(Device* dev);

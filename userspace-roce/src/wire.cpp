@@ -143,8 +143,14 @@ OpcodeInfo opcode_info(uint8_t opcode) {
   // The atomic requests (0x13, 0x14) are parsed although this runtime implements no
   // atomics: the responder must answer one with "NAK invalid request", as rxe answers an
   // atomic its QP does not allow, rather than drop it and leave the peer retrying. Every
-  // non-RC transport is absent: such packets are dropped.
+  // non-RC transport is absent (such packets are dropped) except UD SEND_ONLY, which
+  // carries the communication manager's MADs to QP 1.
   if (opcode < std::size(kOpcodes)) return kOpcodes[opcode];
+  if (opcode == kUdSendOnly) {
+    OpcodeInfo ud{true, false, false, false, false, true, true, true, true, "UD_SEND_ONLY"};
+    ud.deth = true;
+    return ud;
+  }
   return {};
 }
 
@@ -201,6 +207,12 @@ size_t encode_headers(const Packet& p, uint8_t* out) {
   o[8] = p.bth.ack_req ? 0x80 : 0;
   put24(o + 9, p.bth.psn & kPsnMask);
   o += kBthSize;
+  if (info.deth) {
+    put32(o, p.deth.qkey);
+    o[4] = 0;  // reserved
+    put24(o + 5, p.deth.src_qp & kPsnMask);
+    o += kDethSize;
+  }
   if (info.reth) {
     put64(o, p.reth.va);
     put32(o + 8, p.reth.rkey);
@@ -321,10 +333,15 @@ ParseStatus parse(const uint8_t* data, size_t len, const Ipv4Flow& flow, Packet&
   p.bth.psn = get24(data + 9);
   const OpcodeInfo info = opcode_info(p.bth.opcode);
   if (!info.valid) return ParseStatus::unknown_opcode;
-  size_t hdr = kBthSize + (info.reth ? kRethSize : 0) + (info.aeth ? kAethSize : 0) +
+  size_t hdr = kBthSize + (info.deth ? kDethSize : 0) + (info.reth ? kRethSize : 0) + (info.aeth ? kAethSize : 0) +
                (info.atomic_eth ? kAtomicEthSize : 0) + (info.imm ? kImmSize : 0);
   if (len < hdr + kIcrcSize) return ParseStatus::too_short;
   const uint8_t* h = data + kBthSize;
+  if (info.deth) {
+    p.deth.qkey = get32(h);
+    p.deth.src_qp = get24(h + 5);
+    h += kDethSize;
+  }
   if (info.reth) {
     p.reth.va = get64(h);
     p.reth.rkey = get32(h + 8);

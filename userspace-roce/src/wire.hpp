@@ -28,6 +28,7 @@ constexpr size_t kImmSize = 4;
 constexpr size_t kAethSize = 4;
 constexpr size_t kIcrcSize = 4;
 constexpr size_t kAtomicEthSize = 28;
+constexpr size_t kDethSize = 8;
 /// The largest header stack an RC packet has: BTH + AtomicETH (an atomic request). What
 /// this runtime sends is at most BTH + RETH + ImmDt (32 bytes): it never sends atomics.
 constexpr size_t kMaxHeaderSize = kBthSize + kAtomicEthSize;
@@ -69,6 +70,9 @@ enum Opcode : uint8_t {
   kAtomicAcknowledge = 0x12,
   kCompareSwap = 0x13,
   kFetchAdd = 0x14,
+  /// UD SEND_ONLY (transport bits 011): the only non-RC opcode here, for the MADs of the
+  /// communication manager, which travel as UD datagrams to QP 1 (gsi.h).
+  kUdSendOnly = 0x64,
 };
 
 /// What an opcode carries and where it sits in a message.
@@ -83,6 +87,7 @@ struct OpcodeInfo {
   bool request = false; ///< sent by a requester (SEND/WRITE/READ request, atomic)
   bool payload = false; ///< may carry payload bytes
   const char* name = "?";  ///< the opcode's name in IBA vol 1 table 38 (SEND_FIRST ...)
+  bool deth = false;    ///< DETH: UD SEND_ONLY (the datagrams of QP 1)
 };
 /// What `opcode` carries; `valid` is false for an opcode this runtime does not handle.
 OpcodeInfo opcode_info(uint8_t opcode);
@@ -104,6 +109,14 @@ struct Reth {
   uint64_t va = 0;      ///< the remote address
   uint32_t rkey = 0;    ///< the R_Key of the memory it is in
   uint32_t length = 0;  ///< of the whole message, not this packet
+};
+
+/// Datagram Extended Transport Header: what a UD packet carries in place of a connection.
+/// The receiving QP accepts the datagram only if the Q_Key matches its own; the source QP
+/// says where an answer goes.
+struct Deth {
+  uint32_t qkey = 0;
+  uint32_t src_qp = 0;  ///< 24 bits
 };
 
 /// Atomic Extended Transport Header: the 8-byte word an atomic request works on and its
@@ -153,6 +166,7 @@ struct Packet {
   uint32_t imm = 0;  ///< as on the wire (big-endian bytes read into host order)
   Aeth aeth;    ///< valid if opcode_info(bth.opcode).aeth
   AtomicEth atomic;  ///< valid if opcode_info(bth.opcode).atomic_eth
+  Deth deth;    ///< valid if opcode_info(bth.opcode).deth
   const uint8_t* payload = nullptr;  ///< the payload bytes (pad and ICRC excluded)
   size_t payload_len = 0;            ///< how many
 };
@@ -192,7 +206,7 @@ enum class ParseStatus {
   ok,
   too_short,       ///< shorter than BTH + its headers + ICRC
   bad_version,     ///< BTH TVer not 0
-  unknown_opcode,  ///< not an RC opcode this runtime handles
+  unknown_opcode,  ///< not an RC opcode (or UD SEND_ONLY) this runtime handles
   bad_pad,         ///< PadCnt larger than the payload area, or payload on an opcode without
   bad_icrc,
 };

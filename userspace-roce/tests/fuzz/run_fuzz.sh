@@ -35,7 +35,7 @@ unset UROCE_ADDR UROCE_DROP UROCE_DUPLICATE UROCE_REORDER UROCE_SEED UROCE_LOG U
 mkdir -p "$out/corpus" "$out/artifacts"
 # The transport without verbs.cpp: no exported API, no symbol versions.
 sources=("$src/wire.cpp" "$src/config.cpp" "$src/log.cpp" "$src/device.cpp" "$src/socket_io.cpp"
-         "$src/engine.cpp" "$src/faults.cpp" "$src/cq.cpp"
+         "$src/engine.cpp" "$src/faults.cpp" "$src/qp1.cpp" "$src/cq.cpp"
          "$src/requester.cpp" "$src/completer.cpp" "$src/responder.cpp" "$src/qp_state.cpp"
          "$HERE/uroce_rx_fuzz.cpp")
 flags=(-std=c++20 -g -I"$src" -I"$ROOT/userspace-roce/tests/unit")

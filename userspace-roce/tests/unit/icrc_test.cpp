@@ -169,6 +169,18 @@ constexpr const char* kSendOnlyEmpty =
     "4500002ca914400040117daa0a0000020a000001c12112b7001800000400ffff0000001180e207c9"
     "59c0fb88";
 
+// UD SEND_ONLY to QP 1: the CM ConnectRequest (a 256-byte MAD) the kernel sent first, lesson 02:
+// captures/02-cm-write-read/lesson02.pcap frame 1.
+constexpr const char* kCmConnectRequest =
+    "450001342cc340004011f8f30a0000020a000001d87212b7012000006400ffff0000000180000000"
+    "8001000000000001010702030000000000000002dd8d9a730010000000000000739a8ddd00000000"
+    "0000000001061d2f505400fffe00000200000000000000000000110000000001000000a042167da7"
+    "ffff37f0ffffffff00000000000000000000ffff0a00000200000000000000000000ffff0a000001"
+    "8c96f000004000980000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000040cbc00000000000000000000000000a0000020000000000000000"
+    "000000000a0000010101000800000011000000010000000000000000000000000000000000000000"
+    "00000000000000000000000000000000000000000000000054afbdce";
+
 struct RxeVector {
   const char* name;
   const char* hex;
@@ -177,7 +189,7 @@ constexpr RxeVector kRxeVectors[] = {
     {"SEND_ONLY hello", kSendOnlyHello},        {"ACK", kAckMsn1},
     {"READ_REQUEST", kReadRequest256},          {"READ_RESPONSE_ONLY", kReadResponseOnly256},
     {"WRITE_ONLY", kWriteOnly17},               {"WRITE_ONLY_IMM", kWriteOnlyImm32},
-    {"SEND_ONLY empty", kSendOnlyEmpty},
+    {"SEND_ONLY empty", kSendOnlyEmpty},        {"UD SEND_ONLY CM REQ", kCmConnectRequest},
 };
 
 TEST(IcrcRxe, ComputedIcrcMatchesTheKernelAndParseAcceptsIt) {
@@ -223,6 +235,28 @@ TEST(IcrcRxe, SendOnlyFieldsAsTheKernelSentThem) {
   EXPECT_EQ(payload_text(p, 13), "hello over RC");
   EXPECT_EQ(pkt.flow().ip_id, 0xa65d);  // not 0: this runtime could not verify rxe's ICRCs
                                         // from a plain UDP socket (see the notes)
+}
+
+// RDMA CM's messages are MADs on QP 1: UD SEND_ONLY, a DETH with QP 1's well-known Q_Key,
+// and the 256-byte MAD as payload (its management class 0x07 is the CM's, attribute 0x0010
+// a ConnectRequest). The runtime's QP 1 (qp1.cpp) sends the same headers.
+TEST(IcrcRxe, CmMadTravelsAsUdSendOnlyToQp1) {
+  const Ipv4Packet pkt(from_hex(kCmConnectRequest));
+  const Packet p = parsed(pkt);
+  EXPECT_EQ(p.bth.opcode, kUdSendOnly);
+  EXPECT_FALSE(p.bth.migreq);
+  EXPECT_TRUE(p.bth.ack_req);
+  EXPECT_EQ(p.bth.pkey, 0xFFFF);
+  EXPECT_EQ(p.bth.dest_qp, 1u);
+  EXPECT_EQ(p.bth.psn, 0u);  // QP 1's first packet
+  EXPECT_EQ(p.deth.qkey, 0x80010000u);
+  EXPECT_EQ(p.deth.src_qp, 1u);
+  ASSERT_EQ(p.payload_len, 256u);
+  EXPECT_EQ(p.payload[0], 1);     // MAD base version
+  EXPECT_EQ(p.payload[1], 0x07);  // management class: communication management
+  EXPECT_EQ(p.payload[2], 2);     // class version
+  EXPECT_EQ(p.payload[3], 0x03);  // method: Send
+  EXPECT_EQ(p.payload[16] << 8 | p.payload[17], 0x0010);  // attribute: ConnectRequest
 }
 
 TEST(IcrcRxe, AckFields) {

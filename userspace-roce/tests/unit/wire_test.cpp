@@ -136,9 +136,20 @@ TEST(Opcodes, AtomicRequestsCarryAnAtomicEth) {
 // XRC opcodes and CNPs are not handled: parse() must refuse them.
 TEST(Opcodes, EverythingElseIsUnknown) {
   for (int op = 0x12; op <= 0xFF; ++op) {
-    if (op == kCompareSwap || op == kFetchAdd) continue;
+    if (op == kCompareSwap || op == kFetchAdd || op == kUdSendOnly) continue;
     EXPECT_FALSE(opcode_info(static_cast<uint8_t>(op)).valid) << "opcode 0x" << std::hex << op;
   }
+}
+
+// UD SEND_ONLY is the one datagram opcode: RDMA CM's MADs to QP 1. Its only extension
+// header is the DETH, and it carries a payload (the 256-byte MAD).
+TEST(Opcodes, UdSendOnlyCarriesADeth) {
+  const OpcodeInfo ud = opcode_info(kUdSendOnly);
+  EXPECT_TRUE(ud.valid);
+  EXPECT_TRUE(ud.deth);
+  EXPECT_TRUE(ud.first && ud.last && ud.payload);
+  EXPECT_FALSE(ud.reth || ud.imm || ud.aeth || ud.atomic_eth);
+  for (int op = 0; op <= 0x14; ++op) EXPECT_FALSE(opcode_info(static_cast<uint8_t>(op)).deth);
 }
 
 // ---- header encoding: exact bytes ---------------------------------------------------------
@@ -216,6 +227,29 @@ TEST(Encode, CompareSwapHasTheAtomicEthLayout) {
 }
 
 // 24-bit fields keep only their 24 bits; PadCnt only its 2.
+// UD SEND_ONLY to QP 1: BTH, then the DETH (Q_Key, a reserved byte, the 24-bit source QP).
+TEST(Encode, UdSendOnlyHasTheDethLayout) {
+  Packet p;
+  p.bth.opcode = kUdSendOnly;
+  p.bth.migreq = false;
+  p.bth.ack_req = true;
+  p.bth.dest_qp = 1;
+  p.bth.psn = 7;
+  p.deth.qkey = 0x80010000;
+  p.deth.src_qp = 1;
+  const std::vector<uint8_t> want = {0x64, 0x00, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x01,
+                                     0x80, 0x00, 0x00, 0x07,                          // BTH
+                                     0x80, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01};  // DETH
+  EXPECT_EQ(encoded(p), want);
+  const Ipv4Flow flow = uroce::socketless::flow_between(0x0A000002, 0x0A000001);
+  const std::vector<uint8_t> bytes = build_packet(p, std::vector<uint8_t>(256, 0x5A), flow);
+  Packet back;
+  ASSERT_EQ(parse(bytes.data(), bytes.size(), flow, back), ParseStatus::ok);
+  EXPECT_EQ(back.deth.qkey, 0x80010000u);
+  EXPECT_EQ(back.deth.src_qp, 1u);
+  EXPECT_EQ(back.payload_len, 256u);
+}
+
 TEST(Encode, FieldsAreCutToTheirWidth) {
   Packet p;
   p.bth.opcode = kReadResponseFirst;
@@ -380,8 +414,8 @@ TEST(ParseErrors, TransportVersionMustBeZero) {
 
 TEST(ParseErrors, OpcodesOutsideTheRcTableAreUnknown) {
   // 0x12: ATOMIC_ACKNOWLEDGE (never asked for); 0x15: the first past the atomics; 0x24:
-  // UC SEND ONLY; 0x64: UD SEND ONLY (what RDMA CM's MADs use); 0x81: CNP; 0xFF: nothing.
-  for (int op : {0x12, 0x15, 0x24, 0x64, 0x81, 0xFF}) {
+  // UC SEND ONLY; 0x65: UD SEND ONLY with immediate; 0x81: CNP; 0xFF: nothing.
+  for (int op : {0x12, 0x15, 0x24, 0x65, 0x81, 0xFF}) {
     auto bytes = valid_packet(kSendOnly, 32, kFlow);
     bytes[0] = static_cast<uint8_t>(op);
     reseal(bytes, kFlow);
