@@ -25,7 +25,10 @@ void complete_send(Qp& qp, const SendWqe& w, ibv_wc_status status) {
     default: wc.opcode = IBV_WC_SEND; break;
   }
   wc.qp_num = qp.qpn();
-  if (w.is_read()) wc.byte_len = w.length;
+  // The spec defines byte_len for receive completions only; rxe (rxe_comp.c,
+  // make_send_cqe) reports the work request's length on send completions as well, and
+  // programs written on it (lesson 02's WRITE log) print it.
+  wc.byte_len = w.length;
   cq_push(*qp.send_cq, wc, false);
 }
 

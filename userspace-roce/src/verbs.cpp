@@ -780,7 +780,12 @@ UROCE_EXPORT ibv_qp* UROCE_V1_1(ibv_create_qp)(ibv_pd* ibpd, ibv_qp_init_attr* i
     qp->cap = c;
     qp->cap.max_send_wr = std::max(1u, c.max_send_wr);
     qp->cap.max_recv_wr = std::max(1u, c.max_recv_wr);
-    qp->cap.max_send_sge = std::max(1u, c.max_send_sge);
+    // A send WQE holds either its SGEs (16 bytes each) or its inline bytes, so each grants
+    // the other, as rxe does (rxe_qp.c, rxe_qp_init_req): asking for 1 SGE and no inline
+    // data still gets 16 inline bytes (rdma_xclient posts 16 inline bytes on such a QP).
+    const uint32_t wqe_bytes = std::max(std::max(1u, c.max_send_sge) * 16u, c.max_inline_data);
+    qp->cap.max_send_sge = std::min<uint32_t>(kMaxSge, wqe_bytes / 16u);
+    qp->cap.max_inline_data = wqe_bytes;
     qp->cap.max_recv_sge = std::max(1u, c.max_recv_sge);
     qp->sq_sig_all = init->sq_sig_all != 0;
     init->cap = qp->cap;  // report what was granted, as a device does
