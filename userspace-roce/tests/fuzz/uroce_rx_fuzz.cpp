@@ -45,7 +45,7 @@
 //                   1 modify to ERROR, 2 RESET and connect again (RESET -> INIT ->
 //                   RTR -> RTS), 3 timers
 //
-// Built with -DUROCE_RX_SEED_MODE instead, the file is a tool that writes the seed
+// Built with -DUROCE_SEED_MODE instead, the file is a tool that writes the seed
 // corpus: `uroce_rx_seed OUT_DIR` writes inputs made of valid packets (encoded with
 // wire::encode_headers): SENDs, WRITE FIRST/MIDDLE/LAST with the MR's rkey, READ
 // requests, and ACKs, NAKs and READ responses for the requester's posted work.
@@ -389,7 +389,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   return 0;
 }
 
-#ifdef UROCE_RX_SEED_MODE
+#ifdef UROCE_SEED_MODE
 // ---- the seed corpus -----------------------------------------------------------------------
 #include <cstdio>
 #include <cstdlib>

@@ -272,7 +272,8 @@ TEST(Encode, FieldsAreCutToTheirWidth) {
 // ---- encode -> parse round trips -----------------------------------------------------------
 
 size_t header_size(const OpcodeInfo& info) {
-  return kBthSize + (info.reth ? kRethSize : 0) + (info.aeth ? kAethSize : 0) +
+  return kBthSize + (info.deth ? kDethSize : 0) + (info.reth ? kRethSize : 0) +
+         (info.aeth ? kAethSize : 0) +
          (info.atomic_eth ? kAtomicEthSize : 0) + (info.imm ? kImmSize : 0);
 }
 
