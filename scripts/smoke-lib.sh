@@ -36,6 +36,18 @@ need_binaries() {
   exit 2
 }
 
+# need_cm_runtime: an RDMA CM lesson on the userspace runtime needs the runtime's
+# librdmacm.so.1 next to its libibverbs.so.1 (the system's would look for the kernel's
+# /dev/infiniband/rdma_cm). Nothing to check on the kernel runtime.
+need_cm_runtime() {
+  [ "$SMOKE_RUNTIME" = userspace ] || return 0
+  local lib
+  lib="$(echo "$LD_LIBRARY_PATH" | cut -d: -f1)/librdmacm.so.1"
+  [ -e "$lib" ] && return 0
+  echo "smoke: the userspace runtime has no RDMA CM: $lib is missing (cmake --build \$BUILD_DIR --target uroce_rdmacm)" >&2
+  exit 2
+}
+
 # wait_for_line LOG REGEX SECONDS: poll a log file until a line appears (bounded).
 wait_for_line() {
   local deadline=$((SECONDS + $3))
@@ -43,6 +55,13 @@ wait_for_line() {
     [ $SECONDS -lt $deadline ] || return 1
     sleep 0.1
   done
+}
+
+# server_ready CASE LOG READY: wait (at most 60 s) until a server started in the
+# background prints its READY line (it listens), so that its client's first
+# ConnectRequest finds it. A failure is said, and the client is started all the same.
+server_ready() {
+  wait_for_line "$2" "$3" 60 || fail "$1: the server printed no line matching /$3/ within 60 s (log: $2)"
 }
 
 # stop_summary CASE READY SUMMARY CMD...: start a server (bounded: 120 s), wait (at most
@@ -66,8 +85,8 @@ stop_summary() {
 
 # The verbs runtime under the lesson: SMOKE_RUNTIME=kernel (the default: whatever
 # libibverbs finds, e.g. Soft-RoCE in the lab VMs) or userspace (this project's userspace
-# RoCE runtime, userspace-roce/: every process gets its own 127.0.0.x and talks RoCE v2
-# over loopback, no kernel module needed). `smoke.sh --runtime userspace local` sets it.
+# RoCE runtime, userspace-roce/: every process gets a loopback address of its own and
+# talks RoCE v2 over loopback, no kernel module needed). `smoke.sh --runtime userspace local` sets it.
 : "${SMOKE_RUNTIME:=kernel}"
 use_runtime() {
   case "$SMOKE_RUNTIME" in
@@ -77,15 +96,70 @@ use_runtime() {
       while IFS= read -r line; do export "${line?}"; done \
         < <("$ROOT/scripts/userspace-roce.sh" --print-env) || exit 2
       [ -n "${LD_LIBRARY_PATH:-}" ] || exit 2
+      # One address for every process would let only the first bind it.
+      if [ -n "${UROCE_ADDR:-}" ]; then
+        echo "smoke: UROCE_ADDR=$UROCE_ADDR ignored: every process of the smoke takes an address of its own"
+        unset UROCE_ADDR
+      fi
+      if ! [[ ${SMOKE_PORT:-} =~ ^[1-9][0-9]*$ ]] || [ "$SMOKE_PORT" -lt 256 ] || [ "$SMOKE_PORT" -gt 65535 ]; then
+        echo "smoke: SMOKE_PORT='${SMOKE_PORT:-}' cannot give the CM server's address 127.0.<port/256>.<port%256>: use a port from 256 to 65535" >&2
+        exit 2
+      fi
+      SMOKE_SERVER_ADDR=127.0.$((SMOKE_PORT / 256)).$((SMOKE_PORT % 256))
+      SERVER_ENV=(env "UROCE_ADDR=$SMOKE_SERVER_ADDR")
       echo "smoke: runtime: userspace RoCE ($(echo "$LD_LIBRARY_PATH" | cut -d: -f1))" ;;
     *) echo "smoke: unknown runtime '$SMOKE_RUNTIME' (kernel or userspace)" >&2; exit 2 ;;
   esac
 }
 
+# SERVER_ENV: the prefix that starts an RDMA CM lesson's server where cm_server_ipv4 says
+# it is (`timeout 60 "${SERVER_ENV[@]}" "$BIN/server" ...`). Empty on the kernel runtime.
+# On the userspace runtime every process has an address of its own (a device bound to
+# 127.0.0.x:4791), and a server bound to the wildcard address listens at its process's
+# address only: there the servers get the fixed SMOKE_SERVER_ADDR,
+# 127.0.<SMOKE_PORT / 256>.<SMOKE_PORT % 256> (UROCE_ADDR), which the clients are told.
+# It is never in 127.0.0.x, which the runtime hands to processes that ask for no
+# address (the clients), and smokes with different SMOKE_PORTs get different ones.
+SERVER_ENV=() SMOKE_SERVER_ADDR=""
+
+# cm_server_ipv4: the address an RDMA CM lesson's clients connect to: local_ipv4 on the
+# kernel runtime, SMOKE_SERVER_ADDR on the userspace runtime (set by use_runtime).
+cm_server_ipv4() {
+  if [ "$SMOKE_RUNTIME" = userspace ]; then echo "$SMOKE_SERVER_ADDR"; return; fi
+  local_ipv4
+}
+
+# cm_host_up CASE READY CMD... / cm_host_down CASE: the "nobody listens on that port"
+# cases need a host whose CM answers a ConnectRequest for a port nobody listens on with a
+# ConnectReject (invalid service ID). Every kernel host does; on the userspace runtime a
+# host is a process, and the server address answers only while a process holds it. So
+# there cm_host_up starts CMD (the lesson's server, listening on another port) with
+# SERVER_ENV, bounded (120 s), and waits (at most 60 s) for its READY line; cm_host_down
+# stops it (SIGTERM) and waits for it. Both do nothing on the kernel runtime.
+CM_HOST_PID="" CM_HOST_SEQ=1
+cm_host_up() {
+  local name=$1 ready=$2; shift 2
+  [ "$SMOKE_RUNTIME" = userspace ] || return 0
+  local log="$SMOKE_OUT/cm-host-$CM_HOST_SEQ.log"
+  CM_HOST_SEQ=$((CM_HOST_SEQ + 1))
+  timeout -k 5 120 "${SERVER_ENV[@]}" "$@" >"$log" 2>&1 &
+  CM_HOST_PID=$!
+  wait_for_line "$log" "$ready" 60 \
+    || fail "$name: the server that keeps the server address alive ($*) printed no line matching /$ready/ within 60 s (log: $log)"
+}
+cm_host_down() {
+  [ -n "$CM_HOST_PID" ] || return 0
+  pkill -TERM -P "$CM_HOST_PID" \
+    || fail "$1: the server that kept the server address alive had exited before the case ended"
+  set +e; wait "$CM_HOST_PID"; set -e
+  CM_HOST_PID=""
+}
+
 # local_ipv4: this host's first global IPv4 address (RDMA CM needs an address that an
 # RDMA device serves; 127.0.0.1 is not one).
 local_ipv4() {
-  # On the userspace runtime everything runs over loopback.
+  # On the userspace runtime everything runs over loopback (the TCP side channels of
+  # lessons 01 and 05; the RDMA CM lessons use cm_server_ipv4).
   if [ "$SMOKE_RUNTIME" = userspace ]; then echo 127.0.0.1; return; fi
   ip -4 -o addr show scope global | awk '{split($4, a, "/"); print a[1]; exit}'
 }

@@ -4,8 +4,9 @@
 #   2. build everything with warnings as errors (SANITIZE=1: with ASan + UBSan)
 #   3. build the Doxygen pages (a warning fails the build)
 #   4. run the unit tests, then every lesson's smoke in the Soft-RoCE lab VMs, then the
-#      capture checks, then the userspace RoCE runtime's tests (lessons 01 and 05 on it,
-#      Debian's verbs tools on it, its captures and fault injection), all through ctest
+#      capture checks, then the userspace RoCE runtime's tests (all five lessons' smokes
+#      and the tour on it, Debian's verbs tools and RDMA CM tools on it, its captures and
+#      fault injection), all through ctest
 # Logs of every lab run are under $BUILD_DIR/lab-runs/ and $BUILD_DIR/captures/.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

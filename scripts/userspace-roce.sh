@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Runs a verbs program on the userspace RoCE runtime: no rdma_rxe kernel module, no
-# root, no VM. The program is not rebuilt or changed: the dynamic loader finds this
-# project's libibverbs.so.1 first (LD_LIBRARY_PATH), which offers one device, "uroce0",
-# and speaks RoCE v2 over UDP port 4791. Each process takes its own loopback address
-# 127.0.0.x, and its GID is ::ffff:127.0.0.x (GID index 0).
+# Runs a verbs or RDMA CM program on the userspace RoCE runtime: no rdma_rxe kernel
+# module, no root, no VM. The program is not rebuilt or changed: the dynamic loader finds
+# this project's libibverbs.so.1 and librdmacm.so.1 first (LD_LIBRARY_PATH, one directory
+# for both); the first offers one device, "uroce0", and speaks RoCE v2 over UDP port 4791,
+# the second speaks the RDMA CM through it. Each process takes an address of its own,
+# the first free loopback address 127.0.0.x unless --addr (or the program's
+# rdma_bind_addr to a specific address) names one, and its GID is ::ffff: and that
+# address (GID index 0).
 #
 #   scripts/userspace-roce.sh [options] -- PROGRAM [ARGS...]
 #
@@ -15,12 +18,16 @@
 #   --seed N           the fault injector's seed
 #   --log N            1: QP state changes and errors; 2: every packet; 3: responder detail
 #   --window N         packets a QP may have unacknowledged (default 128)
+#   --cm-drop LIST     RDMA CM: drop the first of each named message (req,rep,rtu,rej,dreq,drep)
 #   --print-env        print the environment it would set (for PROGRAM, if one is given
 #                      after --) as VAR=VALUE lines, and exit
 #
-# The runtime checks every UROCE_* value when the program first asks for the device list:
-# a value it cannot use is refused with one stderr line saying what is accepted, and the
-# program's ibv_get_device_list then fails with EINVAL.
+# The runtime checks its UROCE_* values when the program first asks for the device list
+# (or first calls rdma_create_event_channel, rdma_create_id, rdma_getaddrinfo or
+# rdma_get_devices, if earlier): a value it cannot use is refused with one stderr line
+# saying what is accepted, and the program's ibv_get_device_list then fails with EINVAL.
+# UROCE_CM_DROP is checked by the runtime's librdmacm at the first of those four rdma_*
+# calls; a wrong one is refused the same way, and those calls then fail with EINVAL.
 #
 # A runtime built with SANITIZE=1 (ASan + UBSan; its lib/ directory then holds
 # sanitizer-runtimes.txt) needs those sanitizer runtimes loaded first in every process.
@@ -57,6 +64,7 @@ while [ $# -gt 0 ]; do
     --seed) [ $# -ge 2 ] || die "--seed needs a number"; export UROCE_SEED=$2; shift 2 ;;
     --log) [ $# -ge 2 ] || die "--log needs a level (1-3)"; export UROCE_LOG=$2; shift 2 ;;
     --window) [ $# -ge 2 ] || die "--window needs a packet count"; export UROCE_WINDOW=$2; shift 2 ;;
+    --cm-drop) [ $# -ge 2 ] || die "--cm-drop needs a list of CM messages (req,rep,rtu,rej,dreq,drep)"; export UROCE_CM_DROP=$2; shift 2 ;;
     --print-env) print_env=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
@@ -110,7 +118,7 @@ fi
 
 if [ "$print_env" = 1 ]; then
   for v in "${vars[@]}"; do echo "$v=${!v}"; done
-  env | sed -n '/^UROCE_[A-Z]*=/p' | sort
+  env | sed -n '/^UROCE_[A-Z_]*=/p' | sort
   exit 0
 fi
 exec "$@"

@@ -9,10 +9,11 @@
 #
 # Option and file errors need no RDMA device: the programs refuse them before opening
 # one. Cases that need a connection run on the userspace RoCE runtime
-# (scripts/userspace-roce.sh), which carries lessons 01 and 05; lessons 02-04 use RDMA CM,
-# which the runtime does not offer yet, so their connected cases stay in their lab smoke
-# (lessons/NN/smoke.sh local: nobody listening, rejected private data, a server stopped
-# with SIGTERM). Logs in $BUILD_DIR/userspace-roce/test-out/bad_input_NN/.
+# (scripts/userspace-roce.sh), for lessons 01 and 05. Lessons 02-04 have only cases
+# refused before a device is opened here; their connected cases are in their own smokes
+# (lessons/NN/smoke.sh local: nobody listening in each, a rejected client in 02 and 03, a
+# server stopped with SIGTERM in 02 and 04), which run in the lab and on the runtime
+# (smoke_0N_userspace). Logs in $BUILD_DIR/userspace-roce/test-out/bad_input_NN/.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../userspace-roce/tests/lib.sh"
 lesson=${1:?usage: bad_input.sh LESSON PORT}

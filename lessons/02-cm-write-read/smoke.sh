@@ -31,6 +31,7 @@ mkdir -p "$SMOKE_OUT"
 SMOKE_NAME="lesson 02"
 source "$ROOT/scripts/smoke-lib.sh"
 
+READY="step 7: wait for CONNECT_REQUEST"   # the server listens
 OK_CLIENT="client: wrote [0-9]+ bytes, read back [0-9]+ bytes .*verified"
 # The runs of one client after another against a persistent server, in this order; the
 # server and client roles use the same list on two hosts. NAME|CLIENT ARGS|EXIT|LOG LINE
@@ -81,15 +82,16 @@ check_no_read_resources() {
 }
 
 role_local() {
-  need_binaries "$BIN"
+  need_binaries "$BIN"; need_cm_runtime
   local ip p=$SMOKE_PORT rc
-  ip=$(local_ipv4)
+  ip=$(cm_server_ipv4)
   [ -n "$ip" ] || { echo "smoke: this host has no global IPv4 address for RDMA CM" >&2; exit 2; }
   echo "smoke: lesson 02, both sides on this host ($ip); logs in $SMOKE_OUT"
 
   # One server, one client: the default run.
-  timeout 60 "$BIN/server" -p "$p" --accept-timeout 30 >"$SMOKE_OUT/basic-server.log" 2>&1 &
+  timeout 60 "${SERVER_ENV[@]}" "$BIN/server" -p "$p" --accept-timeout 30 >"$SMOKE_OUT/basic-server.log" 2>&1 &
   local spid=$!
+  server_ready basic "$SMOKE_OUT/basic-server.log" "$READY"
   set +e
   timeout 60 "$BIN/client" "$ip" -p "$p" >"$SMOKE_OUT/basic-client.log" 2>&1; rc=$?
   wait $spid; local src=$?
@@ -101,8 +103,9 @@ role_local() {
 
   # A persistent server and a series of good and bad clients.
   SMOKE_PORT=$((p + 1))
-  timeout 300 "$BIN/server" -p "$SMOKE_PORT" --persistent --clients 6 --accept-timeout 120 >"$SMOKE_OUT/persistent-server.log" 2>&1 &
+  timeout 300 "${SERVER_ENV[@]}" "$BIN/server" -p "$SMOKE_PORT" --persistent --clients 6 --accept-timeout 120 >"$SMOKE_OUT/persistent-server.log" 2>&1 &
   spid=$!
+  server_ready "persistent server" "$SMOKE_OUT/persistent-server.log" "$READY"
   run_sequence "$ip"
   set +e; wait $spid; rc=$?; set -e
   check_persistent_server "$SMOKE_OUT/persistent-server.log" $rc
@@ -110,8 +113,9 @@ role_local() {
 
   # A server that grants the client no READ resources: the CM carries the 0 to the
   # client, whose QP then may have no READ in flight.
-  timeout 60 "$BIN/server" -p $((p + 2)) --responder-resources 0 --accept-timeout 30 >"$SMOKE_OUT/noresp-server.log" 2>&1 &
+  timeout 60 "${SERVER_ENV[@]}" "$BIN/server" -p $((p + 2)) --responder-resources 0 --accept-timeout 30 >"$SMOKE_OUT/noresp-server.log" 2>&1 &
   spid=$!
+  server_ready "server --responder-resources 0" "$SMOKE_OUT/noresp-server.log" "$READY"
   set +e
   timeout 60 "$BIN/client" "$ip" -p $((p + 2)) --connect-timeout 30 >"$SMOKE_OUT/noresp-client.log" 2>&1; rc=$?
   wait $spid
@@ -131,12 +135,14 @@ role_local() {
   "$BIN/client" "$ip" --range 9:3 >"$SMOKE_OUT/usage3.log" 2>&1; rc=$?
   set -e
   check "usage: client --range 9:3" 2 $rc "$SMOKE_OUT/usage3.log" "--range '9:3' is not START:END with START < END"
+  cm_host_up "nobody listening" "$READY" "$BIN/server" -p $((p + 6)) --accept-timeout 100
   set +e
   timeout 60 "$BIN/client" "$ip" -p $((p + 5)) --connect-timeout 2 >"$SMOKE_OUT/nolistener.log" 2>&1; rc=$?
   set -e
+  cm_host_down "nobody listening"
   check "nobody listening for 2 s" 1 $rc "$SMOKE_OUT/nolistener.log" "nobody listens on $ip:$((p + 5)) after [0-9]+ attempts"
-  stop_summary "SIGTERM: a persistent server stops with its summary line" "step 7: wait for CONNECT_REQUEST" \
-    "^server: 0 client\\(s\\) served, 0 rejected$" "$BIN/server" -p $((p + 20)) --persistent --accept-timeout 100
+  stop_summary "SIGTERM: a persistent server stops with its summary line" "$READY" \
+    "^server: 0 client\\(s\\) served, 0 rejected$" "${SERVER_ENV[@]}" "$BIN/server" -p $((p + 20)) --persistent --accept-timeout 100
   # An address on our subnet that nobody has: ARP gets no answer, so the CM cannot
   # resolve it to a device and a destination MAC.
   local ghost="${ip%.*}.$(( ${ip##*.} == 99 ? 98 : 99 ))"
@@ -147,24 +153,24 @@ role_local() {
 }
 
 role_server() {
-  need_binaries "$BIN"
+  need_binaries "$BIN"; need_cm_runtime
   echo "smoke: lesson 02 server role; logs in $SMOKE_OUT"
   local rc
   # First the default run (one client), then the sequence against a persistent server.
   set +e
-  timeout 150 "$BIN/server" -p "$SMOKE_PORT" --accept-timeout 120 >"$SMOKE_OUT/basic-server.log" 2>&1; rc=$?
+  timeout 150 "${SERVER_ENV[@]}" "$BIN/server" -p "$SMOKE_PORT" --accept-timeout 120 >"$SMOKE_OUT/basic-server.log" 2>&1; rc=$?
   set -e
   check "server: basic" 0 $rc "$SMOKE_OUT/basic-server.log" "buffer after the client: 'client-wrote-this'"
   set +e
   # --clients 6: the six accepted clients of SEQUENCE (three are rejected), then exit.
-  timeout 200 "$BIN/server" -p "$SMOKE_PORT" --clients 6 --accept-timeout 120 >"$SMOKE_OUT/persistent-server.log" 2>&1; rc=$?
+  timeout 200 "${SERVER_ENV[@]}" "$BIN/server" -p "$SMOKE_PORT" --clients 6 --accept-timeout 120 >"$SMOKE_OUT/persistent-server.log" 2>&1; rc=$?
   set -e
   check_persistent_server "$SMOKE_OUT/persistent-server.log" $rc
 }
 
 role_client() {
   local server=${1:?usage: smoke.sh client SERVER_IP}
-  need_binaries "$BIN"
+  need_binaries "$BIN"; need_cm_runtime
   echo "smoke: lesson 02 client role against $server; logs in $SMOKE_OUT"
   start_capture "$server" "udp port 4791"
   local rc

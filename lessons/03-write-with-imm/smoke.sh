@@ -27,6 +27,7 @@ mkdir -p "$SMOKE_OUT"
 SMOKE_NAME="lesson 03"
 source "$ROOT/scripts/smoke-lib.sh"
 
+READY="step 4: wait for CONNECT_REQUEST"   # the server listens
 # The runs, in order, for both local and pair: NAME|SERVER ARGS|CLIENT ARGS
 RUNS=(
   "basic||-n 10"
@@ -56,16 +57,17 @@ check_run() {
 }
 
 role_local() {
-  need_binaries "$BIN"
+  need_binaries "$BIN"; need_cm_runtime
   local ip entry name sargs cargs spid src crc p=$SMOKE_PORT
-  ip=$(local_ipv4)
+  ip=$(cm_server_ipv4)
   [ -n "$ip" ] || { echo "smoke: this host has no global IPv4 address for RDMA CM" >&2; exit 2; }
   echo "smoke: lesson 03, both sides on this host ($ip); logs in $SMOKE_OUT"
   for entry in "${RUNS[@]}"; do
     IFS='|' read -r name sargs cargs <<<"$entry"
     # shellcheck disable=SC2086
-    timeout 120 "$BIN/server" -p "$p" --accept-timeout 30 $sargs >"$SMOKE_OUT/$name-server.log" 2>&1 &
+    timeout 120 "${SERVER_ENV[@]}" "$BIN/server" -p "$p" --accept-timeout 30 $sargs >"$SMOKE_OUT/$name-server.log" 2>&1 &
     spid=$!
+    server_ready "$name" "$SMOKE_OUT/$name-server.log" "$READY"
     set +e
     # shellcheck disable=SC2086
     timeout 120 "$BIN/client" "$ip" -p "$p" $cargs >"$SMOKE_OUT/$name-client.log" 2>&1; crc=$?
@@ -76,8 +78,9 @@ role_local() {
   done
 
   # A client whose messages do not fit the slots: the server rejects it, with the reason.
-  timeout 60 "$BIN/server" -p "$p" --accept-timeout 30 >"$SMOKE_OUT/toobig-server.log" 2>&1 &
+  timeout 60 "${SERVER_ENV[@]}" "$BIN/server" -p "$p" --accept-timeout 30 >"$SMOKE_OUT/toobig-server.log" 2>&1 &
   spid=$!
+  server_ready "too big" "$SMOKE_OUT/toobig-server.log" "$READY"
   set +e
   timeout 60 "$BIN/client" "$ip" -p "$p" -s 128 >"$SMOKE_OUT/toobig-client.log" 2>&1; crc=$?
   wait $spid; src=$?
@@ -87,8 +90,9 @@ role_local() {
 
   # A client that vanishes after connecting: the server's wait for the next message ends.
   p=$((p + 1))
-  timeout 60 "$BIN/server" -p "$p" -t 3 --accept-timeout 30 >"$SMOKE_OUT/vanished-server.log" 2>&1 &
+  timeout 60 "${SERVER_ENV[@]}" "$BIN/server" -p "$p" -t 3 --accept-timeout 30 >"$SMOKE_OUT/vanished-server.log" 2>&1 &
   spid=$!
+  server_ready "vanished client" "$SMOKE_OUT/vanished-server.log" "$READY"
   # The client would write 1000 messages; it is killed as soon as its first one is
   # acknowledged. Its process exit makes the kernel send a DisconnectRequest.
   "$BIN/client" "$ip" -p "$p" -n 1000000 >"$SMOKE_OUT/vanished-client.log" 2>&1 &
@@ -110,23 +114,25 @@ role_local() {
   "$BIN/server" --rnr-retry 9 >"$SMOKE_OUT/usage2.log" 2>&1; rc=$?
   set -e
   check "usage: server --rnr-retry 9" 2 $rc "$SMOKE_OUT/usage2.log" "not in range"
+  cm_host_up "nobody listening" "$READY" "$BIN/server" -p $((p + 2)) --accept-timeout 100
   set +e
   timeout 60 "$BIN/client" "$ip" -p $((p + 1)) --connect-timeout 1 >"$SMOKE_OUT/nolistener.log" 2>&1; rc=$?
   set -e
+  cm_host_down "nobody listening"
   check "nobody listening" 1 $rc "$SMOKE_OUT/nolistener.log" "nobody listens on $ip:$((p + 1)) after [0-9]+ attempts"
-  stop_summary "SIGTERM: the server stops with its summary line" "step 4: wait for CONNECT_REQUEST" \
-    "^server: 0 message\\(s\\) received through 8 slots" "$BIN/server" -p $((p + 20)) --accept-timeout 100
+  stop_summary "SIGTERM: the server stops with its summary line" "$READY" \
+    "^server: 0 message\\(s\\) received through 8 slots" "${SERVER_ENV[@]}" "$BIN/server" -p $((p + 20)) --accept-timeout 100
 }
 
 role_server() {
-  need_binaries "$BIN"
+  need_binaries "$BIN"; need_cm_runtime
   echo "smoke: lesson 03 server role; logs in $SMOKE_OUT"
   local entry name sargs cargs rc
   for entry in "${RUNS[@]}"; do
     IFS='|' read -r name sargs cargs <<<"$entry"
     set +e
     # shellcheck disable=SC2086
-    timeout 150 "$BIN/server" -p "$SMOKE_PORT" --accept-timeout 120 $sargs >"$SMOKE_OUT/$name-server.log" 2>&1; rc=$?
+    timeout 150 "${SERVER_ENV[@]}" "$BIN/server" -p "$SMOKE_PORT" --accept-timeout 120 $sargs >"$SMOKE_OUT/$name-server.log" 2>&1; rc=$?
     set -e
     check_run "$name" $rc -
   done
@@ -134,7 +140,7 @@ role_server() {
 
 role_client() {
   local server=${1:?usage: smoke.sh client SERVER_IP}
-  need_binaries "$BIN"
+  need_binaries "$BIN"; need_cm_runtime
   echo "smoke: lesson 03 client role against $server; logs in $SMOKE_OUT"
   start_capture "$server" "udp port 4791"
   local entry name sargs cargs rc

@@ -117,9 +117,9 @@ check_no_wx() {
 }
 
 role_local() {
-  need_binaries "$BIN"
+  need_binaries "$BIN"; need_cm_runtime
   local ip spid rc pid
-  ip=$(local_ipv4)
+  ip=$(cm_server_ipv4)
   [ -n "$ip" ] || { echo "smoke: this host has no global IPv4 address for RDMA CM" >&2; exit 2; }
   echo "smoke: lesson 04, both sides on this host ($ip); logs in $SMOKE_OUT"
 
@@ -130,7 +130,7 @@ role_local() {
     pass "no source of the lesson maps memory executable (no PROT_EXEC, mprotect, memfd_create)"
   fi
 
-  "$BIN/server" -p "$SMOKE_PORT" --clients 3 --accept-timeout 60 >"$SMOKE_OUT/server.log" 2>&1 &
+  "${SERVER_ENV[@]}" "$BIN/server" -p "$SMOKE_PORT" --clients 3 --accept-timeout 60 >"$SMOKE_OUT/server.log" 2>&1 &
   spid=$!
   wait_for_line "$SMOKE_OUT/server.log" "step 4: wait for CONNECT_REQUEST" 60 \
     || fail "the server did not start listening (log: $SMOKE_OUT/server.log)"
@@ -159,27 +159,29 @@ role_local() {
   "$BIN/client" "$ip" -r "$SMOKE_OUT/typo.lasm" >"$SMOKE_OUT/typo.log" 2>&1; rc=$?
   set -e
   check "a program with a syntax error is refused before connecting" 1 $rc "$SMOKE_OUT/typo.log" "line 2: .*lod"
+  cm_host_up "nobody listening" "step 4: wait for CONNECT_REQUEST" "$BIN/server" -p $((SMOKE_PORT + 2)) --accept-timeout 100
   set +e
   timeout 60 "$BIN/client" "$ip" -p $((SMOKE_PORT + 1)) --connect-timeout 1 >"$SMOKE_OUT/nolistener.log" 2>&1; rc=$?
   set -e
+  cm_host_down "nobody listening"
   check "nobody listening" 1 $rc "$SMOKE_OUT/nolistener.log" "nobody listens on $ip:$((SMOKE_PORT + 1))"
   stop_summary "SIGTERM: a persistent server stops with its summary line" "step 4: wait for CONNECT_REQUEST" \
-    "^server: 0 client\\(s\\) served, 0 rejected$" "$BIN/server" -p $((SMOKE_PORT + 20)) --persistent --accept-timeout 100
+    "^server: 0 client\\(s\\) served, 0 rejected$" "${SERVER_ENV[@]}" "$BIN/server" -p $((SMOKE_PORT + 20)) --persistent --accept-timeout 100
 }
 
 role_server() {
-  need_binaries "$BIN"
+  need_binaries "$BIN"; need_cm_runtime
   echo "smoke: lesson 04 server role; logs in $SMOKE_OUT"
   local rc
   set +e
-  timeout 200 "$BIN/server" -p "$SMOKE_PORT" --clients 3 --accept-timeout 120 >"$SMOKE_OUT/server.log" 2>&1; rc=$?
+  timeout 200 "${SERVER_ENV[@]}" "$BIN/server" -p "$SMOKE_PORT" --clients 3 --accept-timeout 120 >"$SMOKE_OUT/server.log" 2>&1; rc=$?
   set -e
   check "server: three clients served" 0 $rc "$SMOKE_OUT/server.log" "server: 3 client\\(s\\) served" "request 11: ok"
 }
 
 role_client() {
   local server=${1:?usage: smoke.sh client SERVER_IP}
-  need_binaries "$BIN"
+  need_binaries "$BIN"; need_cm_runtime
   echo "smoke: lesson 04 client role against $server; logs in $SMOKE_OUT"
   start_capture "$server" "udp port 4791"
   run_clients "$server"

@@ -5,7 +5,7 @@ port 4791), such as the userspace runtime sends on the loopback interface.
 Usage:
   /usr/bin/python3 tests/tools/roce_wire_check.py PCAP [--min-packets N]
         [--expect NAME ...] [--expect-retransmissions | --no-retransmissions]
-        [--json FILE]
+        [--expect-cm-retransmission NAME ...] [--json FILE]
   /usr/bin/python3 tests/tools/roce_wire_check.py --self-test [PCAP ...]
 
 Use /usr/bin/python3: Debian's python3-scapy is only visible to it
@@ -29,9 +29,15 @@ quote a RoCE packet) is counted and otherwise ignored. For every RoCE packet:
      IPv6 ICRC). The two must agree. IPv6 ICRCs follow rxe's masks, but no oracle has
      checked this script's IPv6 code.
   3. Its opcode must be a defined BTH opcode, and an AETH syndrome must not be reserved.
+  4. A UD SEND_ONLY to QP 1 carries a MAD (the RDMA CM's connection protocol): its DETH
+     must have the GSI's Q_Key 0x80010000 and source QP 1, the MAD must be 256 bytes of
+     base version 1; a CM MAD (class 0x07) must be of class version 2, method Send and a
+     defined attribute, and tshark must decode it as the same CM message (attribute ID
+     and transaction ID) and name it in its Info column ("CM: ConnectRequest").
 
-Then it prints a summary: frames, RoCE packets, counts per opcode name, and
-retransmissions. Names are those of scapy.contrib.roce without the RC_ prefix
+Then it prints a summary: frames, RoCE packets, counts per opcode name, CM messages by
+Wireshark's names (ConnectRequest, ConnectReply, ReadyToUse, ConnectReject,
+DisconnectRequest, DisconnectReply, MsgRcptAck ...), and retransmissions. Names are those of scapy.contrib.roce without the RC_ prefix
 (SEND_ONLY, RDMA_WRITE_FIRST, ACKNOWLEDGE, RDMA_READ_RESPONSE_ONLY; UC_, RD_, UD_ and
 XRC_ opcodes keep their prefix: a CM MAD is a UD_SEND_ONLY; CNP). An Acknowledge
 packet whose AETH carries a NAK is counted under the NAK's name instead of
@@ -42,7 +48,10 @@ A retransmission is a request packet (not an Acknowledge, atomic Acknowledge or 
 READ response, which only echo the PSNs of requests) whose (source IP, destination QP,
 PSN, opcode) was already seen earlier in the capture; for UD packets the DETH's source
 QP is part of the key too, since several UD QPs of one host may send to one QP. A packet
-sent three times counts as two retransmissions.
+sent three times counts as two retransmissions. A CM retransmission is a CM message whose
+(source IP, attribute ID, transaction ID) was already seen: the CM resends a message
+whose answer did not come, with its transaction ID; a MAD is never a retransmission of
+the kind above (its PSN is its QP 1's next, whatever it carries).
 
 Options:
   --min-packets N            fail if there are fewer than N RoCE packets (default 1:
@@ -51,14 +60,20 @@ Options:
                              list). Case, spaces, "-" and "_" do not matter, and an
                              RC_ prefix and ACK for ACKNOWLEDGE are accepted:
                              --expect rnr_nak, --expect "NAK remote access error",
-                             --expect RC_SEND_ONLY. An unknown name is a usage error.
+                             --expect RC_SEND_ONLY, --expect ConnectRequest (a CM
+                             message). An unknown name is a usage error.
   --expect-retransmissions   fail if there is no retransmission
   --no-retransmissions       fail if there is any
+  --expect-cm-retransmission NAME
+                             fail unless a CM message of that name (ConnectRequest,
+                             ConnectReply, ReadyToUse, DisconnectRequest ...) was sent
+                             twice with one transaction ID (repeatable, or a comma list)
   --json FILE                also write the summary as JSON (also when a check fails)
   --self-test                check the ICRC code first: the CNP captured from a
                              ConnectX-4 Lx in scapy's roce.uts (ICRC 82fd002a), agreement
                              with scapy on packets of many kinds, every mask, the link
-                             types and the capture readers. PCAP is optional with it.
+                             types, the capture readers, retransmissions and CM MADs.
+                             PCAP is optional with it.
 
 Link types: Ethernet (DLT_EN10MB, including tcpdump -i lo's zero MACs and 802.1Q
 tags), Linux cooked SLL and SLL2 (tcpdump -i any), BSD loopback (NULL, LOOP) and raw IP
@@ -135,7 +150,61 @@ def acknowledge_name(syndrome, prefix=""):
     return None
 
 
+# --- Communication Management MADs (IBA vol. 1, chapters 13.4 and 12.6) ------------------
+# The RDMA CM's connection protocol travels as MADs: UD SEND_ONLY packets to QP 1 (the
+# GSI), with a DETH (Q_Key 0x80010000, source QP 1) and a 256-byte MAD: base version 1,
+# management class 0x07 (CM), class version 2, method 0x03 (Send), a transaction ID that
+# every message of one exchange shares (the REP and RTU carry the REQ's, the DREP the
+# DREQ's), and the attribute ID that says which message it is. Names as Wireshark's.
+GSI_QP = 1
+GSI_QKEY = 0x80010000
+MAD_BYTES = 256
+DETH_BYTES = 8
+MGMT_CLASS_CM = 0x07
+CM_ATTRIBUTES = {0x0010: "ConnectRequest", 0x0011: "MsgRcptAck", 0x0012: "ConnectReject",
+                 0x0013: "ConnectReply", 0x0014: "ReadyToUse", 0x0015: "DisconnectRequest",
+                 0x0016: "DisconnectReply", 0x0017: "ServiceIDResReq", 0x0018: "ServiceIDResReqResp",
+                 0x0019: "LoadAlternatePath", 0x001A: "AlternatePathResponse", 0x00B0: "ClassPortInfo"}
+MAD_STRUCT = struct.Struct("!BBBBHHQHHI")  # base version ... attribute modifier: 24 bytes
+
+
+def parse_cm_mad(frame, udp, end, padcount):
+    """The CM message in a UD SEND_ONLY packet to QP 1 whose UDP header is at udp and whose
+    datagram ends (after the ICRC) at end: (name, transaction ID, attribute ID, problems).
+    The name is None when the MAD is not of the CM class."""
+    problems = []
+    deth = udp + UDP_HEADER + BTH_BYTES
+    mad = deth + DETH_BYTES
+    payload = end - ICRC_BYTES - padcount - mad
+    if payload < MAD_STRUCT.size:
+        return None, None, None, [f"a UD packet to QP 1 with {max(payload, 0)} bytes after its DETH: no MAD header"]
+    qkey, src_qp = struct.unpack_from("!II", frame, deth)
+    src_qp &= 0xFFFFFF
+    base, mgmt_class, class_version, method, _status, _cs, tid, attr, _res, _mod = \
+        MAD_STRUCT.unpack_from(frame, mad)
+    if qkey != GSI_QKEY:
+        problems.append(f"MAD to QP 1 with DETH Q_Key 0x{qkey:08x}, not the GSI's 0x{GSI_QKEY:08x}")
+    if src_qp != GSI_QP:
+        problems.append(f"MAD to QP 1 from source QP 0x{src_qp:06x} (DETH), not QP 1")
+    if payload != MAD_BYTES:
+        problems.append(f"MAD of {payload} bytes, not {MAD_BYTES}")
+    if base != 1:
+        problems.append(f"MAD base version {base}, not 1")
+    if mgmt_class != MGMT_CLASS_CM:
+        return None, tid, attr, problems
+    name = CM_ATTRIBUTES.get(attr)
+    if name is None:
+        problems.append(f"CM MAD with attribute ID 0x{attr:04x}, which the CM does not define")
+        name = f"CM_ATTRIBUTE_0x{attr:04x}"
+    if class_version != 2:
+        problems.append(f"CM MAD ({name}) of class version {class_version}, not 2")
+    if method != 0x03 and attr != 0x00B0:
+        problems.append(f"CM MAD ({name}) with method 0x{method:02x}, not Send (0x03)")
+    return name, tid, attr, problems
+
+
 ALL_NAMES = set(OPCODE_NAMES.values()) | {"RNR NAK"} | set(NAK_CODES.values())
+CM_NAMES = set(CM_ATTRIBUTES.values())
 
 
 def normal_name(name):
@@ -146,7 +215,7 @@ def normal_name(name):
     return {"ACK": "ACKNOWLEDGE", "ACK_NAK_PSN_SEQUENCE_ERROR": "NAK_PSN_SEQUENCE_ERROR"}.get(n, n)
 
 
-NORMAL_NAMES = {normal_name(n): n for n in ALL_NAMES}
+NORMAL_NAMES = {normal_name(n): n for n in ALL_NAMES | CM_NAMES}
 
 
 # --- ICRC ---------------------------------------------------------------------------------
@@ -371,6 +440,10 @@ class Scan:
         self.retransmissions = []  # dicts
         self.retransmission_count = 0
         self.ip_packets = {}  # frame -> IPv4 packet bytes kept for the scapy cross-check
+        self.cm = {}  # frame -> (CM message name, transaction ID, attribute ID)
+        self.cm_counts = collections.Counter()
+        self.seen_cm = {}  # (source IP, attribute ID, transaction ID) -> first frame
+        self.cm_retransmissions = []  # dicts, every one
 
     def problem(self, frame, text):
         self.problems.append((frame, text))
@@ -417,7 +490,7 @@ def scan_capture(path, keep_for_scapy=True):
         if captured < udp + UDP_HEADER + BTH_BYTES:
             s.problem(n, f"cut short in the capture before the end of the BTH ({len(frame)} of {end} bytes)")
             continue
-        opcode, _flags, _pkey, word1, word2 = BTH_STRUCT.unpack_from(frame, udp + UDP_HEADER)
+        opcode, flags, _pkey, word1, word2 = BTH_STRUCT.unpack_from(frame, udp + UDP_HEADER)
         s.roce[n] = opcode
         dest_qp, psn = word1 & 0xFFFFFF, word2 & 0xFFFFFF
 
@@ -451,14 +524,32 @@ def scan_capture(path, keep_for_scapy=True):
                     s.problem(n, f"AETH syndrome 0x{syndrome:02x} is reserved")
                 else:
                     name = ack
+        elif opcode == UD | 0x04 and dest_qp == GSI_QP and end <= len(frame):
+            padcount = (flags >> 4) & 0x3
+            cm_name, tid, attr, mad_problems = parse_cm_mad(frame, udp, end, padcount)
+            for text in mad_problems:
+                s.problem(n, text)
+            if cm_name is not None:
+                s.cm[n] = (cm_name, tid, attr)
+                s.cm_counts[cm_name] += 1
+                src = bytes(frame[ip + 12:ip + 16]) if version == 4 else bytes(frame[ip + 8:ip + 24])
+                first = s.seen_cm.get((src, attr, tid))
+                if first is None:
+                    s.seen_cm[(src, attr, tid)] = n
+                else:
+                    s.cm_retransmissions.append({"frame": n, "first_frame": first, "name": cm_name,
+                                                 "src": str(ipaddress.ip_address(src)),
+                                                 "transaction_id": f"0x{tid:016x}"})
         s.opcodes[name] += 1
         s.first_of_name.setdefault(name, n)
         if keep_for_scapy and version == 4 and expected is not None and (
                 s.first_of_name[name] == n or (expected != found and len(s.icrc_bad) <= 20)):
             s.ip_packets[n] = bytes(frame[ip:ip_end])
 
-        # Retransmission: a request whose key was seen before.
-        if opcode != CNP and name in ALL_NAMES and op not in RESPONSE_OPS:
+        # Retransmission: a request whose key was seen before. Not a MAD: a CM message is
+        # resent with a new PSN and known by its transaction ID (above), and two processes
+        # of the userspace runtime (two hosts) may each start their QP 1 at PSN 0.
+        if opcode != CNP and name in ALL_NAMES and op not in RESPONSE_OPS and n not in s.cm:
             src = bytes(frame[ip + 12:ip + 16]) if version == 4 else bytes(frame[ip + 8:ip + 24])
             src_qp = None
             if transport == UD and udp + UDP_HEADER + BTH_BYTES + 8 <= min(end - ICRC_BYTES, captured):
@@ -498,7 +589,9 @@ def cross_check_with_scapy(s):
 
 # --- tshark -----------------------------------------------------------------------------------
 TSHARK_FIELDS = ["frame.number", "frame.protocols", "udp.srcport", "udp.dstport",
-                 "infiniband.bth.opcode", "_ws.malformed", "_ws.expert.severity", "_ws.expert.message"]
+                 "infiniband.bth.opcode", "_ws.malformed", "_ws.expert.severity", "_ws.expert.message",
+                 "infiniband.mad.mgmtclass", "infiniband.mad.attributeid", "infiniband.mad.transactionid",
+                 "_ws.col.Info"]
 SEVERITY_WARNING = 0x00600000  # _ws.expert.severity: chat 0x200000, note 0x400000, warn, error 0x800000
 SEVERITY_NAMES = {0x00600000: "warning", 0x00800000: "error"}
 AGGREGATOR = "\x1f"  # between the occurrences of one field; expert messages may contain commas
@@ -567,6 +660,22 @@ def tshark_problems(s, rows):
                                 f"{row['frame.protocols'] or '?'})"))
         elif opcode is not None and int(tshark_opcode[0], 0) != opcode:
             problems.append((n, f"tshark reads BTH opcode {tshark_opcode[0]}, the wire parser 0x{opcode:02x}"))
+        if n in s.cm:
+            # A CM message: tshark must decode its MAD as the same message of the same
+            # exchange, and name it in its Info column as Wireshark's users see it.
+            cm_name, tid, attr = s.cm[n]
+            t_class = values(row["infiniband.mad.mgmtclass"])[:1]
+            t_attr = values(row["infiniband.mad.attributeid"])[:1]
+            t_tid = values(row["infiniband.mad.transactionid"])[:1]
+            if not t_class or int(t_class[0], 0) != MGMT_CLASS_CM:
+                problems.append((n, f"tshark does not decode the {cm_name} as a CM MAD "
+                                    f"(management class {t_class[0] if t_class else 'none'})"))
+            elif not t_attr or int(t_attr[0], 0) != attr or not t_tid or int(t_tid[0], 0) != tid:
+                problems.append((n, f"tshark reads attribute ID {t_attr[0] if t_attr else 'none'} and transaction "
+                                    f"ID {t_tid[0] if t_tid else 'none'}, the wire parser 0x{attr:04x} and "
+                                    f"0x{tid:016x} ({cm_name})"))
+            elif cm_name in CM_NAMES and f"CM: {cm_name}" not in row["_ws.col.Info"]:
+                problems.append((n, f"tshark's Info column says '{row['_ws.col.Info']}', not 'CM: {cm_name}'"))
         if row["_ws.malformed"]:
             # Its value is the label, e.g. "[Malformed Packet: IB]", or just the field name.
             label = next((v for v in values(row["_ws.malformed"]) if v.startswith("[")), "")
@@ -627,6 +736,14 @@ def check_capture(path, args):
     order.update({name: (ACKNOWLEDGE, name) for name in ALL_NAMES if "NAK" in name})
     for name in sorted(s.opcodes, key=lambda x: order.get(x, (256, x))):
         print(f"  {s.opcodes[name]:8d}  {name}")
+    if s.cm:
+        print("CM messages (MADs to QP 1):")
+        for name in sorted(s.cm_counts, key=lambda x: next((a for a, v in CM_ATTRIBUTES.items() if v == x), 0x10000)):
+            print(f"  {s.cm_counts[name]:8d}  {name}")
+        print(f"CM retransmissions (the same message and transaction ID sent again): {len(s.cm_retransmissions)}")
+        for r in s.cm_retransmissions[:20]:
+            print(f"  frame {r['frame']}: {r['name']} transaction ID {r['transaction_id']} from {r['src']}, "
+                  f"first sent in frame {r['first_frame']}")
     print(f"retransmissions: {s.retransmission_count}")
     if s.retransmissions:
         print(f"retransmitted PSNs (first {len(s.retransmissions)}):")
@@ -639,10 +756,15 @@ def check_capture(path, args):
     option_failures = []
     if roce < args.min_packets:
         option_failures.append(f"{roce} RoCE packets, fewer than --min-packets {args.min_packets}")
-    seen = {normal_name(n) for n in s.opcodes}
+    seen = {normal_name(n) for n in s.opcodes} | {normal_name(n) for n in s.cm_counts}
     for want in args.expect:
         if normal_name(want) not in seen:
             option_failures.append(f"--expect {want}: no {NORMAL_NAMES[normal_name(want)]} packet in the capture")
+    resent = {normal_name(r["name"]) for r in s.cm_retransmissions}
+    for want in args.expect_cm_retransmission:
+        if normal_name(want) not in resent:
+            option_failures.append(f"--expect-cm-retransmission {want}: no {NORMAL_NAMES[normal_name(want)]} "
+                                   "sent twice with one transaction ID")
     if args.expect_retransmissions and not s.retransmission_count:
         option_failures.append("--expect-retransmissions: no retransmission in the capture")
     if args.no_retransmissions and s.retransmission_count:
@@ -664,7 +786,8 @@ def check_capture(path, args):
             "icrc_ok": s.icrc_ok, "icrc_bad": s.icrc_bad, "icrc_not_checkable": s.icrc_unchecked,
             "scapy_cross_checked": checked,
             "opcodes": dict(s.opcodes), "retransmissions": s.retransmission_count,
-            "retransmitted": s.retransmissions, "failures": failures,
+            "retransmitted": s.retransmissions, "cm_messages": dict(s.cm_counts),
+            "cm_retransmissions": s.cm_retransmissions, "failures": failures,
         }
         try:
             with open(args.json, "w") as f:
@@ -844,6 +967,30 @@ def self_test():
                and s.retransmissions[0]["first_frame"] == 1,
                "retransmissions: repeated (source IP, QP, PSN, opcode, DETH source QP) of requests "
                "only, frames 5 and 8")
+
+    # 8. CM MADs: a REQ sent twice with one transaction ID is a CM retransmission, the REP
+    # answering it (same ID, another attribute) is not; a MAD with the wrong Q_Key, one
+    # cut to 200 bytes and one with an undefined CM attribute are reported.
+    def mad(attr, tid, qkey=GSI_QKEY, length=MAD_BYTES, src="127.0.0.2", psn=0):
+        body = struct.pack("!II", qkey, GSI_QP) + MAD_STRUCT.pack(1, MGMT_CLASS_CM, 2, 3, 0, 0, tid, attr, 0, 0)
+        body += bytes(length - MAD_STRUCT.size)
+        return Ether() / IP(src=src, dst="127.0.0.3", flags="DF") / UDP(sport=4791, dport=4791, chksum=0) / \
+            BTH(opcode="UD_SEND_ONLY", dqpn=GSI_QP, psn=psn) / Raw(body)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "cm.pcap")
+        wrpcap(path, [mad(0x10, 7), mad(0x13, 7, src="127.0.0.3"), mad(0x10, 7, psn=1), mad(0x10, 8, psn=2),
+                      mad(0x14, 7, qkey=0x1234), mad(0x15, 9, length=200), mad(0x33, 9)])
+        s = scan_capture(path)
+        expect(s.cm_counts == {"ConnectRequest": 3, "ConnectReply": 1, "ReadyToUse": 1, "DisconnectRequest": 1,
+                               "CM_ATTRIBUTE_0x0033": 1}
+               and [(r["frame"], r["first_frame"], r["name"]) for r in s.cm_retransmissions]
+               == [(3, 1, "ConnectRequest")],
+               "CM MADs: named by attribute ID; one REQ sent again with its transaction ID (frame 3) is the only "
+               "CM retransmission")
+        texts = {n: t for n, t in s.problems}
+        expect(sorted(texts) == [5, 6, 7] and "Q_Key 0x00001234" in texts[5] and "200 bytes" in texts[6]
+               and "attribute ID 0x0033" in texts[7],
+               "CM MADs: the wrong Q_Key, the short MAD and the undefined attribute are reported, nothing else")
     print(f"self-test: {'PASS' if not failed else f'FAIL ({len(failed)} checks)'}")
     return len(failed)
 
@@ -860,6 +1007,9 @@ def main():
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--expect-retransmissions", action="store_true", help="fail if no retransmission")
     g.add_argument("--no-retransmissions", action="store_true", help="fail if any retransmission")
+    ap.add_argument("--expect-cm-retransmission", action="append", default=[], metavar="NAME",
+                    help="fail unless a CM message of this name (ConnectRequest ...) is sent twice with "
+                         "one transaction ID (repeatable; comma list)")
     ap.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     ap.add_argument("--self-test", action="store_true", help="check the ICRC code (against a hardware packet and scapy)")
     args = ap.parse_args()
@@ -870,11 +1020,18 @@ def main():
     if args.min_packets < 0:
         ap.error("--min-packets must be >= 0")
     args.expect = [n.strip() for e in args.expect for n in e.split(",") if n.strip()]
+    args.expect_cm_retransmission = [n.strip() for e in args.expect_cm_retransmission
+                                     for n in e.split(",") if n.strip()]
+    bad_cm = [n for n in args.expect_cm_retransmission if NORMAL_NAMES.get(normal_name(n)) not in CM_NAMES]
+    if bad_cm:
+        ap.error(f"--expect-cm-retransmission takes CM message names ({', '.join(sorted(CM_NAMES))}), "
+                 f"not {', '.join(bad_cm)}")
     unknown = [n for n in args.expect if normal_name(n) not in NORMAL_NAMES]
     if unknown:
         rc_names = sorted(n for n in ALL_NAMES if not n.startswith(("UC_", "RD_", "UD_", "XRC_")))
         ap.error(f"unknown --expect name(s): {', '.join(unknown)} (known: {', '.join(rc_names)}, "
-                 "the UC_, RD_, UD_ and XRC_ forms of the opcodes those transports define)")
+                 "the UC_, RD_, UD_ and XRC_ forms of the opcodes those transports define, and the "
+                 f"CM messages {', '.join(sorted(CM_NAMES))})")
 
     try:
         importlib.import_module("scapy.contrib.roce")  # the ICRC oracle: fail early without it

@@ -4,8 +4,8 @@
 //
 // What the kernel's cma.c decides for a RoCE device, decided here for the process's one
 // device: an IPv4 address is the device (its GID is ::ffff:a.b.c.d), RDMA_PS_TCP's ports
-// are the process's own (each process has its own 127.0.0.x, so its own port space), and
-// address and route resolution need no ARP and no SA, so they complete at once.
+// are the process's own (each process has an address of its own, so its own port space),
+// and address and route resolution need no ARP and no SA, so they complete at once.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -209,7 +209,7 @@ static int check_family(const sockaddr* addr, const char* call, bool v6_wildcard
   if (addr->sa_family == AF_INET6) {
     not_built("IPv6 addressing (AF_INET6)",
               "use IPv4 addresses (or bind the wildcard ::, which takes IPv4 clients): each "
-              "process's device is at its own 127.0.0.x");
+              "process's device is at an IPv4 address of its own");
     return EOPNOTSUPP;
   }
   if (addr->sa_family == AF_IB) {
@@ -430,10 +430,11 @@ RDMACM_EXPORT int rdma_resolve_addr(rdma_cm_id* id, sockaddr* src_addr, sockaddr
     ev = new_event(p, RDMA_CM_EVENT_ADDR_ERROR, -ETIMEDOUT);
   } else if (dip == INADDR_ANY || dip == INADDR_LOOPBACK) {
     // The kernel would loop back to a device on this host; here every process is its own
-    // device at its own 127.0.0.x, so nothing can answer at these addresses.
-    say("rdma_resolve_addr to %s: no device can be there on the userspace runtime (each "
-        "process's device is at its own 127.0.0.x, this one at %s): give the peer's address, "
-        "the one its server bound or printed (RDMA_CM_EVENT_ADDR_ERROR)",
+    // device at an address of its own, and these two are refused outright, even where a
+    // process's device is at 127.0.0.1 (UROCE_ADDR=127.0.0.1).
+    say("rdma_resolve_addr to %s: the userspace runtime connects to no device there (each "
+        "process's device is at an address of its own, this one at %s): give the peer's "
+        "address, the one its server bound or printed (RDMA_CM_EVENT_ADDR_ERROR)",
         ip_str(dip).c_str(), ip_str(p->local_ip).c_str());
     p->state = State::addr_bound;
     ev = new_event(p, RDMA_CM_EVENT_ADDR_ERROR, -EADDRNOTAVAIL);

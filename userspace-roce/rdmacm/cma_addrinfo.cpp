@@ -96,7 +96,7 @@ RDMACM_EXPORT int rdma_getaddrinfo(const char* node, const char* service,
   if (hints->ai_family == AF_INET6 || hints->ai_family == AF_IB) {
     not_built(hints->ai_family == AF_IB ? "AF_IB addressing (native InfiniBand service IDs)"
                                         : "IPv6 addressing (AF_INET6)",
-              "use IPv4 addresses: each process's device is at its own 127.0.0.x");
+              "use IPv4 addresses: each process's device is at an IPv4 address of its own");
     return -1;
   }
   auto* rai = static_cast<rdma_addrinfo*>(std::calloc(1, sizeof(rdma_addrinfo)));

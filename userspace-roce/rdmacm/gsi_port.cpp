@@ -185,16 +185,23 @@ struct GsiSender : cm::MadSender {
     // nothing is sent: the device may be going away.
     if (g_exiting) return;
     uint16_t attr = static_cast<uint16_t>(mad[16] << 8 | mad[17]);
+    // A REQ, REP or DREQ waits for its answer and goes again when its timer runs out; an
+    // MRA, RTU, REJ or DREP is sent once, and again only when the peer resends the message
+    // it answers (cm.cpp).
+    const bool timed = attr == 0x0010 || attr == 0x0013 || attr == 0x0015;
+    const char* again = timed
+        ? "the CM's timer sends it again while the connection waits for its answer"
+        : "the CM sends it again only when the peer resends the message it answers";
     auto& drop = settings().drop_first;
     if (drop.erase(attr)) {
-      say("UROCE_CM_DROP: dropped the first %s (to %s); the CM must send it again",
-          type_name(attr), ip_str(dst_ip).c_str());
+      say("UROCE_CM_DROP: dropped the first %s (to %s); %s", type_name(attr),
+          ip_str(dst_ip).c_str(), again);
       return;
     }
     int err = uroce_gsi_send(ctx, dst_ip, mad);
     if (err)
-      trace("sending a %s to %s failed: %s (the CM's timer resends it)", type_name(attr),
-            ip_str(dst_ip).c_str(), std::strerror(err));
+      trace("sending a %s to %s failed: %s (%s)", type_name(attr), ip_str(dst_ip).c_str(),
+            std::strerror(err), again);
   }
 };
 

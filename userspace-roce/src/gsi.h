@@ -1,7 +1,9 @@
 // The runtime's general services interface (GSI, QP 1): how the runtime's librdmacm
 // (userspace-roce/rdmacm/) sends and receives communication-manager MADs through the
 // device of this process. A CM MAD travels as a UD SEND_ONLY (opcode 0x64) to QP 1 with a
-// DETH (Q_Key 0x80010000, source QP 1), exactly as the kernel's CM sends it over RoCE v2.
+// DETH (Q_Key 0x80010000, source QP 1), as the kernel's CM sends it over RoCE v2 with rxe;
+// of the headers rxe puts on it, only the UDP source port (4791 here) and the IPv4
+// Identification (0 here) differ.
 //
 // These functions are the only exports of libibverbs.so.1 that rdma-core's does not have;
 // they live in their own version node, UROCE_PRIVATE_1, which no program built against

@@ -1,7 +1,8 @@
 // QP 1 of the device: the communication manager's MADs in and out (for gsi.h). The
 // kernel's CM sends each MAD as a UD SEND_ONLY to QP 1 with a DETH carrying QP 1's Q_Key
-// (0x80010000) and source QP 1; the runtime does the same, so that a capture shows what a
-// kernel Soft-RoCE host sends, and a kernel peer accepts it.
+// (0x80010000) and source QP 1; the runtime does the same, so that a capture shows the
+// headers a kernel Soft-RoCE host sends, but for the UDP source port (4791 here) and the
+// IPv4 Identification (0 here, where rxe's IDs change from packet to packet).
 #include <cerrno>
 #include <cstring>
 

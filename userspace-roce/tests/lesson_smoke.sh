@@ -8,7 +8,8 @@
 #       PORT:   the smoke's first TCP port (SMOKE_PORT)
 #       NAME:   the test's name, for its messages and log directory (default smoke_NN_userspace)
 #       --faults: every process of the smoke runs with the runtime's fault injector on, at
-#               the lesson's rates below. Without it, whatever UROCE_DROP, UROCE_DUPLICATE,
+#               the lesson's rates below (5 % duplicates and reordering; 5 % loss too for
+#               lesson 01). Without it, whatever UROCE_DROP, UROCE_DUPLICATE,
 #               UROCE_REORDER and UROCE_SEED the environment holds apply.
 #
 # On a runtime built with the sanitizers (SANITIZE=1, or the $BUILD_DIR/asan sub-tree of
@@ -34,6 +35,9 @@ n=${lesson:0:2}
 t_init "${3:-smoke_${n}_userspace}"
 smoke="$ROOT/lessons/$lesson/smoke.sh"
 [ -x "$smoke" ] || { fail "no $smoke"; t_finish; }
+# The RDMA CM lessons need the runtime's librdmacm.so.1 (else the system's would load,
+# which needs the kernel's /dev/infiniband/rdma_cm).
+case $n in 02|03|04) need_rdmacm ;; esac
 
 if [ $faults = 1 ]; then
   # Rates RC recovers from within its budget: a lost packet costs one ACK timeout (the
@@ -41,16 +45,25 @@ if [ $faults = 1 ]; then
   # of the same exchange (retry_cnt 7), about (2 x 0.05)^8 = 1e-8 per packet at 5 %. Every
   # process mixes the seed with its own address, so each has its own pattern.
   export UROCE_SEED=$port UROCE_DUPLICATE=0.05 UROCE_REORDER=0.05
-  if [ "$n" = 05 ]; then
+  case $n in
+  02|03|04)
+    # No loss for the RDMA CM lessons: the fault injector acts on every packet, the CM's
+    # MADs too, and a lost ConnectRequest is sent again only after the CM's 6144 ms
+    # timer (a lost ConnectReject, only when that resent ConnectRequest is refused
+    # again), while their "nobody listening" cases give the client 1 or 2 s to be
+    # refused. Duplicated and reordered MADs still come, and the CM must ignore a
+    # duplicate. (Loss in the RC transport is lesson 01's, in uroce_faults too.)
+    unset UROCE_DROP ;;
+  05)
     # No loss for lesson 05: its isolation cases expect the server's device to refuse a
     # rogue WRITE or READ with "NAK remote access error", after which the server's QP is
     # in ERROR (IBA class C) and drops everything. A lost NAK is therefore never resent;
     # the rogue's resends go unanswered and it ends with "retry counter exceeded" instead
     # of "remote access error", as on a NIC. Duplicated and reordered NAKs still arrive.
-    unset UROCE_DROP
-  else
-    export UROCE_DROP=0.05
-  fi
+    unset UROCE_DROP ;;
+  *)
+    export UROCE_DROP=0.05 ;;
+  esac
 fi
 settings=$(env | sed -n '/^UROCE_\(DROP\|DUPLICATE\|REORDER\|SEED\)=/p' | sort | tr '\n' ' ')
 echo "    faults: ${settings:-none}"

@@ -95,6 +95,31 @@ wait_listen() {
   done
 }
 
+# need_rdmacm: the runtime's librdmacm.so.1 must be built next to its libibverbs.so.1, and
+# the loader must pick it for Debian's RDMA CM programs (rping); else FAIL and finish.
+need_rdmacm() {
+  local lib="$BUILD_DIR/userspace-roce/lib/librdmacm.so.1" found
+  if [ ! -e "$lib" ]; then
+    fail "no RDMA CM in the runtime: $lib is missing (cmake --build $BUILD_DIR --target uroce_rdmacm)"
+    t_finish
+  fi
+  found=$(LD_LIBRARY_PATH="$BUILD_DIR/userspace-roce/lib" ldd "$(command -v rping)" 2>&1 | awk '$1 == "librdmacm.so.1" { print $3 }')
+  if [ "$(readlink -f "$found")" != "$(readlink -f "$lib")" ]; then
+    fail "rping would load librdmacm.so.1 from '${found:-nowhere}', not the runtime's $lib"
+    t_finish
+  fi
+}
+
+# wait_roce_addr ADDR SECONDS: until a runtime process has its device bound at ADDR (a UDP
+# socket on ADDR:4791), bounded; 1 if none is.
+wait_roce_addr() {
+  local deadline=$((SECONDS + $2))
+  until [ -n "$(ss -Hlun "src $1:4791" 2>/dev/null)" ]; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.05
+  done
+}
+
 # wait_for_line LOG REGEX SECONDS: until a line appears in the log (bounded).
 wait_for_line() {
   local deadline=$((SECONDS + $3))
@@ -120,6 +145,50 @@ run_pair() {
   bg 120 "$OUT/$name-client.log" "${CLIENT[@]}"
   local cpid=$BG_PID
   reap "$cpid"; CRC=$RC
+  reap "$spid"; SRC=$RC
+}
+
+# cm_pair NAME ADDR REJECTED [READY]: an RDMA CM server and client, the commands in the
+# arrays SERVER and CLIENT, each under `timeout 120`. The server starts first, at ADDR
+# (its command binds there, or runs with --addr); the client starts once a line matching
+# READY is in the server's log (the runtime's "librdmacm: listening on" at --log 1), or
+# without READY once a runtime device is bound at ADDR (bounded: 30 s). A ConnectRequest
+# that arrives after the server's device is up but before it listens is refused (invalid
+# service ID), and a client without retries then fails: while the client's log has a
+# line matching REJECTED (empty: never) and the server is still running, the client is
+# run again, at most 5 times in all. Logs:
+# $OUT/NAME-server.log, $OUT/NAME-client.log (earlier tries: NAME-client.try-N.log). A
+# server still running 30 s after its client ended is stopped (SIGTERM: 143). Sets SRC
+# and CRC (exit statuses; 124 = timed out), TRIES, and CLIENT_T0 (when the last try of
+# the client started: seconds since the epoch, as tcpdump's timestamps).
+cm_pair() {
+  local name=$1 addr=$2 rejected=$3 ready=${4:-}
+  bg 120 "$OUT/$name-server.log" "${SERVER[@]}"
+  local spid=$BG_PID
+  if [ -n "$ready" ]; then
+    wait_for_line "$OUT/$name-server.log" "$ready" 30 \
+      || echo "    ($name: no line matching /$ready/ in the server's log within 30 s; the client starts all the same)"
+  else
+    wait_roce_addr "$addr" 30 \
+      || echo "    ($name: no runtime device bound at $addr:4791 within 30 s; the client starts all the same)"
+  fi
+  TRIES=0
+  while :; do
+    TRIES=$((TRIES + 1))
+    CLIENT_T0=$(date +%s.%N)
+    bg 120 "$OUT/$name-client.log" "${CLIENT[@]}"
+    reap "$BG_PID"; CRC=$RC
+    if [ "$CRC" -eq 0 ] || [ $TRIES -ge 5 ] || [ -z "$rejected" ] || ! kill -0 "$spid" 2>/dev/null \
+       || ! grep -Eq -- "$rejected" "$OUT/$name-client.log"; then
+      break
+    fi
+    echo "    ($name: try $TRIES refused before the server listened: $(grep -Em1 -- "$rejected" "$OUT/$name-client.log"); again)"
+    mv "$OUT/$name-client.log" "$OUT/$name-client.try-$TRIES.log"
+  done
+  # A server whose client is gone gets 30 s to notice before it is stopped (143).
+  local deadline=$((SECONDS + 30))
+  while kill -0 "$spid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  kill -TERM "$spid" 2>/dev/null
   reap "$spid"; SRC=$RC
 }
 

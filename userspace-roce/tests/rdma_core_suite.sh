@@ -218,7 +218,7 @@ ALLOWED=$(cat <<'EOF'
 ^tests\.test_mr\.DmaBuf	^Allocating dmabuf is not supported by /dev/dri/renderD[0-9]+$	dma-buf
 ^tests\.test_cuda_dmabuf\.	^cuda-python 12\.0\+ must be installed to run CUDA tests$	dma-buf
 ^tests\.test_mr\.MRTest\.test_mr_rereg_	^Rereg MR is not supported \(.*\)$	ibv_rereg_mr
-^tests\.test_(mlx5_)?rdmacm\.	^Device uroce0 doesn't have net interface$	the RDMA CM
+^tests\.test_(mlx5_)?rdmacm\.	^Device uroce0 doesn't have net interface$	a net device in sysfs
 ^tests\.test_device\.DeviceTest\.test_query_gid_ex_bad_flow$	^All gid indices populated, cannot check bad flow$	a GID table of more than one entry
 EOF
 )
