@@ -86,7 +86,8 @@ userspace_tour() {
     timeout 120 "${server_env[@]}" bash -c "$SERVER_CMD" &
     local spid=$! src=0 crc=0
     # The client starts once the server's device is up (bounded): before that, no process
-    # holds the server's address and the client's rdma_resolve_addr fails (ADDR_ERROR).
+    # holds the server's address, and the client's rdma_resolve_addr would wait for one
+    # (at most its timeout, 2 s in the lessons; then ADDR_ERROR).
     if [ "$server_ip" = "$addr" ]; then
       local deadline=$((SECONDS + 15))
       until [ -n "$(ss -Hlun "src $addr:4791" 2>/dev/null)" ] || [ $SECONDS -ge $deadline ] \

@@ -20,6 +20,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -133,6 +134,7 @@ struct IdPriv {
   /// sq_psn, from the Manager as from ib_cm_init_qp_attr).
   uint32_t psn = 0;
   bool passive = false;        ///< made by a REQ (a listener's CONNECT_REQUEST)
+  unsigned resolve_timeout_ms = 0;  ///< the pending rdma_resolve_addr's timeout_ms
   ibv_ece local_ece{};         ///< rdma_set_local_ece (kept, as librdmacm does)
   ibv_ece remote_ece{};
   int events_reported = 0;     ///< handed to the application
@@ -176,8 +178,15 @@ struct Lib {
   /// Work the Manager's deliver callback may not do itself (call into the Manager): run by
   /// whoever made the Manager call, once it returned, still under the lock.
   std::vector<std::function<void()>> deferred;
+  /// rdma_resolve_addr calls still waiting for a process to hold their destination, and
+  /// when each gives up (its timeout_ms): the runtime's stand-in for ARP (resolve_tick).
+  std::map<IdPriv*, cm::Clock::time_point> resolving;
 };
 Lib& lib();
+/// The CM thread's share of address resolution (cma_address.cpp): completes each pending
+/// rdma_resolve_addr whose destination a process now holds (ADDR_RESOLVED) or whose
+/// timeout has passed (ADDR_ERROR, ETIMEDOUT). Lock held. Returns when to look again.
+std::optional<cm::Clock::time_point> resolve_tick(cm::Clock::time_point now);
 
 // ---- the device and the CM thread (gsi_port.cpp) --------------------------------------
 struct Device {

@@ -4,8 +4,10 @@
 //
 // What the kernel's cma.c decides for a RoCE device, decided here for the process's one
 // device: an IPv4 address is the device (its GID is ::ffff:a.b.c.d), RDMA_PS_TCP's ports
-// are the process's own (each process has an address of its own, so its own port space),
-// and address and route resolution need no ARP and no SA, so they complete at once.
+// are the process's own (each process has an address of its own, so its own port space).
+// Address resolution asks no ARP: in 127.0.0.0/8 it waits (at most its timeout) until a
+// process holds the destination (device_present, resolve_tick); route resolution asks no
+// SA and completes at once.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -110,6 +112,7 @@ void release_port(IdPriv* id) {
 }
 
 void free_id(IdPriv* id) {
+  lib().resolving.erase(id);
   if (id->cm_id) lib().by_cm.erase(id->cm_id);
   if (id->service_id) device_if_open()->mgr->stop_listening(id->service_id);
   release_port(id);
@@ -271,19 +274,70 @@ int bind_locked(IdPriv* id, const sockaddr* addr) {
   return 0;
 }
 
-// Address resolution's ARP, for the runtime's devices: each is a process holding UDP
-// 127.x.y.z:4791 (RoCE v2's port). A bind there that succeeds means nobody holds it, so no
-// device is there (the probe socket is closed at once). Outside 127.0.0.0/8, where no
-// runtime device can be probed this way, every address counts as present.
+// Is a device of the runtime at `ip` (host order)? Every process's device is a UDP socket
+// bound to <its address>:4791, so the kernel's table of UDP sockets (/proc/net/udp, what
+// `ss -lun` shows) says: a line whose local address is ip:4791. Reading it takes nothing
+// from anybody (binding the port to find out would, for a moment, keep a server starting
+// just then from binding it). Only 127.0.0.0/8 is asked about: any other address may be
+// another host's, which this host cannot see; those resolve at once and a ConnectRequest
+// nobody answers ends in UNREACHABLE.
 static bool device_present(uint32_t ip) {
   if ((ip >> 24) != 127) return true;
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return true;
-  sockaddr_storage ss;
-  set_sockaddr(ss, ip, 4791);
-  bool free_addr = bind(fd, reinterpret_cast<sockaddr*>(&ss), sizeof(sockaddr_in)) == 0;
-  close(fd);
-  return !free_addr;
+  std::FILE* f = std::fopen("/proc/net/udp", "r");
+  if (!f) return true;  // cannot tell: let the ConnectRequest find out
+  char line[512];
+  bool found = false;
+  // "  sl  local_address rem_address   st ...": the address as the 32-bit word the kernel
+  // holds in network order, printed in hex as this host reads it; the port in host order.
+  const uint32_t want = htonl(ip);
+  while (!found && std::fgets(line, sizeof line, f)) {
+    unsigned slot, addr, port;
+    if (std::sscanf(line, " %u: %8x:%4x", &slot, &addr, &port) == 3)
+      found = addr == want && port == 4791;
+  }
+  std::fclose(f);
+  return found;
+}
+
+// Where an rdma_resolve_addr ends: ADDR_RESOLVED, or ADDR_ERROR (ETIMEDOUT) when no
+// process held the destination within the call's timeout_ms, as when nobody answers ARP.
+static void finish_resolve(IdPriv* p, bool present, int waited_ms) {
+  EventPriv* ev;
+  if (present) {
+    p->state = State::addr_resolved;
+    ev = new_event(p, RDMA_CM_EVENT_ADDR_RESOLVED);
+  } else {
+    say("rdma_resolve_addr to %s: no process of the userspace runtime held %s:4791 within "
+        "%d ms, as when nobody answers ARP (RDMA_CM_EVENT_ADDR_ERROR, ETIMEDOUT): start the "
+        "peer first, or give the address its server bound",
+        ip_str(p->peer_ip).c_str(), ip_str(p->peer_ip).c_str(), waited_ms);
+    ev = new_event(p, RDMA_CM_EVENT_ADDR_ERROR, -ETIMEDOUT);
+  }
+  queue_event(p, ev);
+  trace("%s:%u -> %s: %s", ip_str(p->local_ip).c_str(), p->port, ip_str(p->peer_ip).c_str(),
+        rdma_event_str(ev->event.event));
+}
+
+// How often a pending resolution looks again: a process binding its address is seen
+// within this, and reading /proc/net/udp this often for the length of a timeout costs
+// little.
+constexpr std::chrono::milliseconds kResolvePoll{10};
+
+std::optional<cm::Clock::time_point> resolve_tick(cm::Clock::time_point now) {
+  auto& pending = lib().resolving;
+  for (auto it = pending.begin(); it != pending.end();) {
+    IdPriv* p = it->first;
+    const bool present = device_present(p->peer_ip);
+    if (present || now >= it->second) {
+      const int waited = static_cast<int>(p->resolve_timeout_ms);
+      it = pending.erase(it);
+      finish_resolve(p, present, waited);
+    } else {
+      ++it;
+    }
+  }
+  if (pending.empty()) return std::nullopt;
+  return now + kResolvePoll;
 }
 
 }  // namespace uroce::rdmacm
@@ -397,10 +451,10 @@ RDMACM_EXPORT int rdma_listen(rdma_cm_id* id, int backlog) {
 
 RDMACM_EXPORT int rdma_resolve_addr(rdma_cm_id* id, sockaddr* src_addr, sockaddr* dst_addr,
                                     int timeout_ms) {
-  (void)timeout_ms;  // resolution completes at once: no ARP on this runtime
   if (!id || !dst_addr) return fail(EINVAL);
   IdPriv* p = priv(id);
   std::unique_lock<std::mutex> lk(lib().mu);
+  if (lib().resolving.count(p)) return fail(EINVAL);  // a resolution is under way
   if (int e = check_family(dst_addr, "rdma_resolve_addr", false)) return fail(e);
   if (p->state == State::idle) {
     // cma_bind_addr: the source, or the wildcard, and an ephemeral port.
@@ -414,21 +468,10 @@ RDMACM_EXPORT int rdma_resolve_addr(rdma_cm_id* id, sockaddr* src_addr, sockaddr
   uint32_t dip = ntohl(dst->sin_addr.s_addr);
   std::memcpy(&p->id.route.addr.dst_storage, dst_addr, sizeof(sockaddr_in));
   if (int e = attach_device(p)) return fail(e);
-  p->state = State::addr_resolved;
   p->peer_ip = dip;
   set_sockaddr(p->id.route.addr.src_storage, p->local_ip, p->port);
   gid_from_ip(p->id.route.addr.addr.ibaddr.dgid, dip);
-  EventPriv* ev;
-  if (dip != INADDR_ANY && dip != INADDR_LOOPBACK && !device_present(dip)) {
-    // The kernel's ARP gets no answer and rdma_resolve_addr ends in ADDR_ERROR with
-    // ETIMEDOUT; here the answer is known at once.
-    say("rdma_resolve_addr to %s: no device is there (no process of the userspace runtime "
-        "holds %s:4791), as an ARP request nobody answers (RDMA_CM_EVENT_ADDR_ERROR, "
-        "ETIMEDOUT): start the peer first, or give the address its server bound",
-        ip_str(dip).c_str(), ip_str(dip).c_str());
-    p->state = State::addr_bound;
-    ev = new_event(p, RDMA_CM_EVENT_ADDR_ERROR, -ETIMEDOUT);
-  } else if (dip == INADDR_ANY || dip == INADDR_LOOPBACK) {
+  if (dip == INADDR_ANY || dip == INADDR_LOOPBACK) {
     // The kernel would loop back to a device on this host; here every process is its own
     // device at an address of its own, and these two are refused outright, even where a
     // process's device is at 127.0.0.1 (UROCE_ADDR=127.0.0.1).
@@ -436,14 +479,16 @@ RDMACM_EXPORT int rdma_resolve_addr(rdma_cm_id* id, sockaddr* src_addr, sockaddr
         "process's device is at an address of its own, this one at %s): give the peer's "
         "address, the one its server bound or printed (RDMA_CM_EVENT_ADDR_ERROR)",
         ip_str(dip).c_str(), ip_str(p->local_ip).c_str());
-    p->state = State::addr_bound;
-    ev = new_event(p, RDMA_CM_EVENT_ADDR_ERROR, -EADDRNOTAVAIL);
+    queue_event(p, new_event(p, RDMA_CM_EVENT_ADDR_ERROR, -EADDRNOTAVAIL));
+  } else if (device_present(dip)) {
+    finish_resolve(p, true, 0);
   } else {
-    ev = new_event(p, RDMA_CM_EVENT_ADDR_RESOLVED);
+    // Nobody holds the address yet: like a host that has not answered ARP yet, it may
+    // (a server starting this moment). The CM thread looks again until timeout_ms.
+    p->resolve_timeout_ms = timeout_ms > 0 ? static_cast<unsigned>(timeout_ms) : 0;
+    lib().resolving[p] = uroce::cm::Clock::now() + std::chrono::milliseconds(p->resolve_timeout_ms);
+    after_manager_call();  // wakes the CM thread
   }
-  queue_event(p, ev);
-  trace("%s:%u -> %s:%u: %s", ip_str(p->local_ip).c_str(), p->port, ip_str(dip).c_str(),
-        ntohs(dst->sin_port), rdma_event_str(ev->event.event));
   return complete_sync(p, lk);
 }
 

@@ -222,7 +222,9 @@ void cm_thread_main(Device* dev) {
     {
       std::lock_guard<std::mutex> l(lib().mu);
       if (g_exiting) return;
-      if (auto d = dev->mgr->next_deadline()) {
+      auto d = dev->mgr->next_deadline();
+      if (auto r = resolve_tick(cm::Clock::now()); r && (!d || *r < *d)) d = r;
+      if (d) {
         auto now = cm::Clock::now();
         auto ms = std::chrono::ceil<std::chrono::milliseconds>(*d - now).count();
         timeout_ms = ms <= 0 ? 0 : ms > 60000 ? 60000 : static_cast<int>(ms);
