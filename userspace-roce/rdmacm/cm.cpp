@@ -328,48 +328,39 @@ struct Manager::Impl {
   /// Manager::destroy: cm_destroy_id. on_req calls it too, in REQ_RCVD, for a REQ the
   /// consumer refused from inside req_received.
   void destroy(uint32_t id);
+  /// A message of connection `c`: `body` with the connection's two communication IDs,
+  /// under transaction ID `tid`.
+  template <class Body>
+  static mad::Mad message_of(const Conn& c, Body body, uint64_t tid) {
+    body.local_comm_id = c.id;
+    body.remote_comm_id = c.remote_id;
+    mad::Mad m;
+    m.hdr.tid = tid;
+    m.body = std::move(body);
+    return m;
+  }
   mad::Mad mra_for(const Conn& c, mad::MsgResponse what) const {
     mad::Mra r;
-    r.local_comm_id = c.id;
-    r.remote_comm_id = c.remote_id;
     r.message_mraed = what;
     r.service_timeout = kMraServiceTimeout;
-    mad::Mad m;
-    m.hdr.tid = c.tid;
-    m.body = r;
-    return m;
+    return message_of(c, std::move(r), c.tid);
   }
   mad::Mad rtu_for(const Conn& c) const {
     mad::Rtu r;
-    r.local_comm_id = c.id;
-    r.remote_comm_id = c.remote_id;
     mad::set_private(r.private_data, c.reply_private);
-    mad::Mad m;
-    m.hdr.tid = c.tid;
-    m.body = r;
-    return m;
+    return message_of(c, std::move(r), c.tid);
   }
   mad::Mad drep_for(const Conn& c) const {
     mad::Drep r;
-    r.local_comm_id = c.id;
-    r.remote_comm_id = c.remote_id;
     mad::set_private(r.private_data, c.reply_private);
-    mad::Mad m;
-    m.hdr.tid = c.tid;
-    m.body = r;
-    return m;
+    return message_of(c, std::move(r), c.tid);
   }
   /// cm.c's cm_format_dreq: in a TID of its own making (cm_form_tid), naming the peer's QP.
   mad::Mad dreq_for(const Conn& c, std::span<const uint8_t> priv) const {
     mad::Dreq r;
-    r.local_comm_id = c.id;
-    r.remote_comm_id = c.remote_id;
     r.remote_qpn = c.remote_qpn;
     mad::set_private(r.private_data, priv);
-    mad::Mad m;
-    m.hdr.tid = form_tid(c.id);
-    m.body = r;
-    return m;
+    return message_of(c, std::move(r), form_tid(c.id));
   }
   /// cm.c's cm_issue_rej: a REJ for a message that matches no connection, built from the
   /// message itself (its IDs swapped, its TID).
