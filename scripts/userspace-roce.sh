@@ -11,7 +11,9 @@
 #   scripts/userspace-roce.sh [options] -- PROGRAM [ARGS...]
 #
 # Options (each sets the UROCE_* variable of the same name; see userspace-roce/README.md):
-#   --addr IP          bind this address instead of the first free 127.0.0.x
+#   --addr IP|IFACE    bind this address instead of the first free 127.0.0.x, or the
+#                      first free address of this interface (eth0: another host's
+#                      RoCE peers reach it; see userspace-roce/README.md)
 #   --drop P           drop a transmitted packet with probability P (0..1)
 #   --duplicate P      send a packet twice with probability P
 #   --reorder P        hold a packet back behind the next one with probability P
@@ -57,7 +59,7 @@ die() { echo "userspace-roce.sh: $*" >&2; exit 2; }
 print_env=0
 while [ $# -gt 0 ]; do
   case $1 in
-    --addr) [ $# -ge 2 ] || die "--addr needs an IPv4 address"; export UROCE_ADDR=$2; shift 2 ;;
+    --addr) [ $# -ge 2 ] || die "--addr needs an IPv4 address or an interface name"; export UROCE_ADDR=$2; shift 2 ;;
     --drop) [ $# -ge 2 ] || die "--drop needs a probability"; export UROCE_DROP=$2; shift 2 ;;
     --duplicate) [ $# -ge 2 ] || die "--duplicate needs a probability"; export UROCE_DUPLICATE=$2; shift 2 ;;
     --reorder) [ $# -ge 2 ] || die "--reorder needs a probability"; export UROCE_REORDER=$2; shift 2 ;;

@@ -1,9 +1,11 @@
 // The runtime's settings: every UROCE_* environment variable, read and checked once.
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -103,19 +105,26 @@ void env_whole(std::vector<std::string>& errors, const char* name, bool hex, uin
 
 // UROCE_ADDR: the address this process binds, and so its GID. It must be one unicast
 // IPv4 address: 0.0.0.0 would bind every address and give the GID ::ffff:0.0.0.0, which
-// no peer can send to; multicast and broadcast addresses are not an HCA's own.
-void env_addr(std::vector<std::string>& errors, std::string& out) {
+// no peer can send to; multicast and broadcast addresses are not an HCA's own. Or the
+// name of a network interface (eth0): the process then takes the first of that
+// interface's IPv4 addresses that no other process has bound (device.cpp).
+void env_addr(std::vector<std::string>& errors, std::string& addr, std::string& iface) {
   const char* v = env_value("UROCE_ADDR");
   if (!v) return;
   in_addr a{};
+  if (inet_pton(AF_INET, v, &a) != 1 && std::strlen(v) < IF_NAMESIZE && if_nametoindex(v)) {
+    iface = v;
+    return;
+  }
   const uint32_t ip = inet_pton(AF_INET, v, &a) == 1 ? ntohl(a.s_addr) : 0;
   if (ip == 0 || ip == 0xFFFFFFFFu || (ip >> 28) == 0xE) {
     refuse(errors, "UROCE_ADDR", v,
-           "an IPv4 unicast address of this host in dotted form, e.g. 127.0.0.2 "
+           "an IPv4 unicast address of this host in dotted form, e.g. 127.0.0.2 or "
+           "10.0.0.2, or the name of a network interface that exists here, e.g. eth0 "
            "(unset: the first free 127.0.0.x from 127.0.0.2)");
     return;
   }
-  out = v;
+  addr = v;
 }
 
 }  // namespace
@@ -123,7 +132,7 @@ void env_addr(std::vector<std::string>& errors, std::string& out) {
 const Config& Config::get() {
   static const Config config = [] {
     Config c;
-    env_addr(c.errors, c.addr);
+    env_addr(c.errors, c.addr, c.iface);
     env_probability(c.errors, "UROCE_DROP", c.drop);
     env_probability(c.errors, "UROCE_DUPLICATE", c.duplicate);
     env_probability(c.errors, "UROCE_REORDER", c.reorder);

@@ -12,6 +12,7 @@ namespace uroce {
 /// Settings read once from the environment (see README: UROCE_*).
 struct Config {
   std::string addr;        ///< UROCE_ADDR: the IPv4 address to bind; empty: first free 127.0.0.x
+  std::string iface;       ///< UROCE_ADDR as an interface name: its first free IPv4 address
   double drop = 0;         ///< UROCE_DROP: probability a transmitted packet is dropped
   double duplicate = 0;    ///< UROCE_DUPLICATE: probability it is sent twice
   double reorder = 0;      ///< UROCE_REORDER: probability it is held back behind the next one

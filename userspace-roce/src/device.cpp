@@ -2,13 +2,18 @@
 // bound, engine started) by the first ibv_open_device, closed by the last
 // ibv_close_device; every received packet is checked and handed to its QP here.
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "runtime.hpp"
 
@@ -37,11 +42,34 @@ uint64_t Device::guid() const {
   return htobe64(0x02005e00000000feull);
 }
 
+// The IPv4 addresses of interface `name`, host order, in the kernel's order (the primary
+// address first).
+static std::vector<uint32_t> interface_addresses(const std::string& name) {
+  std::vector<uint32_t> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i; i = i->ifa_next)
+    if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && name == i->ifa_name)
+      out.push_back(ntohl(reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr));
+  freeifaddrs(list);
+  return out;
+}
+
+static std::string dotted(uint32_t ip) {
+  char a[INET_ADDRSTRLEN];
+  in_addr ia{htonl(ip)};
+  inet_ntop(AF_INET, &ia, a, sizeof a);
+  return a;
+}
+
 int request_device_address(uint32_t ip) {
   std::lock_guard<std::mutex> g(g_device_mu);
   if (g_device) return g_device->ip == ip ? 0 : EADDRNOTAVAIL;
   const Config& cfg = Config::get();
-  if (!cfg.addr.empty()) {
+  if (!cfg.iface.empty()) {
+    const std::vector<uint32_t> have = interface_addresses(cfg.iface);
+    if (std::find(have.begin(), have.end(), ip) == have.end()) return EADDRNOTAVAIL;
+  } else if (!cfg.addr.empty()) {
     in_addr a{};
     inet_pton(AF_INET, cfg.addr.c_str(), &a);  // checked by Config::get
     return ntohl(a.s_addr) == ip ? 0 : EADDRNOTAVAIL;
@@ -77,6 +105,31 @@ Device* device_open(std::string& error) {
                    : "; another process may use this address: unset UROCE_ADDR to pick a free one";
       return nullptr;
     }
+  } else if (!cfg.iface.empty()) {
+    // UROCE_ADDR=<interface>: the first of its IPv4 addresses whose port 4791 is free, so
+    // that several processes on one host (each a device with a GID of its own) can share
+    // an interface that has several addresses.
+    const std::vector<uint32_t> have = interface_addresses(cfg.iface);
+    std::string tried;
+    for (uint32_t a : have) {
+      std::string e;
+      dev->ip = a;
+      dev->sock = bind_socket(a, e);
+      if (dev->sock >= 0) break;
+      if (errno != EADDRINUSE) {
+        error = e;
+        return nullptr;
+      }
+      tried += (tried.empty() ? "" : ", ") + dotted(a);
+    }
+    if (dev->sock < 0) {
+      error = have.empty() ? "UROCE_ADDR=" + cfg.iface + ": the interface has no IPv4 address; "
+                                 "give it one (ip addr add A.B.C.D/N dev " + cfg.iface + ")"
+                           : "UROCE_ADDR=" + cfg.iface + ": every IPv4 address of it (" + tried +
+                                 ") has UDP port 4791 in use (kernel rxe on this host, or "
+                                 "other runtime processes); add an address or stop one";
+      return nullptr;
+    }
   } else {
     // Every process gets its own loopback address, so that each has its own UDP port
     // 4791 and its own GID: take the first 127.0.0.x (x = 2..254) nobody has bound yet.
@@ -101,6 +154,7 @@ Device* device_open(std::string& error) {
     return nullptr;
   }
   dev->active_mtu = interface_active_mtu(dev->ip);
+  if (const unsigned index = if_nametoindex(interface_of(dev->ip).c_str())) dev->ifindex = index;
   socklen_t optlen = sizeof dev->rcvbuf_bytes;
   if (getsockopt(dev->sock, SOL_SOCKET, SO_RCVBUF, &dev->rcvbuf_bytes, &optlen) != 0)
     dev->rcvbuf_bytes = 0;
@@ -141,10 +195,19 @@ Mr* Device::find_mr(uint32_t key) {
   return it == mrs.end() ? nullptr : it->second;
 }
 
-void Device::handle_packet(const uint8_t* data, size_t len, uint32_t src_ip) {
+void Device::handle_packet(const uint8_t* data, size_t len, uint32_t src_ip, uint16_t src_port) {
   wire::Ipv4Flow flow;
   flow.src = src_ip;
   flow.dst = ip;
+  // The peer's UDP source port is covered by the ICRC: this runtime sends from 4791, the
+  // kernel's rxe from one derived from the QP's flow label (rdma_get_udp_sport: the GRH's
+  // flow label, or one folded from both QP numbers), in 0xC000-0xFFFF.
+  flow.src_port = src_port;
+  // The socket does not tell us the IPv4 ID, which the ICRC also covers. This runtime
+  // sends from port 4791 with ID 0, and its packets get the full check with that ID. Any
+  // other sender (rxe: a counter, from ports 0xC000 and up) gets the check against the ID
+  // that makes the ICRC right, if one does (wire::icrc_ip_id): weaker, see the README.
+  flow.ip_id_known = src_port == wire::kRoceV2Port;
   wire::Packet p;
   wire::ParseStatus st = wire::parse(data, len, flow, p);
   if (st != wire::ParseStatus::ok) {

@@ -52,6 +52,8 @@ struct Device {
   /// The port's active MTU: the largest path MTU a QP may use. Derived from the MTU of the
   /// interface that holds `ip`, as rxe derives it (interface_active_mtu).
   ibv_mtu active_mtu = IBV_MTU_4096;
+  /// That interface's index: the GID's net device (ibv_query_gid_ex's ndev_ifindex).
+  uint32_t ifindex = 1;
   int sock = -1;
   int rcvbuf_bytes = 0;  ///< the receive buffer the kernel granted the socket (SO_RCVBUF)
   int wake_fd = -1;  ///< eventfd: tells the engine a timer moved earlier or packets wait
@@ -116,7 +118,8 @@ struct Device {
   /// Sends a held-back packet whose time is up.
   void release_held(Clock::time_point now);
   void receive_batch();
-  void handle_packet(const uint8_t* data, size_t len, uint32_t src_ip);
+  void handle_packet(const uint8_t* data, size_t len, uint32_t src_ip,
+                     uint16_t src_port = wire::kRoceV2Port);
   /// A packet for QP 1: a CM MAD for the GSI receiver, if it is one (gsi.cpp).
   void handle_gsi_packet(const wire::Packet& p, uint32_t src_ip);
   /// Queues one MAD for QP 1 at `dst_ip` (gsi.cpp).
@@ -142,6 +145,9 @@ ibv_mtu ib_mtu_for(int interface_mtu);
 /// The IB MTU the interface holding `ip` allows (ib_mtu_for of its MTU; 1500 assumed if
 /// no interface admits to the address).
 ibv_mtu interface_active_mtu(uint32_t ip);
+/// The name of the interface whose address is `ip` (or whose subnet holds it); empty if
+/// none does.
+std::string interface_of(uint32_t ip);
 
 /// Asks that the device, when first opened, be bound to `ip` (gsi.h).
 int request_device_address(uint32_t ip);

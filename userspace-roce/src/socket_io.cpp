@@ -79,11 +79,11 @@ int bind_socket(uint32_t ip, std::string& error) {
   return fd;
 }
 
-ibv_mtu interface_active_mtu(uint32_t ip) {
+std::string interface_of(uint32_t ip) {
   // The interface whose address is `ip`, or failing that whose subnet holds it (the
   // 127.0.0.x addresses belong to lo through 127.0.0.1/8).
   ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return IBV_MTU_1024;
+  if (getifaddrs(&list) != 0) return {};
   std::string name;
   for (ifaddrs* i = list; i; i = i->ifa_next) {
     if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !i->ifa_netmask) continue;
@@ -96,6 +96,11 @@ ibv_mtu interface_active_mtu(uint32_t ip) {
     if (name.empty() && (a & m) == (ip & m)) name = i->ifa_name;
   }
   freeifaddrs(list);
+  return name;
+}
+
+ibv_mtu interface_active_mtu(uint32_t ip) {
+  const std::string name = interface_of(ip);
   int mtu = 0;
   if (!name.empty()) {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -287,9 +292,10 @@ void Device::receive_batch() {
     if (n <= 0) break;
     for (int i = 0; i < n; ++i) {
       if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
-      if (from[i].sin_port != htons(wire::kRoceV2Port)) continue;
+      // Any source port: RoCE v2 senders pick theirs (rxe derives it from the QP's flow
+      // label, in 0xC000-0xFFFF, so that ECMP spreads QPs); the ICRC check covers it.
       handle_packet(static_cast<uint8_t*>(iov[i].iov_base), msgs[i].msg_len,
-                    ntohl(from[i].sin_addr.s_addr));
+                    ntohl(from[i].sin_addr.s_addr), ntohs(from[i].sin_port));
     }
     for (auto& [qpn, qp] : qps) qp_flush_ack(*qp);
     flush_tx();

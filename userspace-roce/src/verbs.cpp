@@ -429,7 +429,7 @@ UROCE_EXPORT int _ibv_query_gid_ex(ibv_context* ctx, uint32_t port, uint32_t ind
   e.gid_index = 0;
   e.port_num = 1;
   e.gid_type = IBV_GID_TYPE_ROCE_V2;
-  e.ndev_ifindex = 1;  // lo
+  e.ndev_ifindex = dev_of(ctx)->ifindex;  // the interface holding the device's address
   std::memset(entry, 0, size);
   std::memcpy(entry, &e, std::min(size, sizeof e));
   return 0;

@@ -7,6 +7,10 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
 
 namespace uroce::wire {
 namespace {
@@ -306,6 +310,77 @@ uint32_t load_icrc(const uint8_t* in) {
          static_cast<uint32_t>(in[2]) << 16 | static_cast<uint32_t>(in[3]) << 24;
 }
 
+namespace {
+
+// What an IPv4 ID changes in the ICRC of a packet whose UDP payload has `len` bytes: for
+// each of the 16 ID bits, the ICRC difference it makes (a column of M), reduced to an
+// echelon form so that solving is 32 steps. Pivots are indexed by their highest set bit;
+// `ids` says which combination of ID bits each pivot stands for.
+struct IdSolver {
+  std::array<uint32_t, 32> pivot{};
+  std::array<uint16_t, 32> ids{};
+
+  explicit IdSolver(size_t len) {
+    // In the ICRC's input the ID is at bytes 12-13 (after the 8 bytes standing for the
+    // LRH and 4 of the IPv4 header); after it come 14 more IPv4 header bytes, 8 of UDP
+    // and the UDP payload without its ICRC: len + 18 bytes. The CRC's linear part of a
+    // message "ID bits, then n zero bytes" is the column; leading bytes do not matter.
+    const size_t n = len + 18;
+    std::vector<uint8_t> msg(2 + n, 0);
+    const uint32_t zero = crc32_update(0, msg.data(), msg.size());
+    for (int bit = 0; bit < 16; ++bit) {
+      msg[0] = static_cast<uint8_t>((1u << bit) >> 8);  // the ID is big-endian
+      msg[1] = static_cast<uint8_t>(1u << bit);
+      add(crc32_update(0, msg.data(), msg.size()) ^ zero, static_cast<uint16_t>(1u << bit));
+    }
+  }
+  void add(uint32_t v, uint16_t id) {
+    for (int b = 31; b >= 0 && v; --b) {
+      if (!(v >> b & 1)) continue;
+      if (!pivot[b]) {
+        pivot[b] = v;
+        ids[b] = id;
+        return;
+      }
+      v ^= pivot[b];
+      id ^= ids[b];
+    }
+  }
+  std::optional<uint16_t> solve(uint32_t diff) const {
+    uint16_t id = 0;
+    for (int b = 31; b >= 0 && diff; --b) {
+      if (!(diff >> b & 1)) continue;
+      if (!pivot[b]) return std::nullopt;  // not M * anything: no ID explains it
+      diff ^= pivot[b];
+      id ^= ids[b];
+    }
+    return id;
+  }
+};
+
+}  // namespace
+
+std::optional<uint16_t> icrc_ip_id(const Ipv4Flow& flow, const uint8_t* udp_payload, size_t len) {
+  // A UDP payload is at most 65507 bytes; anything longer is no packet (and would make a
+  // solver of that size).
+  if (len < kIcrcSize || len > 65507) return std::nullopt;
+  Ipv4Flow zero = flow;
+  zero.ip_id = 0;
+  const std::span<const uint8_t> all(udp_payload, len - kIcrcSize);
+  const std::span<const uint8_t> parts[] = {all};
+  const uint32_t diff = compute_icrc(zero, parts) ^ load_icrc(udp_payload + len - kIcrcSize);
+  if (diff == 0) return 0;  // a sender like this runtime: ID 0
+  // One solver per UDP payload length, made on first use: packets come in a few lengths
+  // (full path-MTU segments, ACKs, MADs), and a solver costs 17 CRCs over that length.
+  thread_local std::unordered_map<size_t, std::unique_ptr<IdSolver>> solvers;
+  auto it = solvers.find(len);
+  if (it == solvers.end()) {
+    if (solvers.size() >= 1024) solvers.clear();  // bounded, whatever lengths arrive
+    it = solvers.emplace(len, std::make_unique<IdSolver>(len)).first;
+  }
+  return it->second->solve(diff);
+}
+
 const char* parse_status_text(ParseStatus s) {
   switch (s) {
     case ParseStatus::ok: return "ok";
@@ -371,7 +446,8 @@ ParseStatus parse(const uint8_t* data, size_t len, const Ipv4Flow& flow, Packet&
   if (check_icrc) {
     const std::span<const uint8_t> all(data, len - kIcrcSize);
     const std::span<const uint8_t> parts[] = {all};
-    if (compute_icrc(flow, parts) != load_icrc(data + len - kIcrcSize))
+    if (flow.ip_id_known ? compute_icrc(flow, parts) != load_icrc(data + len - kIcrcSize)
+                         : !icrc_ip_id(flow, data, len).has_value())
       return ParseStatus::bad_icrc;
   }
   out = p;

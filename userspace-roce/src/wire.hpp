@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -96,7 +97,8 @@ OpcodeInfo opcode_info(uint8_t opcode);
 struct Bth {
   uint8_t opcode = 0;      ///< what the packet is (Opcode)
   bool solicited = false;  ///< SE: the responder should raise a solicited event
-  bool migreq = true;      ///< M: path migration state; 1 = migrated (no APM), like rxe
+  bool migreq = true;      ///< M: path migration state. This runtime sends 1 on RC, rxe sends 0
+                           ///< (lesson captures); neither looks at it on receive (no APM)
   uint8_t pad = 0;         ///< PadCnt: bytes added after the payload to reach 4-byte alignment
   uint16_t pkey = kDefaultPkey;  ///< P_Key: the partition (top bit: full member)
   uint32_t dest_qp = 0;    ///< 24 bits
@@ -180,7 +182,10 @@ constexpr uint8_t pad_for(size_t n) { return static_cast<uint8_t>((4 - (n & 3)) 
 
 /// The IPv4 and UDP facts the ICRC covers. Addresses and ports are in host order.
 /// `dont_fragment` and `ip_id` are as the packet carries them: they are NOT masked by the
-/// ICRC, which is why the runtime sends with DF set and ID 0 and assumes that on receive.
+/// ICRC. The runtime sends with DF set and ID 0. A UDP socket never sees a received
+/// packet's ID, and other senders (the kernel's rxe) vary it: a receiver sets
+/// `ip_id_known = false`, and parse() then accepts the packet if some ID makes its ICRC
+/// right (icrc_ip_id()).
 struct Ipv4Flow {
   uint32_t src = 0;                  ///< IPv4 source address
   uint32_t dst = 0;                  ///< IPv4 destination address
@@ -188,6 +193,7 @@ struct Ipv4Flow {
   uint16_t dst_port = kRoceV2Port;   ///< UDP destination port
   uint16_t ip_id = 0;                ///< IPv4 Identification
   bool dont_fragment = true;         ///< IPv4 DF flag
+  bool ip_id_known = true;           ///< false: ip_id is ignored and solved for (receive)
 };
 
 /// ICRC of a RoCE v2 IPv4 packet whose UDP payload is the concatenation of `parts`
@@ -202,6 +208,20 @@ uint32_t crc32_update(uint32_t crc, const uint8_t* p, size_t len);
 void store_icrc(uint32_t icrc, uint8_t* out);
 uint32_t load_icrc(const uint8_t* in);
 
+/// The IPv4 Identification that makes the ICRC stored at the end of `udp_payload` (BTH ..
+/// ICRC, `len` bytes) right for `flow` (whose ip_id is ignored), if there is one.
+///
+/// Why this works: the CRC is affine over GF(2). Changing the ID by d changes the ICRC by
+/// M*d, where M (32 x 16 bits) depends only on how many bytes follow the ID field, and M
+/// is injective (CRC-32 detects every burst of up to 32 bits, so no nonzero d leaves the
+/// CRC unchanged). So ICRC(received) xor ICRC(ID 0) must equal M*id for exactly one id,
+/// or for none: elimination over 16 unknowns finds it. A packet corrupted on the way then
+/// still fails unless the corruption happens to look like an ID change: about 1 in 2^16
+/// random corruptions instead of 1 in 2^32 when the ID is known. CRC-32's guarantees for
+/// short error patterns are lost, though: some two-bit errors at fixed distances from the
+/// ID field always pass (tests/unit/icrc_test.cpp, IcrcUnknownId).
+std::optional<uint16_t> icrc_ip_id(const Ipv4Flow& flow, const uint8_t* udp_payload, size_t len);
+
 enum class ParseStatus {
   ok,
   too_short,       ///< shorter than BTH + its headers + ICRC
@@ -213,7 +233,8 @@ enum class ParseStatus {
 const char* parse_status_text(ParseStatus s);
 
 /// Parses one UDP payload (BTH .. ICRC). Checks the ICRC against `flow` unless
-/// `check_icrc` is false. Never reads outside [data, data + len).
+/// `check_icrc` is false (with `flow.ip_id_known` false: against some IPv4 ID, see
+/// icrc_ip_id). Never reads outside [data, data + len).
 ParseStatus parse(const uint8_t* data, size_t len, const Ipv4Flow& flow, Packet& out,
                   bool check_icrc = true);
 

@@ -12,7 +12,8 @@
 #     runtime's check too
 #   - the edges that are valid (window 1 and 4096, seed 2^64-1 and 0x-hex, probabilities
 #     0, 1, .5 and 5e-2, log 3, an empty value meaning unset) give the device, and
-#     ibv_devinfo -v on UROCE_ADDR=127.0.187.5 shows that address as GID[0]
+#     ibv_devinfo -v on UROCE_ADDR=127.0.187.5 shows that address as GID[0]; an
+#     interface name (UROCE_ADDR=lo) gives its first free address, 127.0.0.1
 # TCP port 18699 (lesson 01's server stops before it listens). Logs in
 # $BUILD_DIR/userspace-roce/test-out/uroce_config_errors/.
 set -uo pipefail
@@ -27,7 +28,7 @@ unset UROCE_ADDR UROCE_DROP UROCE_DUPLICATE UROCE_REORDER UROCE_SEED UROCE_LOG U
 
 SUFFIX="; the device list fails with EINVAL until it is fixed"
 PROBABILITY="a probability is a number from 0 to 1, e.g. 0.05 \\(unset: 0\\)"
-ADDR="an IPv4 unicast address of this host in dotted form, e.g. 127.0.0.2 \\(unset: the first free 127.0.0.x from 127.0.0.2\\)"
+ADDR="an IPv4 unicast address of this host in dotted form, e.g. 127.0.0.2 or 10.0.0.2, or the name of a network interface that exists here, e.g. eth0 \\(unset: the first free 127.0.0.x from 127.0.0.2\\)"
 WINDOW="the window is a whole number of packets from 1 to 4096 \\(unset: 128\\)"
 LOG="the log level is 0 \\(quiet\\), 1 \\(connections and errors\\), 2 \\(every packet\\) or 3 \\(responder decisions\\) \\(unset: 0\\)"
 SEED="a seed is a whole number from 0 to 18446744073709551615, decimal or 0x-hex \\(unset: 1\\)"
@@ -54,6 +55,7 @@ refused addr-short UROCE_ADDR 127.1 127.1 "$ADDR"
 refused addr-any UROCE_ADDR 0.0.0.0 0.0.0.0 "$ADDR"
 refused addr-multicast UROCE_ADDR 224.0.0.1 224.0.0.1 "$ADDR"
 refused addr-newline UROCE_ADDR $'127.0.0.2\nx' '127.0.0.2\x0ax' "$ADDR"
+refused addr-no-interface UROCE_ADDR nosuchif0 nosuchif0 "$ADDR"
 refused window-zero UROCE_WINDOW 0 0 "$WINDOW"
 refused window-big UROCE_WINDOW 4097 4097 "$WINDOW"
 refused window-negative UROCE_WINDOW -1 -1 "$WINDOW"
@@ -121,4 +123,7 @@ done
 UROCE_ADDR=127.0.187.5 timeout -k 5 30 "$RUNTIME" -- ibv_devinfo -v >"$OUT/addr.log" 2>&1
 check "UROCE_ADDR=127.0.187.5: ibv_devinfo -v shows GID[0] ::ffff:127.0.187.5" 0 $? "$OUT/addr.log" \
   'GID\[ *0\]:[[:space:]]+::ffff:127\.0\.187\.5, RoCE v2$'
+UROCE_ADDR=lo timeout -k 5 30 "$RUNTIME" -- ibv_devinfo -v >"$OUT/addr-lo.log" 2>&1
+check "UROCE_ADDR=lo: the interface's address, GID[0] ::ffff:127.0.0.1" 0 $? "$OUT/addr-lo.log" \
+  'GID\[ *0\]:[[:space:]]+::ffff:127\.0\.0\.1, RoCE v2$'
 t_finish
