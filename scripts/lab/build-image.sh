@@ -38,14 +38,16 @@ IMAGE_DIR=${1:-$REPO_ROOT/build/lab/image}
 INIT_SRC=$SCRIPT_DIR/guest-init.sh
 
 # The modules the guest loads. modprobe resolves their dependencies below.
-#   rdma_rxe       Soft-RoCE itself (pulls in ib_core, ib_uverbs, udp_tunnel)
+#   rdma_rxe       Soft-RoCE itself (pulls in ib_core, ib_uverbs, udp_tunnel);
+#                  guest-init.sh does not load it in a userspace-runtime guest
 #   rdma_ucm       /dev/infiniband/rdma_cm, used by librdmacm (rdma_cm lessons)
 #   ib_umad        /dev/infiniband/umad*, used by some diagnostics tools
 #   crc32_generic  rxe computes the RoCE ICRC with the kernel "crc32" crypto
 #                  driver; without one loaded, creating rxe0 fails
 #   virtio_net, virtio_pci      the guest's network card (eth0)
 #   9pnet_virtio, 9p            the host directories shared into the guest
-MODULES=(rdma_rxe rdma_ucm ib_umad crc32_generic virtio_net virtio_pci 9pnet_virtio 9p)
+#   sch_netem      the netem qdisc: lab.sh --netem (loss, delay, ... on eth0)
+MODULES=(rdma_rxe rdma_ucm ib_umad crc32_generic virtio_net virtio_pci 9pnet_virtio 9p sch_netem)
 
 log() { printf 'build-image: %s\n' "$*" >&2; }
 die() { printf 'build-image: ERROR: %s\n' "$*" >&2; exit 1; }

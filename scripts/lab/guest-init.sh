@@ -2,13 +2,17 @@
 # guest-init.sh - becomes /init (PID 1) in the lab guest's initramfs.
 #
 # Runs under busybox sh inside the qemu guest that lab.sh boots. Its job:
-#   1. load the kernel modules (Soft-RoCE, virtio NIC, 9p),
-#   2. bring up eth0 with the address lab.sh gave us,
+#   1. load the kernel modules (Soft-RoCE, virtio NIC, 9p, netem),
+#   2. bring up eth0 with the address lab.sh gave us (and the extra ones of
+#      a userspace-runtime guest),
 #   3. build a root file system out of the HOST's own files: the host's `/` is
 #      shared read-only over 9p, so the guest runs the host's binaries and
 #      libraries (rdma-core, the lessons' builds) unchanged,
-#   4. step the clock to the host's, create the Soft-RoCE device rxe0 on
-#      eth0 and wait until it is usable,
+#   4. step the clock to the host's, then either (kernel runtime) create the
+#      Soft-RoCE device rxe0 on eth0 and wait until it is usable, or
+#      (userspace runtime) wait for eth0 and check that UDP port 4791 is free
+#      for the userspace RoCE runtime; then apply the netem impairment if
+#      lab.sh asked for one,
 #   5. run the command lab.sh wrote into <out>/cmd.sh, inside that root,
 #      recording its output and exit code in <out>/ (a read-write 9p share
 #      mounted at the same absolute path as on the host),
@@ -21,6 +25,15 @@
 #   lab.out=/abs/path        per-guest output directory (host path)
 #   lab.repo=/abs/path       repository root, the command's working directory
 #   lab.timeout=SECONDS      limit for the command
+#   lab.runtime=kernel|userspace     what provides RDMA here (default kernel):
+#                            rdma_rxe + rxe0, or nothing in the kernel and
+#                            UDP port 4791 left free for the userspace runtime
+#   lab.peer_runtime=kernel|userspace|none   the other guest's, for the env
+#   lab.extra_ips=A,B,...    more addresses for eth0 (same prefix length as
+#                            lab.ip), added after it; may be empty
+#   lab.netem=WORD,WORD,...  a netem spec with its spaces written as commas
+#                            (the command line is split at spaces); empty:
+#                            no impairment
 #
 # Golden rule: PID 1 must never hang and never just exit (exiting PID 1 is a
 # kernel panic). Every failure prints a clear "lab-init: ERROR" line on the
@@ -66,6 +79,7 @@ mount -t sysfs sysfs /sys || fail "cannot mount /sys"
 # --- settings from the kernel command line ----------------------------------
 LAB_NAME=""; LAB_IP=""; LAB_SERVER_IP=""; LAB_CLIENT_IP=""
 LAB_OUT=""; LAB_REPO=""; LAB_TIMEOUT=120
+LAB_RUNTIME=kernel; LAB_PEER_RUNTIME=none; LAB_EXTRA_IPS=""; LAB_NETEM=""
 for word in $(cat /proc/cmdline); do
     case "$word" in
         lab.name=*)      LAB_NAME=${word#*=} ;;
@@ -75,17 +89,30 @@ for word in $(cat /proc/cmdline); do
         lab.out=*)       LAB_OUT=${word#*=} ;;
         lab.repo=*)      LAB_REPO=${word#*=} ;;
         lab.timeout=*)   LAB_TIMEOUT=${word#*=} ;;
+        lab.runtime=*)   LAB_RUNTIME=${word#*=} ;;
+        lab.peer_runtime=*) LAB_PEER_RUNTIME=${word#*=} ;;
+        lab.extra_ips=*) LAB_EXTRA_IPS=$(echo "${word#*=}" | tr , ' ') ;;
+        lab.netem=*)     LAB_NETEM=$(echo "${word#*=}" | tr , ' ') ;;
     esac
 done
-say "starting '$LAB_NAME' (kernel $(cat /kernel-version), ip $LAB_IP, up $(cut -d' ' -f1 /proc/uptime) s)"
+say "starting '$LAB_NAME' (kernel $(cat /kernel-version), ip $LAB_IP, runtime $LAB_RUNTIME, up $(cut -d' ' -f1 /proc/uptime) s)"
 [ -n "$LAB_NAME" ] && [ -n "$LAB_IP" ] && [ -n "$LAB_OUT" ] && [ -n "$LAB_REPO" ] ||
     fail "missing lab.name/lab.ip/lab.out/lab.repo on the kernel command line: $(cat /proc/cmdline)"
+case "$LAB_RUNTIME" in
+    kernel|userspace) ;;
+    *) fail "lab.runtime must be kernel or userspace, not '$LAB_RUNTIME'" ;;
+esac
 hostname "$LAB_NAME"
 
 # --- 1. modules ---------------------------------------------------------------
 # load-order was computed by build-image.sh with modprobe --show-depends, so
 # plain insmod in that order satisfies every dependency.
+# A userspace-runtime guest skips rdma_rxe: in this kernel (6.1) it opens its
+# UDP tunnel socket on port 4791 when it loads, not when rxe0 is created, and
+# the userspace runtime needs that port. Nothing else depends on rdma_rxe;
+# what it depends on (ib_core, udp_tunnel, ...) loads harmlessly.
 while read -r mod; do
+    [ "$LAB_RUNTIME" = userspace ] && [ "$mod" = rdma_rxe.ko ] && continue
     insmod "/lib/modules/$mod" || fail "insmod $mod failed"
 done </lib/modules/load-order
 
@@ -99,6 +126,12 @@ while [ ! -e /sys/class/net/eth0 ]; do
 done
 ip link set lo up || fail "cannot bring up lo"
 ip addr add "$LAB_IP" dev eth0 || fail "cannot set $LAB_IP on eth0"
+# Extra addresses (userspace-runtime guests: one per runtime process). Added
+# after the main one, in the same subnet, they are secondary addresses: the
+# main one stays the source of the guest's own traffic.
+for a in $LAB_EXTRA_IPS; do
+    ip addr add "$a/${LAB_IP#*/}" dev eth0 || fail "cannot add $a/${LAB_IP#*/} on eth0"
+done
 ip link set eth0 up || fail "cannot bring up eth0"
 
 # --- 3. the root file system ------------------------------------------------
@@ -117,6 +150,11 @@ mount -t proc proc "$NEWROOT/proc" || fail "cannot mount proc in the new root"
 mount -t sysfs sysfs "$NEWROOT/sys" || fail "cannot mount sysfs in the new root"
 mount -o bind /dev "$NEWROOT/dev" || fail "cannot bind /dev in the new root"
 mkdir -p /dev/pts /dev/shm
+# What udev would create: bash's process substitution <(...) opens /dev/fd/N.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+[ -e /dev/stdin ] || ln -s /proc/self/fd/0 /dev/stdin
+[ -e /dev/stdout ] || ln -s /proc/self/fd/1 /dev/stdout
+[ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
 mount -t devpts devpts "$NEWROOT/dev/pts" || fail "cannot mount devpts"
 mount -t tmpfs -o mode=1777 tmpfs "$NEWROOT/dev/shm" || fail "cannot mount /dev/shm"
 # Writable scratch space; everything else is the read-only host tree.
@@ -164,37 +202,83 @@ else
     say "WARNING: could not sync the clock to the host, keeping the RTC time"
 fi
 
-# --- 4. Soft-RoCE --------------------------------------------------------------
-# `rdma` is iproute2's tool from the host tree. This is the same command a
-# learner runs on a real machine to get a Soft-RoCE device.
-chroot "$NEWROOT" /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    rdma link add rxe0 type rxe netdev eth0 || fail "rdma link add rxe0 type rxe netdev eth0 failed"
-
-# The port must be ACTIVE, eth0 must be fully up (the kernel reports the
-# carrier with a short delay), and the GID table must hold
-# our IPv4 address as an IPv4-mapped IPv6 GID (::ffff:a.b.c.d), the GID that
-# RoCE v2 over IPv4 uses. It is filled asynchronously, so poll (bounded).
 ip4=${LAB_IP%/*}
-want_gid=$(echo "$ip4" | { IFS=. read -r a b c d; printf '0000:0000:0000:0000:0000:ffff:%02x%02x:%02x%02x' "$a" "$b" "$c" "$d"; })
-port=/sys/class/infiniband/rxe0/ports/1
-i=0
-gid_index=""
-while :; do
-    if grep -q ACTIVE "$port/state" 2>/dev/null &&
-       [ "$(cat /sys/class/net/eth0/operstate)" = up ]; then
-        # rxe has 1024 GID slots; ours is among the first few.
-        for g in 0 1 2 3 4 5 6 7; do
-            v=""; read -r v <"$port/gids/$g" 2>/dev/null
-            [ "$v" = "$want_gid" ] && gid_index=$g && break
-        done
-        [ -n "$gid_index" ] && break
+# Host tools (iproute2's rdma and tc, ss) run inside the new root.
+host_tool() { chroot "$NEWROOT" /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+
+# --- 4. RDMA: Soft-RoCE (kernel runtime) --------------------------------------
+# Sets gid_index: where the IPv4 RoCE v2 GID is (for LAB_GID_INDEX).
+setup_rxe() {
+    # `rdma` is iproute2's tool from the host tree. This is the same command
+    # a learner runs on a real machine to get a Soft-RoCE device.
+    host_tool rdma link add rxe0 type rxe netdev eth0 || fail "rdma link add rxe0 type rxe netdev eth0 failed"
+
+    # The port must be ACTIVE, eth0 must be fully up (the kernel reports the
+    # carrier with a short delay), and the GID table must hold
+    # our IPv4 address as an IPv4-mapped IPv6 GID (::ffff:a.b.c.d), the GID
+    # that RoCE v2 over IPv4 uses. It is filled asynchronously, so poll
+    # (bounded).
+    want_gid=$(echo "$ip4" | { IFS=. read -r a b c d; printf '0000:0000:0000:0000:0000:ffff:%02x%02x:%02x%02x' "$a" "$b" "$c" "$d"; })
+    port=/sys/class/infiniband/rxe0/ports/1
+    i=0
+    gid_index=""
+    while :; do
+        if grep -q ACTIVE "$port/state" 2>/dev/null &&
+           [ "$(cat /sys/class/net/eth0/operstate)" = up ]; then
+            # rxe has 1024 GID slots; ours is among the first few.
+            for g in 0 1 2 3 4 5 6 7; do
+                v=""; read -r v <"$port/gids/$g" 2>/dev/null
+                [ "$v" = "$want_gid" ] && gid_index=$g && break
+            done
+            [ -n "$gid_index" ] && break
+        fi
+        i=$((i + 1))
+        [ $i -gt 200 ] && fail "rxe0 not ready after 20 s: port state '$(cat "$port/state" 2>/dev/null)', eth0 $(cat /sys/class/net/eth0/operstate), GID for $ip4 at index '$gid_index'"
+        sleep 0.1
+    done
+    say "rxe0 on eth0: $(cat "$port/state"), GID index $gid_index = ::ffff:$ip4 (up $(cut -d' ' -f1 /proc/uptime) s)"
+    [ "$gid_index" = 1 ] || say "WARNING: the IPv4 GID is at index $gid_index, not 1; lessons assume -g 1 / -x 1"
+}
+
+# --- 4. RDMA: none in the kernel (userspace runtime) ---------------------------
+# The command brings its own RDMA device (the userspace RoCE runtime), which
+# binds UDP port 4791 on one of our addresses. Wait for eth0 to be fully up,
+# as setup_rxe does, then make sure nothing holds port 4791 (0x12B7 in
+# /proc/net/udp and udp6, where addresses and ports are hex). The runtime's
+# only GID is at index 0.
+setup_userspace() {
+    i=0
+    until [ "$(cat /sys/class/net/eth0/operstate)" = up ]; do
+        i=$((i + 1))
+        [ $i -gt 200 ] && fail "eth0 not up after 20 s: operstate $(cat /sys/class/net/eth0/operstate)"
+        sleep 0.1
+    done
+    if awk 'FNR > 1 && $2 ~ /:12B7$/ { found = 1 } END { exit !found }' /proc/net/udp /proc/net/udp6; then
+        holders=$(host_tool ss -Hlnuap 'sport = :4791' 2>&1)
+        # (A socket with no process listed is the kernel's own, e.g. rxe's.)
+        fail "UDP port 4791 is already in use, the userspace runtime could not bind it: $(printf '%s' "$holders" | tr -s ' \n' ' ')"
     fi
-    i=$((i + 1))
-    [ $i -gt 200 ] && fail "rxe0 not ready after 20 s: port state '$(cat "$port/state" 2>/dev/null)', eth0 $(cat /sys/class/net/eth0/operstate), GID for $ip4 at index '$gid_index'"
-    sleep 0.1
-done
-say "rxe0 on eth0: $(cat "$port/state"), GID index $gid_index = ::ffff:$ip4 (up $(cut -d' ' -f1 /proc/uptime) s)"
-[ "$gid_index" = 1 ] || say "WARNING: the IPv4 GID is at index $gid_index, not 1; lessons assume -g 1 / -x 1"
+    n=0; first=""; last=""
+    for a in $LAB_EXTRA_IPS; do n=$((n + 1)); [ -n "$first" ] || first=$a; last=$a; done
+    extra=""
+    [ $n -gt 0 ] && extra=" + $n more ($first - $last)"
+    say "userspace runtime, no rdma_rxe: eth0 up with $LAB_IP$extra, UDP port 4791 free (up $(cut -d' ' -f1 /proc/uptime) s)"
+    gid_index=0
+}
+
+if [ "$LAB_RUNTIME" = userspace ]; then setup_userspace; else setup_rxe; fi
+
+# --- 4b. impairment ----------------------------------------------------------------
+# netem on eth0's egress, with iproute2's tc from the host tree (busybox's tc
+# has no netem). Each guest does it, so both directions are impaired.
+if [ -n "$LAB_NETEM" ]; then
+    # $LAB_NETEM unquoted: one argument per word of the spec.
+    # shellcheck disable=SC2086
+    out=$(host_tool tc qdisc add dev eth0 root netem $LAB_NETEM 2>&1) ||
+        fail "tc qdisc add dev eth0 root netem $LAB_NETEM failed: $(printf '%s' "$out" | tr '\n' ' ')"
+    say "netem on eth0: $LAB_NETEM; tc qdisc show dev eth0:"
+    host_tool tc qdisc show dev eth0 2>&1 | sed 's/^/lab-init:   /'
+fi
 
 # --- 5. the command --------------------------------------------------------------
 # env -i: a clean, documented environment. `timeout -k 5`: SIGTERM at the
@@ -209,6 +293,8 @@ chroot "$NEWROOT" /usr/bin/env -i \
     LAB_ROLE="$LAB_NAME" LAB_IP="$ip4" \
     LAB_SERVER_IP="$LAB_SERVER_IP" LAB_CLIENT_IP="$LAB_CLIENT_IP" \
     LAB_OUT="$LAB_OUT" LAB_REPO="$LAB_REPO" LAB_TIMEOUT="$LAB_TIMEOUT" \
+    LAB_RUNTIME="$LAB_RUNTIME" LAB_PEER_RUNTIME="$LAB_PEER_RUNTIME" \
+    LAB_GID_INDEX="$gid_index" LAB_EXTRA_IPS="$LAB_EXTRA_IPS" LAB_NETEM="$LAB_NETEM" \
     /bin/bash -c 'cd "$LAB_REPO" || exit 126; exec timeout -k 5 "$LAB_TIMEOUT" bash "$LAB_OUT/cmd.sh"' \
     </dev/null >"$NEWROOT$LAB_OUT/cmd.log" 2>&1
 rc=$?

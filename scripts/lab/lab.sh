@@ -3,6 +3,8 @@
 #
 # Usage:
 #   scripts/lab/lab.sh run --out DIR [--timeout SEC] [--capture PCAP]
+#                          [--server-runtime kernel|userspace]
+#                          [--client-runtime kernel|userspace] [--netem 'SPEC']
 #                          --server 'CMD' [--client 'CMD']
 #   scripts/lab/lab.sh --help
 #
@@ -18,9 +20,47 @@
 #   client guest: eth0 10.0.0.2/24, Soft-RoCE device rxe0 on it
 #   (only with --client; with --server alone, one guest boots: enough for
 #   "both sides on one host" programs)
+# That is the default, kernel runtime; see Runtimes below for the other.
 #
-# On each guest the IPv4 RoCE v2 GID (::ffff:10.0.0.x) is at GID index 1:
-# rdma-core examples take `-g 1`, perftest takes `-x 1`.
+# On each kernel-runtime guest the IPv4 RoCE v2 GID (::ffff:10.0.0.x) is at
+# GID index 1: rdma-core examples take `-g 1`, perftest takes `-x 1`.
+#
+# Runtimes: --server-runtime / --client-runtime RUNTIME (default: kernel)
+# choose what provides RDMA in that guest (--client-runtime is ignored
+# without --client).
+#   kernel     Soft-RoCE in the guest's kernel: rdma_rxe, device rxe0 on
+#              eth0, as described above.
+#   userspace  no kernel RDMA device: rdma_rxe is not loaded (in this kernel
+#              it binds UDP port 4791 as soon as it loads), so the project's
+#              userspace RoCE runtime (userspace-roce/, a drop-in
+#              libibverbs.so.1 + librdmacm.so.1 picked with LD_LIBRARY_PATH,
+#              see scripts/userspace-roce.sh) can bind port 4791 itself. The
+#              guest checks before the command that nothing holds UDP port
+#              4791 (a guest setup failure otherwise). The runtime binds one
+#              address per process, so such a guest has 15 more addresses on
+#              eth0 besides its own (secondary, same /24), one per process:
+#                server 10.0.0.101 - 10.0.0.115
+#                client 10.0.0.201 - 10.0.0.215
+#              (kernel guests have none). Its device is uroce0, and its only
+#              GID (index 0) is ::ffff:<the address the process bound>. The
+#              runtime's default address is on loopback, which does not reach
+#              the wire: give each process one with UROCE_ADDR (an address, or
+#              UROCE_ADDR=eth0: the first address of eth0 that no other
+#              process holds), e.g. a client on the runtime against a server
+#              on kernel rxe:
+#   --server 'ibv_rc_pingpong -g $LAB_GID_INDEX' --client-runtime userspace
+#   --client 'export LD_LIBRARY_PATH=build/userspace-roce/lib UROCE_ADDR=$LAB_IP;
+#             for i in $(seq 50); do ibv_rc_pingpong -g $LAB_GID_INDEX $LAB_SERVER_IP && exit 0; sleep 0.2; done; exit 1'
+# Mixing the two puts the runtime and kernel rxe on the two ends of one
+# (virtual) wire; --capture records what each sends.
+#
+# Impairments: --netem 'SPEC' runs `tc qdisc add dev eth0 root netem SPEC`
+# in each guest once eth0 is up, before the command, e.g.
+#   --netem 'loss 3% delay 1ms'    (each guest's egress: both directions)
+# SPEC is netem's own syntax (tc-netem(8)), limited to the characters
+# A-Z a-z 0-9 . % _ - and space. If tc refuses it, the guest setup fails
+# (DIR/<role>/init-error has tc's message). The console log shows the
+# resulting `tc qdisc show dev eth0`.
 #
 # Both guests boot at the same time, so a client must retry its connect until
 # the server listens, e.g.:
@@ -37,6 +77,16 @@
 #                  put any file the host should get back there
 #   LAB_REPO       the repository root
 #   LAB_TIMEOUT    the --timeout value
+#   LAB_RUNTIME    this guest's runtime: kernel | userspace
+#   LAB_PEER_RUNTIME  the other guest's runtime: kernel | userspace, or none
+#                  when only the server boots
+#   LAB_GID_INDEX  the GID index of this guest's IPv4 RoCE v2 GID: 1 on kernel
+#                  guests (where rxe puts it; the index found at boot), 0 on
+#                  userspace guests (the runtime's only GID)
+#   LAB_EXTRA_IPS  the extra addresses of a userspace guest, space-separated
+#                  (10.0.0.101 ... 10.0.0.115 on the server, 10.0.0.201 ...
+#                  10.0.0.215 on the client); empty on kernel guests
+#   LAB_NETEM      the --netem SPEC, or empty
 #   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 #   HOME=/root  LANG=C.UTF-8  TERM=dumb
 # The guest's file system is the host's / read-only, except: tmpfs (empty,
@@ -45,7 +95,8 @@
 # RTC at boot, then stepped to the host's time to within ~10-20 ms.
 #
 # Output layout:
-#   DIR/lab-info              key=value: kernel, qemu, accel, timeout, ...
+#   DIR/lab-info              key=value: kernel, qemu, accel, timeout,
+#                             server_runtime, client_runtime, netem, ...
 #   DIR/<role>/cmd.sh         the command, as written by lab.sh
 #   DIR/<role>/cmd.log        its stdout + stderr
 #   DIR/<role>/rc             its exit code (255 = guest setup failed)
@@ -72,6 +123,11 @@ IMAGE_DIR=${LAB_IMAGE_DIR:-$REPO_ROOT/build/lab/image}
 SERVER_IP=10.0.0.1
 CLIENT_IP=10.0.0.2
 PREFIX=24
+# A userspace-runtime guest's extra addresses (one per runtime process):
+# 10.0.0.<base+1> ... 10.0.0.<base+EXTRA_IPS>, i.e. .101-.115 and .201-.215.
+SERVER_EXTRA_BASE=100
+CLIENT_EXTRA_BASE=200
+EXTRA_IPS=15
 MEM_MB=256            # 128 MiB is too little for the ~6 MB initramfs + kernel
 # Seconds allowed on top of --timeout for boot + setup + power-off before the
 # host kills qemu. Generous: TCG on a loaded CI runner can be several times
@@ -100,10 +156,11 @@ case "$1" in
 esac
 
 OUT="" TIMEOUT=120 CAPTURE="" SERVER_CMD="" CLIENT_CMD="" HAVE_SERVER="" HAVE_CLIENT=""
+SERVER_RUNTIME=kernel CLIENT_RUNTIME=kernel NETEM="" HAVE_NETEM=""
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
-        --out|--timeout|--capture|--server|--client)
+        --out|--timeout|--capture|--server|--client|--server-runtime|--client-runtime|--netem)
             [ $# -ge 2 ] || die_usage "$1 needs a value"
             case "$1" in
                 --out) OUT=$2 ;;
@@ -111,6 +168,9 @@ while [ $# -gt 0 ]; do
                 --capture) CAPTURE=$2 ;;
                 --server) SERVER_CMD=$2; HAVE_SERVER=1 ;;
                 --client) CLIENT_CMD=$2; HAVE_CLIENT=1 ;;
+                --server-runtime) SERVER_RUNTIME=$2 ;;
+                --client-runtime) CLIENT_RUNTIME=$2 ;;
+                --netem) NETEM=$2; HAVE_NETEM=1 ;;
             esac
             shift 2 ;;
         *) die_usage "unknown argument '$1'" ;;
@@ -119,6 +179,23 @@ done
 [ -n "$OUT" ] || die_usage "--out DIR is required"
 [ -n "$HAVE_SERVER" ] || die_usage "--server CMD is required"
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout must be a positive number of seconds"
+for r in "server:$SERVER_RUNTIME" "client:$CLIENT_RUNTIME"; do
+    case "${r#*:}" in
+        kernel|userspace) ;;
+        *) die_usage "--${r%%:*}-runtime must be kernel or userspace, not '${r#*:}'" ;;
+    esac
+done
+# The SPEC travels on the kernel command line, which the kernel splits at
+# spaces (and where quotes have a meaning): only plain characters, and the
+# spaces become commas there (netem's words never contain one). Runs of
+# spaces are squeezed to one. The length bound keeps the command line well
+# under the kernel's 2048 bytes.
+if [ -n "$HAVE_NETEM" ]; then
+    [[ $NETEM =~ ^[A-Za-z0-9.%_\ -]+$ ]] && [[ $NETEM =~ [^\ ] ]] && [ ${#NETEM} -le 200 ] ||
+        die_usage "--netem SPEC must be netem words made of A-Z a-z 0-9 . % _ - and spaces (at most 200 characters), not '$NETEM'"
+    read -ra words <<<"$NETEM"
+    NETEM="${words[*]}"
+fi
 [[ $BOOT_MARGIN =~ ^[0-9]+$ ]] || die "LAB_BOOT_MARGIN must be a number of seconds"
 
 mkdir -p "$OUT"
@@ -193,20 +270,34 @@ server_ip=$SERVER_IP
 client_ip=$CLIENT_IP
 timeout=$TIMEOUT
 capture=$CAPTURE
+server_runtime=$SERVER_RUNTIME
+client_runtime=$CLIENT_RUNTIME
+netem=$NETEM
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 EOF
 
 declare -A PID
 start_guest() {
-    local role=$1 cmd ip mac lport rport
+    local role=$1 cmd ip mac lport rport runtime peer_runtime extra_base extra=""
     local dir="$OUT/$role"
     mkdir -p "$dir"
     # Results of an earlier run in the same DIR must not be mistaken for ours.
     rm -f "$dir"/{cmd.sh,cmd.log,rc,console.log,init-error,timed-out,qemu.log}
     if [ "$role" = server ]; then
         cmd=$SERVER_CMD ip=$SERVER_IP mac=52:54:00:00:00:01 lport=$PORT rport=$((PORT + 1))
+        runtime=$SERVER_RUNTIME peer_runtime=$CLIENT_RUNTIME extra_base=$SERVER_EXTRA_BASE
+        [ -n "$HAVE_CLIENT" ] || peer_runtime=none
     else
         cmd=$CLIENT_CMD ip=$CLIENT_IP mac=52:54:00:00:00:02 lport=$((PORT + 1)) rport=$PORT
+        runtime=$CLIENT_RUNTIME peer_runtime=$SERVER_RUNTIME extra_base=$CLIENT_EXTRA_BASE
+    fi
+    # Only userspace guests get extra addresses (comma-separated: the
+    # kernel command line is split at spaces).
+    if [ "$runtime" = userspace ]; then
+        local i
+        for i in $(seq $((extra_base + 1)) $((extra_base + EXTRA_IPS))); do
+            extra+=${extra:+,}${ip%.*}.$i
+        done
     fi
     {
         echo "# $role command, written by scripts/lab/lab.sh; run as: bash cmd.sh"
@@ -225,7 +316,7 @@ start_guest() {
         -rtc base=utc,clock=host
         # vmlinux is an ELF with a PVH entry: no decompression at boot.
         -kernel "$IMAGE_DIR/vmlinux" -initrd "$IMAGE_DIR/initramfs.cpio"
-        -append "console=ttyS0 panic=-1 lab.name=$role lab.ip=$ip/$PREFIX lab.server_ip=$SERVER_IP lab.client_ip=$CLIENT_IP lab.out=$dir lab.repo=$REPO_ROOT lab.timeout=$TIMEOUT"
+        -append "console=ttyS0 panic=-1 lab.name=$role lab.ip=$ip/$PREFIX lab.server_ip=$SERVER_IP lab.client_ip=$CLIENT_IP lab.out=$dir lab.repo=$REPO_ROOT lab.timeout=$TIMEOUT lab.runtime=$runtime lab.peer_runtime=$peer_runtime${extra:+ lab.extra_ips=$extra}${NETEM:+ lab.netem=${NETEM// /,}}"
         -serial "file:$dir/console.log"
         # The wire. Distinct MACs: qemu would give both guests the same one.
         # speed/duplex: virtio-net reports none by default, and rxe asks for
@@ -253,7 +344,10 @@ start_guest() {
     PID[$role]=$!
 }
 
-say "booting ${ROLES[*]} (kernel $KVER, $ACCEL, udp ports $PORT/$((PORT + 1)), timeout $TIMEOUT s)"
+NOTES="runtime: server $SERVER_RUNTIME"
+[ -n "$HAVE_CLIENT" ] && NOTES+=", client $CLIENT_RUNTIME"
+[ -n "$NETEM" ] && NOTES+=", netem '$NETEM'"
+say "booting ${ROLES[*]} (kernel $KVER, $ACCEL, udp ports $PORT/$((PORT + 1)), timeout $TIMEOUT s, $NOTES)"
 T0=$SECONDS
 for role in "${ROLES[@]}"; do start_guest "$role"; done
 
