@@ -96,6 +96,14 @@ use_runtime() {
       while IFS= read -r line; do export "${line?}"; done \
         < <("$ROOT/scripts/userspace-roce.sh" --print-env) || exit 2
       [ -n "${LD_LIBRARY_PATH:-}" ] || exit 2
+      # UROCE_ADDR=<interface> (e.g. eth0), for the server and client roles on two hosts:
+      # every process takes the first address of that interface no other process has
+      # bound, the server the interface's main one, and the clients connect to it.
+      if [ -n "${UROCE_ADDR:-}" ] && [ -e "/sys/class/net/$UROCE_ADDR" ] &&
+         { [ "${SMOKE_ROLE:-}" = server ] || [ "${SMOKE_ROLE:-}" = client ]; }; then
+        echo "smoke: runtime: userspace RoCE on the addresses of $UROCE_ADDR ($(echo "$LD_LIBRARY_PATH" | cut -d: -f1))"
+        return
+      fi
       # One address for every process would let only the first bind it.
       if [ -n "${UROCE_ADDR:-}" ]; then
         echo "smoke: UROCE_ADDR=$UROCE_ADDR ignored: every process of the smoke takes an address of its own"
@@ -215,6 +223,7 @@ smoke_main() {
     [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
     SMOKE_RUNTIME=$2; shift 2
   fi
+  SMOKE_ROLE=${1:-}
   use_runtime
   case "${1:-}" in
     local) role_local ;;

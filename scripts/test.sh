@@ -4,9 +4,10 @@
 #   2. build everything with warnings as errors (SANITIZE=1: with ASan + UBSan)
 #   3. build the Doxygen pages (a warning fails the build)
 #   4. run the unit tests, then every lesson's smoke in the Soft-RoCE lab VMs, then the
-#      capture checks, then the userspace RoCE runtime's tests (all five lessons' smokes
-#      and the tour on it, Debian's verbs tools and RDMA CM tools on it, its captures and
-#      fault injection), all through ctest
+#      capture checks, kernel Soft-RoCE and the userspace runtime against each other in
+#      the lab (interop, both directions, also under netem loss), then the userspace RoCE
+#      runtime's tests (all five lessons' smokes and the tour on it, Debian's verbs tools
+#      and RDMA CM tools on it, its captures and fault injection), all through ctest
 # Logs of every lab run are under $BUILD_DIR/lab-runs/ and $BUILD_DIR/captures/.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -21,7 +22,7 @@ configure_and_build
 step "3/4 API docs (Doxygen, warnings are errors)"
 cmake --build "$BUILD_DIR" --target docs
 
-step "4/4 tests: unit, lab smoke, captures, userspace RoCE runtime"
+step "4/4 tests: unit, lab smoke, captures, interop, userspace RoCE runtime"
 # The lab image is built (or found cached) once here, so its download shows up as its
 # own step instead of inside the first smoke test's time.
 "$ROOT/scripts/lab/build-image.sh"

@@ -82,6 +82,38 @@ Subcommands:
                                 server_qpn, client_psn, server_psn, client_send_psn,
                                 server_send_psn, mtu, kernel (DIR/kernel-version);
                                 with no plaintext or CM run (TLS) from DIR/client.log
+      Per direction (DIR is c>s or s>c; DIR:NAME only the events called NAME), over the
+      decoded RoCE packets, for comparing two senders (captures/interop):
+        {{values:FIELD@DIR[:NAME]}}  the distinct values of tshark's FIELD (ip.id,
+                                ip.ttl, ip.flags.df, udp.srcport ...) in those packets,
+                                in order of first appearance, comma-separated
+        {{sequence:FIELD@DIR[:NAME]}}  the same, but every packet's value, in order
+        {{requests:DIR[:NAME]}} how many of them are requests (SEND, WRITE, READ ...)
+        {{ackreq:DIR[:NAME]}}   the frame numbers of those with AckReq set
+        {{acked:DIR}}           for each positive ACK sent in DIR, the frame number of
+                                the request it acknowledges (the latest earlier one of
+                                its connection, in the other direction, with its PSN)
+        {{ackreq_answered:DIR}} the frames of the other direction with AckReq set, when
+                                the ACKs sent in DIR answer exactly those, one each, in
+                                order ({{acked:DIR}} equals {{ackreq:OTHER}}); an error
+                                otherwise
+        {{wire_check:KEY}}      a number from /usr/bin/python3
+                                tests/tools/roce_wire_check.py PCAP --json (exit 0
+                                required): roce_packets, icrc_ok (ICRCs right, computed
+                                by hand), scapy_cross_checked (ICRCs scapy.contrib.roce
+                                recomputed too), retransmissions ...; an error unless
+                                every ICRC is right
+        {{icrc_id:SEL}}         the IPv4 ID that makes the frame's ICRC right, solved
+                                from the ICRC alone (icrc_ip_id), as 0x....; an error
+                                unless it is the ID in the frame's IPv4 header
+        {{icrc_ids:DIR[:NAME]}} how many packets were so solved, all of them (any
+                                mismatch is an error)
+        {{rxe_sport:SEL}}       "QPN 0x000011 to QPN 0x000011: port 49441 (0xc121)":
+                                the UDP source port Linux's rdma_get_udp_sport gives the
+                                frame's sender from its QPN (from its connection's
+                                exchange) and the destination QPN (rdma_udp_sport); an
+                                error unless every packet its sender sent on that
+                                connection comes from that port
       SEL is [c>s:|s>c:]NAME[#K]: the K-th (1-based, default 1) event called NAME,
       optionally only in that direction. NAME is a RoCE opcode (RDMA_WRITE_ONLY,
       RDMA_READ_RESPONSE_FIRST, ACK, ...), a CM message (ConnectRequest, ...), a NAK
@@ -830,20 +862,30 @@ def check_required(events, require, problems):
             print(f"capture: {name} present")
 
 
-def check_hello_logs(roce, logs, problems):
+def check_hello_logs(roce, logs, problems, starts=()):
     """A client log (lesson 01's HELLO, lesson 05's QP_INFO): the first request (SEND,
     RDMA WRITE, RDMA READ, atomic) the client sent to the server's QP carries the PSN the
     client logged, and the server's first request, if it sends any, the server's. Only
-    the logged values are used: under TLS the capture cannot show them."""
+    the logged values are used: under TLS the capture cannot show them.
+
+    Logs are given in the order their connections ran, and each connection is looked for
+    from the start (`starts`: the first frames of the capture's connections) of the one
+    after the previous log's: a QP number may come back in a later connection (the
+    userspace runtime numbers each process's QPs from 0x11 again)."""
+    after = 0  # frame of the previous connection's first client request
     for log in logs:
         v = log_values(log)
         if v is None:
             problems.append(f"{log}: no 'sending HELLO|QP_INFO' / 'received HELLO|QP_INFO' lines")
             continue
+        client_first = after
         for who, direction, dest, psn in (("client", "c>s", v["peer_qpn"], v["own_psn"]),
                                           ("server", "s>c", v["own_qpn"], v["peer_psn"])):
             first = next((e for e in roce if e["decoded"] and e["op"] in REQUEST_OPS
-                          and e["dir"] == direction and e["destqp"] == dest), None)
+                          and e["dir"] == direction and e["destqp"] == dest
+                          and e["frame"] > after), None)
+            if first is not None and who == "client":
+                client_first = first["frame"]
             if first is None:
                 if who == "client":
                     problems.append(f"{log}: no request from the client to QP 0x{dest:06x} in the capture")
@@ -858,6 +900,8 @@ def check_hello_logs(roce, logs, problems):
             else:
                 print(f"capture: the {who}'s first {what} to QP 0x{dest:06x} (frame {first['frame']}) "
                       f"has PSN 0x{psn:06x}, the PSN it announced")
+        # The next log's connection starts after this one's first request.
+        after = next((f - 1 for f in sorted(starts) if f > client_first), client_first)
 
 
 def check_cm_psns(events, problems):
@@ -951,7 +995,7 @@ def cmd_check(a):
     if undecoded:
         problems.append(f"frames {undecoded[:10]} on UDP 4791 are not decoded as RRoCE")
     check_required(events, a.require, problems)
-    check_hello_logs(roce, a.client_log, problems)
+    check_hello_logs(roce, a.client_log, problems, [run["start"] for run in runs(events)])
     check_cm_psns(events, problems)
     if a.server_log:
         check_reths(events, a.server_log, problems)
@@ -1089,6 +1133,96 @@ def first_bytes(value, n, field):
     return " ".join(f"{b:02x}" for b in data[:n])
 
 
+WIRE_CHECK = "roce_wire_check.py"  # beside this script: decode, ICRC (by hand and scapy)
+
+
+def wire_check_module():
+    """tests/tools/roce_wire_check.py as a module, for its capture reader and its ICRC code
+    (written from IBA Annex A17 and rxe_icrc.c's masks, owing nothing to either sender)."""
+    import importlib
+    import os
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    try:
+        return importlib.import_module(WIRE_CHECK[:-3])
+    finally:
+        sys.path.pop(0)
+
+
+def roce_packets(pcap):
+    """frame number -> (frame bytes, IP offset, UDP offset, end of the IP packet) for every
+    IPv4 frame to or from UDP port 4791, read by roce_wire_check.py's reader."""
+    wc = wire_check_module()
+    found = {}
+    for n, (linktype, frame) in enumerate(wc.read_frames(pcap), 1):
+        ip = wc.ip_offset(linktype, frame)
+        if ip is None or frame[ip] >> 4 != 4:
+            continue
+        where = wc.udp_offsets(frame, ip)
+        if where is None:
+            continue
+        udp, end, _fragmented = where
+        if 4791 in struct.unpack_from("!HH", frame, udp):
+            found[n] = (frame, ip, udp, end)
+    return found
+
+
+def icrc_ip_id(packet):
+    """The IPv4 Identification that makes a packet's ICRC right, found from the ICRC alone,
+    as a receiver that cannot see the ID must (userspace-roce/README.md, "Receiving from
+    rxe"); None when no ID does. The ICRC is affine in the ID's 16 bits: with ID 0 it is
+    c0, and each ID bit k flips a fixed set of its bits, col[k]. The received ICRC xor c0
+    must be the xor of the columns of the ID's 1 bits: found here by meeting in the middle
+    (256 low bytes x 256 high bytes), not by the runtime's elimination."""
+    wc = wire_check_module()
+    frame, ip, udp, end = packet
+
+    def icrc_with(ip_id):
+        data = bytearray(frame)
+        struct.pack_into("!H", data, ip + 4, ip_id)
+        return int.from_bytes(wc.icrc(bytes(data), ip, udp, end), "little")
+
+    c0 = icrc_with(0)
+    diff = c0 ^ int.from_bytes(frame[end - 4:end], "little")
+    cols = [icrc_with(1 << k) ^ c0 for k in range(16)]
+
+    def combos(bits):
+        table = {}
+        for v in range(256):
+            x = 0
+            for k in range(8):
+                if v >> k & 1:
+                    x ^= bits[k]
+            table[x] = v
+        return table
+
+    low = combos(cols[:8])
+    for high, x in combos(cols[8:]).items():
+        if diff ^ high in low:
+            return x << 8 | low[diff ^ high]
+    return None
+
+
+def rdma_udp_sport(lqpn, rqpn):
+    """The UDP source port Linux gives a RoCE v2 QP whose address carries flow label 0:
+    include/rdma/ib_verbs.h, rdma_get_udp_sport(0, lqpn, rqpn), which rxe_modify_qp
+    (drivers/infiniband/sw/rxe/rxe_verbs.c) calls when the address (IB_QP_AV) is set:
+    rdma_calc_flow_label folds the product of both QP numbers to 20 bits, and
+    rdma_flow_label_to_udp_sport folds those to 14 bits above 0xC000."""
+    v = lqpn * rqpn
+    v ^= v >> 20
+    v ^= v >> 40
+    fl = v & 0xFFFFF
+    return ((fl & 0x3FFF) ^ ((fl & 0xFC000) >> 14)) | 0xC000
+
+
+def parse_direction(arg, what):
+    """DIR[:NAME] of the per-direction placeholders -> (DIR, NAME or None)."""
+    direction, _, name = arg.partition(":")
+    if direction not in ("c>s", "s>c") or (name and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name)):
+        raise SystemExit(f"render: {{{{{what}}}}} wants c>s or s>c, optionally :NAME, got '{arg}'")
+    return direction, name or None
+
+
 class Template:
     """Everything a walkthrough template's placeholders draw from."""
 
@@ -1105,6 +1239,9 @@ class Template:
         self.logs = {}
         self.block = None       # the fenced code block being filled: its first line, or None
         self.last_line = {}     # (block, role) -> (index in ROLE.log, pattern) of the last line shown
+        self.fields = {}        # tshark field -> {frame: value} over the RoCE frames
+        self.wire = None        # roce_wire_check.py's JSON verdict, once asked for
+        self.packets = None     # frame -> raw IPv4 RoCE packet, once asked for
 
     def event(self, sel):
         return select(self.events, self.names, sel, self.a.pcap)
@@ -1146,6 +1283,138 @@ class Template:
                              f"(have: {', '.join(sorted(self.values))})")
         return self.values[name]
 
+    def roce_in(self, arg, what):
+        """The decoded RoCE packets of a direction (and name), in capture order; never none."""
+        direction, name = parse_direction(arg, what)
+        found = [e for e in self.events if e["kind"] == "roce" and e["decoded"] and e["dir"] == direction
+                 and (name is None or label(e) == name)]
+        if not found:
+            raise SystemExit(f"render: no RoCE packet {arg} in {self.a.pcap}")
+        return found
+
+    def field_values(self, field):
+        """frame -> tshark's value of FIELD (first occurrence) in every RoCE frame."""
+        if field not in self.fields:
+            cmd = ["tshark", "-r", self.a.pcap, "-n", *QUIET_HEURISTIC, "-Y", "udp.port == 4791",
+                   "-T", "fields", "-E", "occurrence=f", "-e", "frame.number", "-e", field]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise SystemExit(f"render: tshark cannot read field {field}: {tshark_error(res.stderr)}")
+            self.fields[field] = dict((line.split("\t") + [""])[:2] for line in res.stdout.splitlines())
+        return self.fields[field]
+
+    def distinct_values(self, arg, every=False):
+        """values: each distinct value once; sequence (every): every packet's, in order."""
+        what = "sequence" if every else "values"
+        field, at, where = arg.partition("@")
+        if not at or not field:
+            raise SystemExit(f"render: want {what}:FIELD@DIR[:NAME], got '{arg}'")
+        got = self.field_values(field)
+        seen = []
+        for ev in self.roce_in(where, f"{what}:FIELD@DIR[:NAME]"):
+            value = got.get(str(ev["frame"]), "")
+            if value and (every or value not in seen):
+                seen.append(value)
+        if not seen:
+            raise SystemExit(f"render: no packet {where} of {self.a.pcap} has {field}")
+        return ", ".join(seen)
+
+    def acked(self, arg):
+        """The frames whose PSNs the positive ACKs sent in this direction name: for each,
+        the latest request before it, in the other direction, on the same connection, with
+        the ACK's PSN."""
+        run_list = runs(self.events)
+        frames = []
+        for ack in self.roce_in(arg + ":ACK", "acked:DIR"):
+            i = run_index(ack, run_list)
+            req = [e for e in self.events if e["kind"] == "roce" and e["decoded"] and e["op"] in REQUEST_OPS
+                   and e["dir"] != ack["dir"] and e["frame"] < ack["frame"] and e["psn"] == ack["psn"]
+                   and run_index(e, run_list) == i]
+            if not req:
+                raise SystemExit(f"render: the ACK of frame {ack['frame']} names PSN 0x{ack['psn']:06x}, "
+                                 f"which no earlier request of its connection carries")
+            frames.append(str(req[-1]["frame"]))
+        return ", ".join(frames)
+
+    def ackreq_answered(self, arg):
+        """The AckReq packets of the other direction, when the ACKs sent in this direction
+        answer exactly those, one ACK each, in order; an error otherwise."""
+        direction, _ = parse_direction(arg, "ackreq_answered:DIR")
+        other = "s>c" if direction == "c>s" else "c>s"
+        asked = [f.strip() for f in self.fill_text(f"{{{{ackreq:{other}}}}}").split(",")]
+        answered = [f.strip() for f in self.acked(direction).split(",")]
+        if asked != answered:
+            raise SystemExit(f"render: the ACKs sent {direction} answer frames {', '.join(answered)}, "
+                             f"but the packets that asked for one (AckReq) are frames {', '.join(asked)}")
+        return ", ".join(asked)
+
+    def fill_text(self, text):
+        return re.sub(r"\{\{(.+?)\}\}", self.fill, text)
+
+    def wire_check(self):
+        """roce_wire_check.py's verdict on the capture (run once, with /usr/bin/python3,
+        which has scapy); a failure is an error: a walkthrough says its ICRCs check."""
+        if self.wire is None:
+            import json
+            import os
+            import tempfile
+            script = os.path.join(os.path.dirname(os.path.abspath(__file__)), WIRE_CHECK)
+            with tempfile.TemporaryDirectory() as d:
+                out = os.path.join(d, "check.json")
+                res = subprocess.run(["/usr/bin/python3", script, self.a.pcap, "--json", out],
+                                     capture_output=True, text=True)
+                if res.returncode != 0 or not os.path.exists(out):
+                    raise SystemExit(f"render: {WIRE_CHECK} {self.a.pcap} failed (exit {res.returncode}):\n"
+                                     f"{res.stdout}{res.stderr}")
+                self.wire = json.load(open(out))
+            if self.wire["icrc_bad"] or self.wire["icrc_ok"] != self.wire["roce_packets"]:
+                raise SystemExit(f"render: {self.a.pcap}: {len(self.wire['icrc_bad'])} wrong ICRCs")
+        return self.wire
+
+    def wire_check_value(self, key):
+        value = self.wire_check().get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            numbers = sorted(k for k, v in self.wire_check().items() if isinstance(v, int) and not isinstance(v, bool))
+            raise SystemExit(f"render: want wire_check:KEY with KEY one of {', '.join(numbers)}; got '{key}'")
+        return str(value)
+
+    def solved_id(self, ev):
+        """An event's IPv4 ID as its ICRC alone gives it; an error unless it is the header's."""
+        if self.packets is None:
+            self.packets = roce_packets(self.a.pcap)
+        packet = self.packets.get(ev["frame"])
+        if packet is None:
+            raise SystemExit(f"render: frame {ev['frame']} of {self.a.pcap} is not an IPv4 RoCE packet")
+        solved = icrc_ip_id(packet)
+        frame, ip = packet[0], packet[1]
+        header = struct.unpack_from("!H", frame, ip + 4)[0]
+        if solved != header:
+            raise SystemExit(f"render: frame {ev['frame']}: the ICRC gives IPv4 ID "
+                             f"{'none' if solved is None else f'0x{solved:04x}'}, the header says 0x{header:04x}")
+        return solved
+
+    def rxe_sport(self, sel):
+        """The UDP source port rdma_get_udp_sport gives the sender of SEL (its QPN and its
+        peer's, from the connection's exchange); an error unless the frame carries it."""
+        ev = self.event(sel)
+        if ev["kind"] != "roce" or not ev["decoded"]:
+            raise SystemExit(f"render: rxe_sport:{sel} is not a RoCE packet")
+        run_list = runs(self.events)
+        i = run_index(ev, run_list)
+        if i is None:
+            raise SystemExit(f"render: frame {ev['frame']} belongs to no connection of {self.a.pcap}")
+        sender = run_list[i]["server" if ev["dir"] == "s>c" else "client"]
+        port = rdma_udp_sport(sender["qpn"], ev["destqp"])
+        ports = self.field_values("udp.srcport")
+        same_side = [e for e in self.events if e["kind"] == "roce" and e["decoded"] and e["dir"] == ev["dir"]
+                     and run_index(e, run_list) == i]
+        for e in same_side:
+            seen = int(ports.get(str(e["frame"])) or -1)
+            if seen != port:
+                raise SystemExit(f"render: frame {e['frame']} comes from UDP port {seen}, not {port} "
+                                 f"(rdma_get_udp_sport(0, 0x{sender['qpn']:06x}, 0x{ev['destqp']:06x}))")
+        return f"QPN 0x{sender['qpn']:06x} to QPN 0x{ev['destqp']:06x}: port {port} (0x{port:04x})"
+
     def fill(self, m):
         kind, _, arg = m[1].partition(":")
         if kind == "frames":
@@ -1171,6 +1440,29 @@ class Template:
             return self.log_line(role, pattern)
         if kind == "value":
             return self.value(arg)
+        if kind == "values":
+            return self.distinct_values(arg)
+        if kind == "sequence":
+            return self.distinct_values(arg, every=True)
+        if kind == "ackreq_answered":
+            return self.ackreq_answered(arg)
+        if kind == "requests":
+            return str(len([e for e in self.roce_in(arg, "requests:DIR") if e["op"] in REQUEST_OPS]))
+        if kind == "ackreq":
+            frames = [str(e["frame"]) for e in self.roce_in(arg, "ackreq:DIR") if e["ackreq"]]
+            if not frames:
+                raise SystemExit(f"render: no packet {arg} of {self.a.pcap} has AckReq set")
+            return ", ".join(frames)
+        if kind == "acked":
+            return self.acked(arg)
+        if kind == "wire_check":
+            return self.wire_check_value(arg)
+        if kind == "icrc_id":
+            return f"0x{self.solved_id(self.event(arg)):04x}"
+        if kind == "icrc_ids":
+            return str(len([self.solved_id(e) for e in self.roce_in(arg, "icrc_ids:DIR")]))
+        if kind == "rxe_sport":
+            return self.rxe_sport(arg)
         raise SystemExit(f"render: unknown placeholder {{{{{m[1]}}}}}")
 
 

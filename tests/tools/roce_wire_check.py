@@ -5,7 +5,8 @@ port 4791), such as the userspace runtime sends on the loopback interface.
 Usage:
   /usr/bin/python3 tests/tools/roce_wire_check.py PCAP [--min-packets N]
         [--expect NAME ...] [--expect-retransmissions | --no-retransmissions]
-        [--expect-cm-retransmission NAME ...] [--json FILE]
+        [--expect-retransmissions-from IP ...] [--expect-cm-retransmission NAME ...]
+        [--json FILE]
   /usr/bin/python3 tests/tools/roce_wire_check.py --self-test [PCAP ...]
 
 Use /usr/bin/python3: Debian's python3-scapy is only visible to it
@@ -45,8 +46,8 @@ ACKNOWLEDGE: "RNR NAK", "NAK PSN sequence error", "NAK invalid request",
 "NAK remote access error", "NAK remote operational error".
 
 A retransmission is a request packet (not an Acknowledge, atomic Acknowledge or RDMA
-READ response, which only echo the PSNs of requests) whose (source IP, destination QP,
-PSN, opcode) was already seen earlier in the capture; for UD packets the DETH's source
+READ response, which only echo the PSNs of requests) whose (source IP, destination IP,
+destination QP, PSN, opcode) was already seen earlier in the capture; for UD packets the DETH's source
 QP is part of the key too, since several UD QPs of one host may send to one QP. A packet
 sent three times counts as two retransmissions. A CM retransmission is a CM message whose
 (source IP, attribute ID, transaction ID) was already seen: the CM resends a message
@@ -64,6 +65,10 @@ Options:
                              message). An unknown name is a usage error.
   --expect-retransmissions   fail if there is no retransmission
   --no-retransmissions       fail if there is any
+  --expect-retransmissions-from IP
+                             fail if no retransmission has this source address
+                             (repeatable, or a comma list): with both ends named, both
+                             sides of a connection must have resent something
   --expect-cm-retransmission NAME
                              fail unless a CM message of that name (ConnectRequest,
                              ConnectReply, ReadyToUse, DisconnectRequest ...) was sent
@@ -246,9 +251,10 @@ def icrc(data, ip, udp, end):
     if masked[0] >> 4 == 4:
         # IPv4. TOS (DSCP and ECN): routers may re-mark DSCP and set ECN's Congestion
         # Experienced codepoint. TTL: decremented at every hop. Header checksum: changes
-        # whenever those two do. The Identification field is NOT masked: a receiver that
-        # cannot see it (a plain UDP socket) can only verify ICRCs of senders that put 0
-        # there. (IP options, which no RoCE sender uses, are covered like the rest.)
+        # whenever those two do. The Identification field is NOT masked: this checker sees
+        # it in the capture; a receiver that cannot (a plain UDP socket, like the userspace
+        # runtime's) must solve for it (userspace-roce/README.md, "Receiving from rxe").
+        # (IP options, which no RoCE sender uses, are covered like the rest.)
         masked[1] = 0xFF
         masked[8] = 0xFF
         masked[10:12] = b"\xff\xff"
@@ -439,6 +445,7 @@ class Scan:
         self.seen_requests = {}  # retransmission key -> first frame
         self.retransmissions = []  # dicts
         self.retransmission_count = 0
+        self.retransmissions_by_source = collections.Counter()  # source IP text -> count
         self.ip_packets = {}  # frame -> IPv4 packet bytes kept for the scapy cross-check
         self.cm = {}  # frame -> (CM message name, transaction ID, attribute ID)
         self.cm_counts = collections.Counter()
@@ -551,19 +558,22 @@ def scan_capture(path, keep_for_scapy=True):
         # of the userspace runtime (two hosts) may each start their QP 1 at PSN 0.
         if opcode != CNP and name in ALL_NAMES and op not in RESPONSE_OPS and n not in s.cm:
             src = bytes(frame[ip + 12:ip + 16]) if version == 4 else bytes(frame[ip + 8:ip + 24])
+            dst = bytes(frame[ip + 16:ip + 20]) if version == 4 else bytes(frame[ip + 24:ip + 40])
             src_qp = None
             if transport == UD and udp + UDP_HEADER + BTH_BYTES + 8 <= min(end - ICRC_BYTES, captured):
                 # DETH: Q_Key, then 8 reserved bits and the 24-bit source QP.
                 src_qp = struct.unpack_from("!I", frame, udp + UDP_HEADER + BTH_BYTES + 4)[0] & 0xFFFFFF
-            key = (src, dest_qp, psn, opcode, src_qp)
+            key = (src, dst, dest_qp, psn, opcode, src_qp)
             first = s.seen_requests.get(key)
             if first is None:
                 s.seen_requests[key] = n
             else:
                 s.retransmission_count += 1
+                s.retransmissions_by_source[str(ipaddress.ip_address(src))] += 1
                 if len(s.retransmissions) < 20:
                     s.retransmissions.append({"frame": n, "first_frame": first, "name": name,
                                               "src": str(ipaddress.ip_address(src)),
+                                              "dst": str(ipaddress.ip_address(dst)),
                                               "dest_qp": dest_qp, "psn": psn, "src_qp": src_qp})
     return s
 
@@ -744,13 +754,14 @@ def check_capture(path, args):
         for r in s.cm_retransmissions[:20]:
             print(f"  frame {r['frame']}: {r['name']} transaction ID {r['transaction_id']} from {r['src']}, "
                   f"first sent in frame {r['first_frame']}")
-    print(f"retransmissions: {s.retransmission_count}")
+    by_source = ", ".join(f"{n} from {a}" for a, n in sorted(s.retransmissions_by_source.items()))
+    print(f"retransmissions: {s.retransmission_count}" + (f" ({by_source})" if by_source else ""))
     if s.retransmissions:
         print(f"retransmitted PSNs (first {len(s.retransmissions)}):")
         for r in s.retransmissions:
             ud = f", source QP 0x{r['src_qp']:06x}" if r["src_qp"] is not None else ""
             print(f"  frame {r['frame']}: {r['name']} PSN {r['psn']} (0x{r['psn']:06x}) from {r['src']} "
-                  f"to QP 0x{r['dest_qp']:06x}{ud}, first sent in frame {r['first_frame']}")
+                  f"to QP 0x{r['dest_qp']:06x} at {r['dst']}{ud}, first sent in frame {r['first_frame']}")
 
     failures = [f"frame {n}: {text}" for n, text in problems]
     option_failures = []
@@ -765,6 +776,9 @@ def check_capture(path, args):
         if normal_name(want) not in resent:
             option_failures.append(f"--expect-cm-retransmission {want}: no {NORMAL_NAMES[normal_name(want)]} "
                                    "sent twice with one transaction ID")
+    for want in [a.strip() for v in args.expect_retransmissions_from for a in v.split(",") if a.strip()]:
+        if not s.retransmissions_by_source.get(want):
+            option_failures.append(f"--expect-retransmissions-from {want}: no retransmission from {want}")
     if args.expect_retransmissions and not s.retransmission_count:
         option_failures.append("--expect-retransmissions: no retransmission in the capture")
     if args.no_retransmissions and s.retransmission_count:
@@ -786,6 +800,7 @@ def check_capture(path, args):
             "icrc_ok": s.icrc_ok, "icrc_bad": s.icrc_bad, "icrc_not_checkable": s.icrc_unchecked,
             "scapy_cross_checked": checked,
             "opcodes": dict(s.opcodes), "retransmissions": s.retransmission_count,
+            "retransmissions_by_source": dict(s.retransmissions_by_source),
             "retransmitted": s.retransmissions, "cm_messages": dict(s.cm_counts),
             "cm_retransmissions": s.cm_retransmissions, "failures": failures,
         }
@@ -1007,6 +1022,8 @@ def main():
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--expect-retransmissions", action="store_true", help="fail if no retransmission")
     g.add_argument("--no-retransmissions", action="store_true", help="fail if any retransmission")
+    ap.add_argument("--expect-retransmissions-from", action="append", default=[], metavar="IP",
+                    help="fail if no retransmission comes from this source address (repeatable; comma list)")
     ap.add_argument("--expect-cm-retransmission", action="append", default=[], metavar="NAME",
                     help="fail unless a CM message of this name (ConnectRequest ...) is sent twice with "
                          "one transaction ID (repeatable; comma list)")

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# One side of an interop run, inside a lab guest (tests/lab_interop.sh starts it on both):
+# the same programs on either RoCE v2 implementation, kernel Soft-RoCE (rxe0) or the
+# userspace runtime (uroce0), chosen by the lab for this guest (LAB_RUNTIME).
+#
+#   tests/lab_interop_guest.sh GROUP server|client
+#
+# GROUP   steps, in order (the server side serves them in the same order)
+#   verbs   1 ibv_rc_pingpong, 100 x 4096 B (4 packets each at path MTU 1024)
+#           2 lesson 01 (smoke.sh server/client roles)
+#           3 lesson 05 (smoke.sh server/client roles: TLS, random PSNs, 11 clients)
+#   cm      1 lesson 02, 2 lesson 03, 3 lesson 04 (smoke.sh roles; RDMA CM)
+#           4 rping -C 50 -v, the client with -V (RDMA CM; SEND, READ, WRITE; data checked)
+#           5 ib_write_bw -R (perftest over RDMA CM)
+#   netem   1 lesson 01 (smoke.sh roles)
+#           2 rping -C 20 -S 16384 -v: 16 KiB RDMA READs and WRITEs, data verified
+#
+# On the runtime's side every program runs through scripts/userspace-roce.sh with
+# UROCE_ADDR=eth0: each process takes the first address of eth0 that no other process
+# holds (the lab gives a runtime guest several), the server its main one (LAB_IP).
+# Clients retry until their server listens (the guests boot at the same time, and a
+# server step starts when the one before it ends), bounded by each step's deadline.
+# Logs: $LAB_OUT/<step>/. Prints one "interop: step N NAME: ok|FAILED" line per step;
+# exit 0 only if every step passed.
+set -uo pipefail
+group=${1:?usage: lab_interop_guest.sh verbs|cm|netem server|client}
+role=${2:?usage: lab_interop_guest.sh verbs|cm|netem server|client}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+: "${BUILD_DIR:=$ROOT/build}" "${LAB_RUNTIME:?run inside the lab (scripts/lab/lab.sh)}"
+: "${LAB_SERVER_IP:?}" "${LAB_GID_INDEX:?}" "${LAB_OUT:?}"
+export BUILD_DIR
+
+case $LAB_RUNTIME in
+  kernel) RUN=() DEV=rxe0 ;;
+  userspace)
+    export UROCE_ADDR=eth0
+    RUN=("$ROOT/scripts/userspace-roce.sh" --) DEV=uroce0 ;;
+  *) echo "interop: LAB_RUNTIME='$LAB_RUNTIME' (kernel or userspace)" >&2; exit 2 ;;
+esac
+GID=$LAB_GID_INDEX
+echo "interop: $group $role on $LAB_RUNTIME ($DEV, GID index $GID), peer on ${LAB_PEER_RUNTIME:-?}"
+
+failed=0 n=0
+# step NAME CMD...: runs CMD with its output in $LAB_OUT/NAME/out.log, says ok or FAILED.
+step() {
+  local name=$1; shift
+  n=$((n + 1))
+  mkdir -p "$LAB_OUT/$name"
+  local t0=$SECONDS rc=0
+  "$@" >"$LAB_OUT/$name/out.log" 2>&1 || rc=$?
+  if [ $rc -eq 0 ]; then
+    echo "interop: step $n $name: ok in $((SECONDS - t0)) s"
+  else
+    failed=$((failed + 1))
+    echo "interop: step $n $name: FAILED (exit $rc after $((SECONDS - t0)) s; $LAB_OUT/$name/out.log)"
+    tail -n 15 "$LAB_OUT/$name/out.log" | sed 's/^/  | /'
+  fi
+}
+
+# retry SECONDS CMD...: runs CMD until it succeeds, at most SECONDS in all. For a client
+# whose server may not be listening yet: it fails at once (connection refused, or the
+# kernel's REJ), and tries again half a second later.
+retry() {
+  local deadline=$((SECONDS + $1)) try=1; shift
+  while :; do
+    echo "--- try $try: $*"
+    "$@" && return 0
+    [ $SECONDS -lt $deadline ] || { echo "--- no success within the deadline"; return 1; }
+    try=$((try + 1))
+    sleep 0.5
+  done
+}
+
+# expect_lines LOG REGEX COUNT: LOG has at least COUNT lines matching REGEX.
+expect_lines() {
+  local got
+  got=$(grep -cE "$2" "$1" || true)
+  echo "--- $got line(s) matching /$2/ (want >= $3)"
+  [ "$got" -ge "$3" ]
+}
+
+# smoke LESSON PORT: the lesson's own smoke script, in this role, on this guest's runtime.
+smoke() {
+  local lesson=$1 port=$2 args=()
+  [ "$role" = client ] && args=("$LAB_SERVER_IP")
+  SMOKE_OUT="$LAB_OUT/$lesson" SMOKE_PORT=$port \
+    "$ROOT/lessons/$lesson/smoke.sh" --runtime "$LAB_RUNTIME" "$role" "${args[@]}"
+}
+
+# on_side LOG SECONDS PROGRAM ARGS...: the program, on this guest's runtime, its output in
+# LOG (shown if it fails). The server runs it once; the client runs it again until it
+# succeeds (its server may not listen yet), SECONDS at most either way.
+on_side() {
+  local log=$1 seconds=$2; shift 2
+  if [ "$role" = server ]; then
+    timeout "$seconds" "${RUN[@]}" stdbuf -oL "$@" >"$log" 2>&1
+  else
+    retry "$seconds" timeout "$seconds" "${RUN[@]}" stdbuf -oL "$@" >"$log" 2>&1
+  fi || { cat "$log"; return 1; }
+}
+
+pingpong() {  # 100 x 4096 B: each message is 4 packets at path MTU 1024
+  local log="$LAB_OUT/pingpong/pingpong.log" peer=()
+  [ "$role" = client ] && peer=("$LAB_SERVER_IP")
+  on_side "$log" 120 ibv_rc_pingpong -g "$GID" -d "$DEV" -s 4096 -n 100 -p 18515 "${peer[@]}" || return 1
+  cat "$log"
+  # Both directions counted: 100 x 4096 B each way.
+  expect_lines "$log" "^819200 bytes in .* seconds" 1 && expect_lines "$log" "^100 iters in" 1
+}
+
+rping_run() {  # NAME COUNT SIZE: rping with data verification
+  local count=$2 size=$3 log="$LAB_OUT/$1/rping.log" side=(-s)
+  # -V: the client also compares the data that came back with what it sent.
+  [ "$role" = client ] && side=(-c -V)
+  on_side "$log" 240 rping "${side[@]}" -a "$LAB_SERVER_IP" -p 18524 -C "$count" -S "$size" -v || return 1
+  tail -n 3 "$log"
+  # -v: each side prints the data of every ping ("server ping data: rdma-ping-N: ...").
+  expect_lines "$log" "^(server )?ping data: rdma-ping-" "$count"
+}
+
+write_bw() {  # perftest over RDMA CM
+  local log="$LAB_OUT/write_bw/ib_write_bw.log" peer=()
+  [ "$role" = client ] && peer=("$LAB_SERVER_IP")
+  on_side "$log" 180 ib_write_bw -R -d "$DEV" -p 18525 -s 65536 -n 200 -F "${peer[@]}" || return 1
+  cat "$log"
+  # The result row: size, iterations, peak, average bandwidth and message rate.
+  expect_lines "$log" "^ *65536[[:space:]]+200[[:space:]]+[0-9.]+[[:space:]]+[0-9.]+[[:space:]]+[0-9.]+" 1
+}
+
+case $group in
+  verbs)
+    step pingpong pingpong
+    step 01-verbs-send-recv smoke 01-verbs-send-recv 18516
+    step 05-tls-psn smoke 05-tls-psn 18517 ;;
+  cm)
+    step 02-cm-write-read smoke 02-cm-write-read 18521
+    step 03-write-with-imm smoke 03-write-with-imm 18522
+    step 04-lambda smoke 04-lambda 18523
+    step rping rping_run rping 50 64
+    step write_bw write_bw ;;
+  netem)
+    step 01-verbs-send-recv smoke 01-verbs-send-recv 18531
+    step rping-bulk rping_run rping-bulk 20 16384 ;;
+  *) echo "interop: unknown group '$group' (verbs, cm or netem)" >&2; exit 2 ;;
+esac
+echo "interop: $group $role: $((n - failed)) of $n steps passed"
+[ $failed -eq 0 ]
