@@ -13,7 +13,8 @@
 # Then the wire, as qemu recorded it at the server's NIC (both directions), is checked by
 # tests/tools/roce_wire_check.py, which owes nothing to either implementation: every RoCE
 # packet decodes in tshark with no malformed packet or expert warning, every ICRC is right
-# (computed by hand and by scapy), and the opcodes the steps must produce are there; for
+# (computed by hand, cross-checked by scapy on the first packet of each opcode), and
+# the opcodes the steps must produce are there; for
 # netem, both sides retransmitted. Logs: $BUILD_DIR/lab-runs/interop-GROUP-DIRECTION/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
