@@ -4,21 +4,25 @@
 #
 #   tests/lab_interop.sh GROUP DIRECTION
 #
-# GROUP      verbs | cm | netem: the steps of tests/lab_interop_guest.sh
+# GROUP      verbs | cm | netem | corrupt: the steps of tests/lab_interop_guest.sh
 # DIRECTION  rxe-server:     the server guest runs kernel rxe, the client guest the runtime
 #            runtime-server: the server guest runs the runtime, the client guest kernel rxe
 #
-# netem runs with `lab.sh --netem 'loss 3% delay 1ms'` on both guests' NICs.
+# netem runs with `lab.sh --netem 'loss 3% delay 1ms'` on both guests' NICs, corrupt with
+# `--netem 'corrupt 2%'` (one bit flipped in 2 % of the frames each guest sends).
 #
 # Then the wire, as qemu recorded it at the server's NIC (both directions), is checked by
 # tests/tools/roce_wire_check.py, which owes nothing to either implementation: every RoCE
 # packet decodes in tshark with no malformed packet or expert warning, every ICRC is right
 # (computed by hand, cross-checked by scapy on the first packet of each opcode), and
-# the opcodes the steps must produce are there; for
-# netem, both sides retransmitted. Logs: $BUILD_DIR/lab-runs/interop-GROUP-DIRECTION/.
+# the opcodes the steps must produce are there; for netem, both sides retransmitted. For
+# corrupt, the wire must show corrupted packets (a wrong ICRC) from both sides, which are
+# then the only packets allowed to be wrong: the programs' own data checks passing means
+# each receiver dropped them rather than deliver their bytes, and the runtime's log says
+# it did. Logs: $BUILD_DIR/lab-runs/interop-GROUP-DIRECTION/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-usage="usage: lab_interop.sh verbs|cm|netem rxe-server|runtime-server"
+usage="usage: lab_interop.sh verbs|cm|netem|corrupt rxe-server|runtime-server"
 group=${1:?$usage}
 direction=${2:?$usage}
 : "${BUILD_DIR:=$ROOT/build}"
@@ -41,6 +45,10 @@ case $group in
     # Both ends lose packets, so both must have resent some (the client's runtime or
     # kernel sends from 10.0.0.2, its first address).
     retrans=(--expect-retransmissions-from 10.0.0.1,10.0.0.2) ;;
+  corrupt)
+    netem=(--netem 'corrupt 2%')
+    expect=SEND_ONLY,ACKNOWLEDGE,RDMA_READ_REQUEST,RDMA_READ_RESPONSE_FIRST,RDMA_WRITE_FIRST
+    retrans=(--expect-bad-icrc-from 10.0.0.1,10.0.0.2) ;;
   *) echo "$usage" >&2; exit 2 ;;
 esac
 
@@ -65,7 +73,7 @@ done
 echo "--- the wire ($out/wire.pcap):"
 if /usr/bin/python3 "$ROOT/tests/tools/roce_wire_check.py" "$out/wire.pcap" --min-packets 100 \
      --expect "$expect" "${retrans[@]}" --json "$out/wire-check.json" >"$out/wire-check.log" 2>&1; then
-  grep -E "^(RoCE packets|ICRC|retransmissions|result)" "$out/wire-check.log" | sed 's/^/  /'
+  grep -E "^(ICRC|corrupted|retransmissions|result)" "$out/wire-check.log" | sed 's/^/  /'
 else
   cat "$out/wire-check.log"
   echo "lab_interop: the wire check failed ($out/wire-check.log)"

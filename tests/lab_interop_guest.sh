@@ -14,6 +14,9 @@
 #           5 ib_write_bw -R (perftest over RDMA CM)
 #   netem   1 lesson 01 (smoke.sh roles)
 #           2 rping -C 20 -S 16384 -v: 16 KiB RDMA READs and WRITEs, data verified
+#   corrupt the same two steps (the lab corrupts packets); on the runtime's side rping
+#           runs with UROCE_LOG=1, and its log must show the runtime dropping a packet
+#           for its ICRC
 #
 # On the runtime's side every program runs through scripts/userspace-roce.sh with
 # UROCE_ADDR=eth0: each process takes the first address of eth0 that no other process
@@ -23,7 +26,7 @@
 # Logs: $LAB_OUT/<step>/. Prints one "interop: step N NAME: ok|FAILED" line per step;
 # exit 0 only if every step passed.
 set -uo pipefail
-group=${1:?usage: lab_interop_guest.sh verbs|cm|netem server|client}
+group=${1:?usage: lab_interop_guest.sh verbs|cm|netem|corrupt server|client}
 role=${2:?usage: lab_interop_guest.sh verbs|cm|netem server|client}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${BUILD_DIR:=$ROOT/build}" "${LAB_RUNTIME:?run inside the lab (scripts/lab/lab.sh)}"
@@ -115,7 +118,12 @@ rping_run() {  # NAME COUNT SIZE: rping with data verification
   on_side "$log" 240 rping "${side[@]}" -a "$LAB_SERVER_IP" -p 18524 -C "$count" -S "$size" -v || return 1
   tail -n 3 "$log"
   # -v: each side prints the data of every ping ("server ping data: rdma-ping-N: ...").
-  expect_lines "$log" "^(server )?ping data: rdma-ping-" "$count"
+  expect_lines "$log" "^(server )?ping data: rdma-ping-" "$count" || return 1
+  if [ "$group" = corrupt ] && [ "$LAB_RUNTIME" = userspace ]; then
+    # UROCE_LOG=1: one line per packet the runtime drops, and why.
+    grep -E "dropped a [0-9]+-byte packet from .*: ICRC mismatch" "$log" | head -n 3
+    expect_lines "$log" "dropped a [0-9]+-byte packet from .*: ICRC mismatch" 1
+  fi
 }
 
 write_bw() {  # perftest over RDMA CM
@@ -141,7 +149,11 @@ case $group in
   netem)
     step 01-verbs-send-recv smoke 01-verbs-send-recv 18531
     step rping-bulk rping_run rping-bulk 20 16384 ;;
-  *) echo "interop: unknown group '$group' (verbs, cm or netem)" >&2; exit 2 ;;
+  corrupt)
+    step 01-verbs-send-recv smoke 01-verbs-send-recv 18541
+    [ "$LAB_RUNTIME" = userspace ] && export UROCE_LOG=1
+    step rping-bulk rping_run rping-bulk 20 16384 ;;
+  *) echo "interop: unknown group '$group' (verbs, cm, netem or corrupt)" >&2; exit 2 ;;
 esac
 echo "interop: $group $role: $((n - failed)) of $n steps passed"
 [ $failed -eq 0 ]

@@ -43,13 +43,15 @@ uint64_t Device::guid() const {
 }
 
 // The IPv4 addresses of interface `name`, host order, in the kernel's order (the primary
-// address first).
+// address first). An address with a label ("eth0:1", as ifconfig's aliases have) is the
+// interface's too.
 static std::vector<uint32_t> interface_addresses(const std::string& name) {
   std::vector<uint32_t> out;
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) return out;
   for (ifaddrs* i = list; i; i = i->ifa_next)
-    if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && name == i->ifa_name)
+    if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+        std::string(i->ifa_name).substr(0, std::string(i->ifa_name).find(':')) == name)
       out.push_back(ntohl(reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr));
   freeifaddrs(list);
   return out;

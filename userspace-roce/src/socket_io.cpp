@@ -96,7 +96,7 @@ std::string interface_of(uint32_t ip) {
     if (name.empty() && (a & m) == (ip & m)) name = i->ifa_name;
   }
   freeifaddrs(list);
-  return name;
+  return name.substr(0, name.find(':'));  // "eth0:1", an address's label, is eth0
 }
 
 ibv_mtu interface_active_mtu(uint32_t ip) {
