@@ -7,10 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <memory>
 #include <optional>
-#include <unordered_map>
-#include <vector>
 
 namespace uroce::wire {
 namespace {
@@ -325,13 +322,19 @@ struct IdSolver {
     // LRH and 4 of the IPv4 header); after it come 14 more IPv4 header bytes, 8 of UDP
     // and the UDP payload without its ICRC: len + 18 bytes. The CRC's linear part of a
     // message "ID bits, then n zero bytes" is the column; leading bytes do not matter.
-    const size_t n = len + 18;
-    std::vector<uint8_t> msg(2 + n, 0);
-    const uint32_t zero = crc32_update(0, msg.data(), msg.size());
+    // The linear part of the 2 ID bytes alone, carried over n zero bytes, is that part
+    // times x^(8n) mod P: what zlib's crc32_combine_op does with the operator
+    // crc32_combine_gen(n) makes (a few dozen steps, whatever n is).
+    const auto n = static_cast<z_off_t>(len + 18);
+    const uLong over_n = crc32_combine_gen(n);
+    const uint8_t zeros[2] = {0, 0};
+    const uLong zero = crc32(0, zeros, 2);
     for (int bit = 0; bit < 16; ++bit) {
-      msg[0] = static_cast<uint8_t>((1u << bit) >> 8);  // the ID is big-endian
-      msg[1] = static_cast<uint8_t>(1u << bit);
-      add(crc32_update(0, msg.data(), msg.size()) ^ zero, static_cast<uint16_t>(1u << bit));
+      const uint8_t id[2] = {static_cast<uint8_t>((1u << bit) >> 8),  // big-endian
+                             static_cast<uint8_t>(1u << bit)};
+      const uLong linear = crc32(0, id, 2) ^ zero;
+      add(static_cast<uint32_t>(crc32_combine_op(linear, 0, over_n)),
+          static_cast<uint16_t>(1u << bit));
     }
   }
   void add(uint32_t v, uint16_t id) {
@@ -361,8 +364,7 @@ struct IdSolver {
 }  // namespace
 
 std::optional<uint16_t> icrc_ip_id(const Ipv4Flow& flow, const uint8_t* udp_payload, size_t len) {
-  // A UDP payload is at most 65507 bytes; anything longer is no packet (and would make a
-  // solver of that size).
+  // A UDP payload is at most 65507 bytes; anything longer is no packet.
   if (len < kIcrcSize || len > 65507) return std::nullopt;
   Ipv4Flow zero = flow;
   zero.ip_id = 0;
@@ -370,15 +372,16 @@ std::optional<uint16_t> icrc_ip_id(const Ipv4Flow& flow, const uint8_t* udp_payl
   const std::span<const uint8_t> parts[] = {all};
   const uint32_t diff = compute_icrc(zero, parts) ^ load_icrc(udp_payload + len - kIcrcSize);
   if (diff == 0) return 0;  // a sender like this runtime: ID 0
-  // One solver per UDP payload length, made on first use: packets come in a few lengths
-  // (full path-MTU segments, ACKs, MADs), and a solver costs 17 CRCs over that length.
-  thread_local std::unordered_map<size_t, std::unique_ptr<IdSolver>> solvers;
-  auto it = solvers.find(len);
-  if (it == solvers.end()) {
-    if (solvers.size() >= 1024) solvers.clear();  // bounded, whatever lengths arrive
-    it = solvers.emplace(len, std::make_unique<IdSolver>(len)).first;
-  }
-  return it->second->solve(diff);
+  // Packets come in few lengths (path-MTU segments, ACKs, MADs): keep the solvers of the
+  // last few, in a fixed table (no allocation, whatever lengths arrive).
+  struct Slot {
+    size_t len = 0;
+    IdSolver solver{0};
+  };
+  thread_local std::array<Slot, 8> recent;
+  Slot& slot = recent[len % recent.size()];
+  if (slot.len != len) slot = Slot{len, IdSolver(len)};
+  return slot.solver.solve(diff);
 }
 
 const char* parse_status_text(ParseStatus s) {
