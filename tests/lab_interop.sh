@@ -8,8 +8,10 @@
 # DIRECTION  rxe-server:     the server guest runs kernel rxe, the client guest the runtime
 #            runtime-server: the server guest runs the runtime, the client guest kernel rxe
 #
-# netem runs with `lab.sh --netem 'loss 3% delay 1ms'` on both guests' NICs, corrupt with
-# `--netem 'corrupt 2%'` (one bit flipped in 2 % of the frames each guest sends).
+# netem runs with `lab.sh --netem-ingress 'loss 3% delay 1ms'` (3 % of what each guest
+# receives is lost, after the capture point, so that every loss and its resend are in the
+# capture), corrupt with `--netem 'corrupt 2%'` (one bit flipped in 2 % of the frames each
+# guest sends, before the capture point, so that the corrupted packets are in it).
 #
 # Then the wire, as qemu recorded it at the server's NIC (both directions), is checked by
 # tests/tools/roce_wire_check.py, which owes nothing to either implementation: every RoCE
@@ -40,7 +42,9 @@ case $group in
   cm)
     expect=ConnectRequest,ConnectReply,ReadyToUse,DisconnectRequest,DisconnectReply,RDMA_WRITE_FIRST,RDMA_WRITE_LAST,RDMA_WRITE_ONLY,RDMA_WRITE_ONLY_WITH_IMMEDIATE,RDMA_READ_REQUEST,RDMA_READ_RESPONSE_FIRST,RDMA_READ_RESPONSE_LAST,SEND_ONLY,ACKNOWLEDGE ;;
   netem)
-    netem=(--netem 'loss 3% delay 1ms')
+    # On ingress: a lost packet was on the wire before its receiver dropped it, so the
+    # capture at the server's NIC holds it and its resend (lab.sh --help, Impairments).
+    netem=(--netem-ingress 'loss 3% delay 1ms')
     expect=SEND_ONLY,ACKNOWLEDGE,RDMA_READ_REQUEST,RDMA_READ_RESPONSE_FIRST,RDMA_WRITE_FIRST
     # Both ends lose packets, so both must have resent some (the client's runtime or
     # kernel sends from 10.0.0.2, its first address).

@@ -6,17 +6,20 @@
 #   tests/lab_interop_guest.sh GROUP server|client
 #
 # GROUP   steps, in order (the server side serves them in the same order)
-#   verbs   1 ibv_rc_pingpong, 100 x 4096 B (4 packets each at path MTU 1024)
+#   verbs   1 ibv_rc_pingpong -c, 100 x 4096 B (4 packets each at path MTU 1024), data
+#             checked
 #           2 lesson 01 (smoke.sh server/client roles)
 #           3 lesson 05 (smoke.sh server/client roles: TLS, random PSNs, 11 clients)
 #   cm      1 lesson 02, 2 lesson 03, 3 lesson 04 (smoke.sh roles; RDMA CM)
 #           4 rping -C 50 -v, the client with -V (RDMA CM; SEND, READ, WRITE; data checked)
 #           5 ib_write_bw -R (perftest over RDMA CM)
-#   netem   1 lesson 01 (smoke.sh roles)
-#           2 rping -C 20 -S 16384 -v: 16 KiB RDMA READs and WRITEs, data verified
-#   corrupt the same two steps (the lab corrupts packets); on the runtime's side rping
-#           runs with UROCE_LOG=1, and its log must show the runtime dropping a packet
-#           for its ICRC
+#   netem   1 ibv_rc_pingpong -c as in verbs: 400 SEND packets from each side, so that
+#             each side surely loses some and sends them again
+#           2 lesson 01 (smoke.sh roles)
+#           3 rping -C 20 -S 16384 -v: 16 KiB RDMA READs and WRITEs, data verified
+#   corrupt lesson 01 and rping as in netem (the lab corrupts packets); on the
+#           runtime's side rping runs with UROCE_LOG=1, and its log must show the
+#           runtime dropping a packet for its ICRC
 #
 # On the runtime's side every program runs through scripts/userspace-roce.sh with
 # UROCE_ADDR=eth0: each process takes the first address of eth0 that no other process
@@ -102,10 +105,10 @@ on_side() {
   fi || { cat "$log"; return 1; }
 }
 
-pingpong() {  # 100 x 4096 B: each message is 4 packets at path MTU 1024
-  local log="$LAB_OUT/pingpong/pingpong.log" peer=()
+pingpong() {  # [PORT]: 100 x 4096 B, each message 4 packets at path MTU 1024, checked (-c)
+  local log="$LAB_OUT/pingpong/pingpong.log" peer=() port=${1:-18515}
   [ "$role" = client ] && peer=("$LAB_SERVER_IP")
-  on_side "$log" 120 ibv_rc_pingpong -g "$GID" -d "$DEV" -s 4096 -n 100 -p 18515 "${peer[@]}" || return 1
+  on_side "$log" 120 ibv_rc_pingpong -g "$GID" -d "$DEV" -s 4096 -n 100 -c -p "$port" "${peer[@]}" || return 1
   cat "$log"
   # Both directions counted: 100 x 4096 B each way.
   expect_lines "$log" "^819200 bytes in .* seconds" 1 && expect_lines "$log" "^100 iters in" 1
@@ -147,6 +150,7 @@ case $group in
     step rping rping_run rping 50 64
     step write_bw write_bw ;;
   netem)
+    step pingpong pingpong 18530
     step 01-verbs-send-recv smoke 01-verbs-send-recv 18531
     step rping-bulk rping_run rping-bulk 20 16384 ;;
   corrupt)

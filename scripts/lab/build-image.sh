@@ -47,7 +47,10 @@ INIT_SRC=$SCRIPT_DIR/guest-init.sh
 #   virtio_net, virtio_pci      the guest's network card (eth0)
 #   9pnet_virtio, 9p            the host directories shared into the guest
 #   sch_netem      the netem qdisc: lab.sh --netem (loss, delay, ... on eth0)
-MODULES=(rdma_rxe rdma_ucm ib_umad crc32_generic virtio_net virtio_pci 9pnet_virtio 9p sch_netem)
+#   ifb sch_ingress act_mirred cls_matchall   lab.sh --netem-ingress: what eth0
+#                  receives, redirected to ifb0, which carries the netem qdisc
+MODULES=(rdma_rxe rdma_ucm ib_umad crc32_generic virtio_net virtio_pci 9pnet_virtio 9p sch_netem
+         ifb sch_ingress act_mirred cls_matchall)
 
 log() { printf 'build-image: %s\n' "$*" >&2; }
 die() { printf 'build-image: ERROR: %s\n' "$*" >&2; exit 1; }

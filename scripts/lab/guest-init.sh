@@ -32,6 +32,7 @@
 #   lab.extra_ips=A,B,...    more addresses for eth0 (same prefix length as
 #                            lab.ip), added after it; may be empty
 #   lab.netem=WORD,WORD,...  a netem spec with its spaces written as commas
+#   lab.netem_in=WORD,...    the same for eth0's ingress (through ifb0)
 #                            (the command line is split at spaces); empty:
 #                            no impairment
 #
@@ -79,7 +80,7 @@ mount -t sysfs sysfs /sys || fail "cannot mount /sys"
 # --- settings from the kernel command line ----------------------------------
 LAB_NAME=""; LAB_IP=""; LAB_SERVER_IP=""; LAB_CLIENT_IP=""
 LAB_OUT=""; LAB_REPO=""; LAB_TIMEOUT=120
-LAB_RUNTIME=kernel; LAB_PEER_RUNTIME=none; LAB_EXTRA_IPS=""; LAB_NETEM=""
+LAB_RUNTIME=kernel; LAB_PEER_RUNTIME=none; LAB_EXTRA_IPS=""; LAB_NETEM=""; LAB_NETEM_IN=""
 for word in $(cat /proc/cmdline); do
     case "$word" in
         lab.name=*)      LAB_NAME=${word#*=} ;;
@@ -93,6 +94,7 @@ for word in $(cat /proc/cmdline); do
         lab.peer_runtime=*) LAB_PEER_RUNTIME=${word#*=} ;;
         lab.extra_ips=*) LAB_EXTRA_IPS=$(echo "${word#*=}" | tr , ' ') ;;
         lab.netem=*)     LAB_NETEM=$(echo "${word#*=}" | tr , ' ') ;;
+        lab.netem_in=*)  LAB_NETEM_IN=$(echo "${word#*=}" | tr , ' ') ;;
     esac
 done
 say "starting '$LAB_NAME' (kernel $(cat /kernel-version), ip $LAB_IP, runtime $LAB_RUNTIME, up $(cut -d' ' -f1 /proc/uptime) s)"
@@ -279,6 +281,20 @@ if [ -n "$LAB_NETEM" ]; then
     say "netem on eth0: $LAB_NETEM; tc qdisc show dev eth0:"
     host_tool tc qdisc show dev eth0 2>&1 | sed 's/^/lab-init:   /'
 fi
+# netem on what eth0 receives: an ingress qdisc on eth0 whose one filter redirects
+# every packet to ifb0 (the ifb module makes it: an "intermediate functional block"
+# whose egress is where the packets go on), and netem on ifb0's egress.
+if [ -n "$LAB_NETEM_IN" ]; then
+    # shellcheck disable=SC2086
+    out=$( { [ -e /sys/class/net/ifb0 ] || host_tool ip link add ifb0 type ifb; } 2>&1 &&
+           host_tool ip link set ifb0 up 2>&1 &&
+           host_tool tc qdisc add dev eth0 handle ffff: ingress 2>&1 &&
+           host_tool tc filter add dev eth0 parent ffff: matchall action mirred egress redirect dev ifb0 2>&1 &&
+           host_tool tc qdisc add dev ifb0 root netem $LAB_NETEM_IN 2>&1) ||
+        fail "netem on eth0's ingress ($LAB_NETEM_IN, through ifb0) failed: $(printf '%s' "$out" | tr '\n' ' ')"
+    say "netem on what eth0 receives: $LAB_NETEM_IN; tc qdisc show dev ifb0:"
+    host_tool tc qdisc show dev ifb0 2>&1 | sed 's/^/lab-init:   /'
+fi
 
 # --- 5. the command --------------------------------------------------------------
 # env -i: a clean, documented environment. `timeout -k 5`: SIGTERM at the
@@ -295,6 +311,7 @@ chroot "$NEWROOT" /usr/bin/env -i \
     LAB_OUT="$LAB_OUT" LAB_REPO="$LAB_REPO" LAB_TIMEOUT="$LAB_TIMEOUT" \
     LAB_RUNTIME="$LAB_RUNTIME" LAB_PEER_RUNTIME="$LAB_PEER_RUNTIME" \
     LAB_GID_INDEX="$gid_index" LAB_EXTRA_IPS="$LAB_EXTRA_IPS" LAB_NETEM="$LAB_NETEM" \
+    LAB_NETEM_INGRESS="$LAB_NETEM_IN" \
     /bin/bash -c 'cd "$LAB_REPO" || exit 126; exec timeout -k 5 "$LAB_TIMEOUT" bash "$LAB_OUT/cmd.sh"' \
     </dev/null >"$NEWROOT$LAB_OUT/cmd.log" 2>&1
 rc=$?

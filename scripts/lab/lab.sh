@@ -4,7 +4,8 @@
 # Usage:
 #   scripts/lab/lab.sh run --out DIR [--timeout SEC] [--capture PCAP]
 #                          [--server-runtime kernel|userspace]
-#                          [--client-runtime kernel|userspace] [--netem 'SPEC']
+#                          [--client-runtime kernel|userspace]
+#                          [--netem 'SPEC'] [--netem-ingress 'SPEC']
 #                          --server 'CMD' [--client 'CMD']
 #   scripts/lab/lab.sh --help
 #
@@ -61,6 +62,15 @@
 # A-Z a-z 0-9 . % _ - and space. If tc refuses it, the guest setup fails
 # (DIR/<role>/init-error has tc's message). The console log shows the
 # resulting `tc qdisc show dev eth0`.
+# --netem-ingress 'SPEC' impairs what each guest RECEIVES instead (eth0's
+# incoming packets redirected through an ifb device that carries the netem
+# qdisc; tc-mirred(8)). The difference shows in --capture, which qemu records
+# at the server's NIC, outside the guest: a packet lost on its sender's egress
+# never reaches the NIC and is missing from the capture, while a packet lost
+# on its receiver's ingress was on the wire and is recorded, so every resend
+# of it shows as its PSN seen twice. Use --netem-ingress to watch
+# retransmission in a capture, --netem to see what a sender's corrupted (or
+# delayed, duplicated) packets look like on the wire. Both may be given.
 #
 # Both guests boot at the same time, so a client must retry its connect until
 # the server listens, e.g.:
@@ -87,6 +97,7 @@
 #                  (10.0.0.101 ... 10.0.0.115 on the server, 10.0.0.201 ...
 #                  10.0.0.215 on the client); empty on kernel guests
 #   LAB_NETEM      the --netem SPEC, or empty
+#   LAB_NETEM_INGRESS  the --netem-ingress SPEC, or empty
 #   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 #   HOME=/root  LANG=C.UTF-8  TERM=dumb
 # The guest's file system is the host's / read-only, except: tmpfs (empty,
@@ -156,11 +167,11 @@ case "$1" in
 esac
 
 OUT="" TIMEOUT=120 CAPTURE="" SERVER_CMD="" CLIENT_CMD="" HAVE_SERVER="" HAVE_CLIENT=""
-SERVER_RUNTIME=kernel CLIENT_RUNTIME=kernel NETEM="" HAVE_NETEM=""
+SERVER_RUNTIME=kernel CLIENT_RUNTIME=kernel NETEM="" HAVE_NETEM="" NETEM_IN="" HAVE_NETEM_IN=""
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
-        --out|--timeout|--capture|--server|--client|--server-runtime|--client-runtime|--netem)
+        --out|--timeout|--capture|--server|--client|--server-runtime|--client-runtime|--netem|--netem-ingress)
             [ $# -ge 2 ] || die_usage "$1 needs a value"
             case "$1" in
                 --out) OUT=$2 ;;
@@ -171,6 +182,7 @@ while [ $# -gt 0 ]; do
                 --server-runtime) SERVER_RUNTIME=$2 ;;
                 --client-runtime) CLIENT_RUNTIME=$2 ;;
                 --netem) NETEM=$2; HAVE_NETEM=1 ;;
+                --netem-ingress) NETEM_IN=$2; HAVE_NETEM_IN=1 ;;
             esac
             shift 2 ;;
         *) die_usage "unknown argument '$1'" ;;
@@ -190,12 +202,15 @@ done
 # spaces become commas there (netem's words never contain one). Runs of
 # spaces are squeezed to one. The length bound keeps the command line well
 # under the kernel's 2048 bytes.
-if [ -n "$HAVE_NETEM" ]; then
-    [[ $NETEM =~ ^[A-Za-z0-9.%_\ -]+$ ]] && [[ $NETEM =~ [^\ ] ]] && [ ${#NETEM} -le 200 ] ||
-        die_usage "--netem SPEC must be netem words made of A-Z a-z 0-9 . % _ - and spaces (at most 200 characters), not '$NETEM'"
-    read -ra words <<<"$NETEM"
-    NETEM="${words[*]}"
-fi
+netem_spec() {  # OPTION VALUE: prints the checked spec, spaces squeezed
+    [[ $2 =~ ^[A-Za-z0-9.%_\ -]+$ ]] && [[ $2 =~ [^\ ] ]] && [ ${#2} -le 200 ] ||
+        die_usage "$1 SPEC must be netem words made of A-Z a-z 0-9 . % _ - and spaces (at most 200 characters), not '$2'"
+    local words
+    read -ra words <<<"$2"
+    echo "${words[*]}"
+}
+[ -z "$HAVE_NETEM" ] || NETEM=$(netem_spec --netem "$NETEM") || exit 2
+[ -z "$HAVE_NETEM_IN" ] || NETEM_IN=$(netem_spec --netem-ingress "$NETEM_IN") || exit 2
 [[ $BOOT_MARGIN =~ ^[0-9]+$ ]] || die "LAB_BOOT_MARGIN must be a number of seconds"
 
 mkdir -p "$OUT"
@@ -273,6 +288,7 @@ capture=$CAPTURE
 server_runtime=$SERVER_RUNTIME
 client_runtime=$CLIENT_RUNTIME
 netem=$NETEM
+netem_ingress=$NETEM_IN
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 EOF
 
@@ -316,7 +332,7 @@ start_guest() {
         -rtc base=utc,clock=host
         # vmlinux is an ELF with a PVH entry: no decompression at boot.
         -kernel "$IMAGE_DIR/vmlinux" -initrd "$IMAGE_DIR/initramfs.cpio"
-        -append "console=ttyS0 panic=-1 lab.name=$role lab.ip=$ip/$PREFIX lab.server_ip=$SERVER_IP lab.client_ip=$CLIENT_IP lab.out=$dir lab.repo=$REPO_ROOT lab.timeout=$TIMEOUT lab.runtime=$runtime lab.peer_runtime=$peer_runtime${extra:+ lab.extra_ips=$extra}${NETEM:+ lab.netem=${NETEM// /,}}"
+        -append "console=ttyS0 panic=-1 lab.name=$role lab.ip=$ip/$PREFIX lab.server_ip=$SERVER_IP lab.client_ip=$CLIENT_IP lab.out=$dir lab.repo=$REPO_ROOT lab.timeout=$TIMEOUT lab.runtime=$runtime lab.peer_runtime=$peer_runtime${extra:+ lab.extra_ips=$extra}${NETEM:+ lab.netem=${NETEM// /,}}${NETEM_IN:+ lab.netem_in=${NETEM_IN// /,}}"
         -serial "file:$dir/console.log"
         # The wire. Distinct MACs: qemu would give both guests the same one.
         # speed/duplex: virtio-net reports none by default, and rxe asks for
@@ -347,6 +363,7 @@ start_guest() {
 NOTES="runtime: server $SERVER_RUNTIME"
 [ -n "$HAVE_CLIENT" ] && NOTES+=", client $CLIENT_RUNTIME"
 [ -n "$NETEM" ] && NOTES+=", netem '$NETEM'"
+[ -n "$NETEM_IN" ] && NOTES+=", netem on ingress '$NETEM_IN'"
 say "booting ${ROLES[*]} (kernel $KVER, $ACCEL, udp ports $PORT/$((PORT + 1)), timeout $TIMEOUT s, $NOTES)"
 T0=$SECONDS
 for role in "${ROLES[@]}"; do start_guest "$role"; done
