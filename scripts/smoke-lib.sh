@@ -173,9 +173,12 @@ local_ipv4() {
 }
 
 # start_capture SERVER_IP FILTER: record the wire with tcpdump if we can (root, tcpdump,
-# and a server that is not this host). Waits (bounded) until tcpdump is listening.
+# and a server that is not this host, and SMOKE_NO_CAPTURE unset: a run whose wire is
+# corrupted on purpose is checked by whoever corrupts it). Waits (bounded) until tcpdump
+# is listening.
 CAPTURE_PID="" CAPTURE_FILE=""
 start_capture() {
+  [ -z "${SMOKE_NO_CAPTURE:-}" ] || { echo "smoke: SMOKE_NO_CAPTURE is set: no capture"; return 0; }
   command -v tcpdump >/dev/null && [ "$(id -u)" -eq 0 ] || { echo "smoke: no tcpdump or not root: no capture"; return 0; }
   local dev
   dev=$(ip route get "$1" 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}' | head -n1)

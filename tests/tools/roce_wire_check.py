@@ -71,7 +71,9 @@ Options:
                              sides of a connection must have resent something
   --allow-bad-icrc           a packet whose ICRC is wrong (corrupted on the way, e.g. by
                              netem corrupt) is counted, not a failure, and so is anything
-                             else wrong with that packet; every other packet must be right
+                             else wrong with that packet, and with a packet whose IPv4
+                             header checksum is wrong or whose UDP length does not fit;
+                             every other packet must be right
   --expect-bad-icrc-from IP  fail unless some packet from this source address has a wrong
                              ICRC (repeatable, or a comma list; implies --allow-bad-icrc)
   --expect-cm-retransmission NAME
@@ -410,6 +412,17 @@ def ip_offset(linktype, frame):
     return header
 
 
+def ipv4_header_sum(frame, ip, end):
+    """The ones'-complement sum of the IPv4 header at [ip, end) with its checksum: 0xFFFF
+    when the header checksum is right."""
+    total = 0
+    for i in range(ip, min(end, len(frame)) - 1, 2):
+        total += frame[i] << 8 | frame[i + 1]
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
 def udp_offsets(frame, ip):
     """(UDP header offset, end of the IP packet, fragmented?) when the IP packet at offset
     ip carries a UDP header in this frame, else None (not UDP, a later fragment, which has
@@ -444,6 +457,9 @@ class Scan:
         self.icrc_ok = 0
         self.icrc_unchecked = 0  # cut short by the snap length
         self.icrc_bad = []  # dicts: frame, expected, found
+        # Frames damaged below the ICRC's reach: a wrong IPv4 header checksum, or a UDP
+        # length that does not fit the IP packet (only --allow-bad-icrc looks at them).
+        self.header_bad = {}  # frame -> source address as text
         self.opcodes = collections.Counter()
         self.first_of_name = {}  # name -> frame number
         self.problems = []  # (frame, text)
@@ -484,17 +500,20 @@ def scan_capture(path, keep_for_scapy=True):
         version = frame[ip] >> 4
         if version == 4:
             s.ipv4 += 1
+            if ipv4_header_sum(frame, ip, udp) != 0xFFFF:
+                s.header_bad[n] = str(ipaddress.ip_address(bytes(frame[ip + 12:ip + 16])))
         else:
             s.ipv6 += 1
         end = udp + ulen
         if fragmented:
             s.problem(n, "IP fragment (More Fragments set): RoCE packets must not be fragmented")
             continue
-        if ulen < UDP_HEADER + BTH_BYTES + ICRC_BYTES:
-            s.problem(n, f"UDP length {ulen} leaves no room for a BTH and an ICRC")
-            continue
-        if end > ip_end:
-            s.problem(n, f"UDP length {ulen} reaches past the end of the IP packet")
+        if ulen < UDP_HEADER + BTH_BYTES + ICRC_BYTES or end > ip_end:
+            s.problem(n, f"UDP length {ulen} leaves no room for a BTH and an ICRC"
+                      if ulen < UDP_HEADER + BTH_BYTES + ICRC_BYTES
+                      else f"UDP length {ulen} reaches past the end of the IP packet")
+            src_at = (ip + 12, ip + 16) if version == 4 else (ip + 8, ip + 24)
+            s.header_bad[n] = str(ipaddress.ip_address(bytes(frame[src_at[0]:src_at[1]])))
             continue
         # A capture with a small snap length keeps only the start of each packet: what is
         # there is still named and counted, but its ICRC cannot be checked.
@@ -737,8 +756,10 @@ def check_capture(path, args):
     corrupted = collections.Counter(b["src"] for b in s.icrc_bad)
     if args.allow_bad_icrc:
         # A packet corrupted on the way (netem corrupt): whatever else is wrong with it
-        # (a flipped opcode bit, a length tshark no longer likes) follows from that.
-        bad_frames = {b["frame"] for b in s.icrc_bad}
+        # (a flipped opcode bit, a length tshark no longer likes) follows from that. So
+        # does a packet damaged below the ICRC's reach: a wrong IPv4 header checksum (any
+        # receiver's IP layer drops it), a UDP length that does not fit the IP packet.
+        bad_frames = {b["frame"] for b in s.icrc_bad} | set(s.header_bad)
         problems = [p for p in problems if p[0] not in bad_frames]
     for n, text in problems:
         print(f"FAIL frame {n}: {text}")
@@ -756,6 +777,8 @@ def check_capture(path, args):
     if args.allow_bad_icrc:
         by_source = ", ".join(f"{k} from {a}" for a, k in sorted(corrupted.items())) or "none"
         print(f"corrupted (ICRC wrong, allowed by --allow-bad-icrc): {len(s.icrc_bad)} ({by_source})")
+        headers = len(set(s.header_bad) - {b["frame"] for b in s.icrc_bad})
+        print(f"corrupted below the ICRC (IPv4 header checksum or UDP length wrong, allowed too): {headers}")
     print("opcodes:")
     # By opcode; NAKs next to ACKNOWLEDGE, undefined opcodes last.
     order = {name: (op, name) for op, name in OPCODE_NAMES.items()}
