@@ -24,8 +24,11 @@
 # On the runtime's side every program runs through scripts/userspace-roce.sh with
 # UROCE_ADDR=eth0: each process takes the first address of eth0 that no other process
 # holds (the lab gives a runtime guest several), the server its main one (LAB_IP).
-# Clients retry until their server listens (the guests boot at the same time, and a
-# server step starts when the one before it ends), bounded by each step's deadline.
+# A client starts once its server listens: the server side runs each program under
+# `lab-ready NAME CONDITION`, the client side waits with `lab-wait NAME` (the guests boot
+# at the same time, and a server step starts when the one before it ends), bounded by
+# each step's deadline; the lessons' smoke steps likewise for their first server (see
+# smoke below).
 # Logs: $LAB_OUT/<step>/. Prints one "interop: step N NAME: ok|FAILED" line per step;
 # exit 0 only if every step passed.
 set -uo pipefail
@@ -63,18 +66,23 @@ step() {
   fi
 }
 
-# retry SECONDS CMD...: runs CMD until it succeeds, at most SECONDS in all. For a client
-# whose server may not be listening yet: it fails at once (connection refused, or the
-# kernel's REJ), and tries again half a second later.
-retry() {
-  local deadline=$((SECONDS + $1)) try=1; shift
-  while :; do
-    echo "--- try $try: $*"
-    "$@" && return 0
-    [ $SECONDS -lt $deadline ] || { echo "--- no success within the deadline"; return 1; }
-    try=$((try + 1))
-    sleep 0.5
-  done
+# listening KIND PORT LOG: sets READY, the lab-ready condition "the server listens on
+# PORT", and SERVER_ENV, what the server program needs for it. KIND tcp: a TCP socket
+# (ss). KIND cm: an RDMA CM id; on kernel rxe `rdma resource show cm_id` lists it, while
+# the runtime's CM lives inside the process, whose librdmacm prints "listening on
+# ADDR:PORT" (to LOG) once rdma_listen has succeeded if UROCE_LOG is 1 or more.
+listening() {
+  SERVER_ENV=()
+  case $1 in
+    tcp) READY=(--tcp-listen "$2") ;;
+    cm)
+      if [ "$LAB_RUNTIME" = kernel ]; then
+        READY=(--cm-listen "$2")
+      else
+        READY=(--log-line "$3" "listening on [0-9.]+:$2 ")
+        SERVER_ENV=("UROCE_LOG=${UROCE_LOG:-1}")
+      fi ;;
+  esac
 }
 
 # expect_lines LOG REGEX COUNT: LOG has at least COUNT lines matching REGEX.
@@ -86,29 +94,46 @@ expect_lines() {
 }
 
 # smoke LESSON PORT: the lesson's own smoke script, in this role, on this guest's runtime.
+# The client role starts once the server role's first server listens (lab-ready smoke-
+# LESSON): lessons 01 and 05 on a TCP port; 02-04 once that server's log shows it waiting
+# for a CONNECT_REQUEST, which it prints after rdma_listen, on either runtime. The smoke's
+# later servers start as the one before ends; its clients wait for those with the
+# lessons' own --connect-timeout.
 smoke() {
-  local lesson=$1 port=$2 args=()
-  [ "$role" = client ] && args=("$LAB_SERVER_IP")
-  SMOKE_OUT="$LAB_OUT/$lesson" SMOKE_PORT=$port \
-    "$ROOT/lessons/$lesson/smoke.sh" --runtime "$LAB_RUNTIME" "$role" "${args[@]}"
+  local lesson=$1 port=$2 ready
+  case $lesson in
+    01-*|05-*) ready=(--tcp-listen "$port") ;;
+    04-*) ready=(--log-line "$LAB_OUT/$lesson/server.log" "wait for CONNECT_REQUEST") ;;
+    *) ready=(--log-line "$LAB_OUT/$lesson/basic-server.log" "wait for CONNECT_REQUEST") ;;
+  esac
+  if [ "$role" = server ]; then
+    SMOKE_OUT="$LAB_OUT/$lesson" SMOKE_PORT=$port lab-ready -q --timeout 240 "smoke-$lesson" "${ready[@]}" -- \
+      "$ROOT/lessons/$lesson/smoke.sh" --runtime "$LAB_RUNTIME" server
+  else
+    lab-wait -q --timeout 240 "smoke-$lesson" &&
+      SMOKE_OUT="$LAB_OUT/$lesson" SMOKE_PORT=$port \
+        "$ROOT/lessons/$lesson/smoke.sh" --runtime "$LAB_RUNTIME" client "$LAB_SERVER_IP"
+  fi
 }
 
-# on_side LOG SECONDS PROGRAM ARGS...: the program, on this guest's runtime, its output in
-# LOG (shown if it fails). The server runs it once; the client runs it again until it
-# succeeds (its server may not listen yet), SECONDS at most either way.
+# on_side LOG SECONDS NAME PROGRAM ARGS...: the program, on this guest's runtime, its
+# output in LOG (shown if it fails), SECONDS at most. The server announces NAME once the
+# condition `listening` set holds; the client starts once NAME is announced.
 on_side() {
-  local log=$1 seconds=$2; shift 2
+  local log=$1 seconds=$2 name=$3; shift 3
   if [ "$role" = server ]; then
-    timeout "$seconds" "${RUN[@]}" stdbuf -oL "$@" >"$log" 2>&1
+    lab-ready -q --timeout "$seconds" "$name" "${READY[@]}" -- \
+      timeout "$seconds" env "${SERVER_ENV[@]}" "${RUN[@]}" "$@" >"$log" 2>&1
   else
-    retry "$seconds" timeout "$seconds" "${RUN[@]}" stdbuf -oL "$@" >"$log" 2>&1
+    { lab-wait -q --timeout "$seconds" "$name" && timeout "$seconds" "${RUN[@]}" "$@"; } >"$log" 2>&1
   fi || { cat "$log"; return 1; }
 }
 
 pingpong() {  # [PORT]: 100 x 4096 B, each message 4 packets at path MTU 1024, checked (-c)
   local log="$LAB_OUT/pingpong/pingpong.log" peer=() port=${1:-18515}
   [ "$role" = client ] && peer=("$LAB_SERVER_IP")
-  on_side "$log" 120 ibv_rc_pingpong -g "$GID" -d "$DEV" -s 4096 -n 100 -c -p "$port" "${peer[@]}" || return 1
+  listening tcp "$port"
+  on_side "$log" 120 pingpong ibv_rc_pingpong -g "$GID" -d "$DEV" -s 4096 -n 100 -c -p "$port" "${peer[@]}" || return 1
   cat "$log"
   # Both directions counted: 100 x 4096 B each way.
   expect_lines "$log" "^819200 bytes in .* seconds" 1 && expect_lines "$log" "^100 iters in" 1
@@ -118,7 +143,8 @@ rping_run() {  # NAME COUNT SIZE: rping with data verification
   local count=$2 size=$3 log="$LAB_OUT/$1/rping.log" side=(-s)
   # -V: the client also compares the data that came back with what it sent.
   [ "$role" = client ] && side=(-c -V)
-  on_side "$log" 240 rping "${side[@]}" -a "$LAB_SERVER_IP" -p 18524 -C "$count" -S "$size" -v || return 1
+  listening cm 18524 "$log"
+  on_side "$log" 240 "$1" rping "${side[@]}" -a "$LAB_SERVER_IP" -p 18524 -C "$count" -S "$size" -v || return 1
   tail -n 3 "$log"
   # -v: each side prints the data of every ping ("server ping data: rdma-ping-N: ...").
   expect_lines "$log" "^(server )?ping data: rdma-ping-" "$count" || return 1
@@ -132,7 +158,8 @@ rping_run() {  # NAME COUNT SIZE: rping with data verification
 write_bw() {  # perftest over RDMA CM
   local log="$LAB_OUT/write_bw/ib_write_bw.log" peer=()
   [ "$role" = client ] && peer=("$LAB_SERVER_IP")
-  on_side "$log" 180 ib_write_bw -R -d "$DEV" -p 18525 -s 65536 -n 200 -F "${peer[@]}" || return 1
+  listening cm 18525 "$log"
+  on_side "$log" 180 write_bw ib_write_bw -R -d "$DEV" -p 18525 -s 65536 -n 200 -F "${peer[@]}" || return 1
   cat "$log"
   # The result row: size, iterations, peak, average bandwidth and message rate.
   expect_lines "$log" "^ *65536[[:space:]]+200[[:space:]]+[0-9.]+[[:space:]]+[0-9.]+[[:space:]]+[0-9.]+" 1

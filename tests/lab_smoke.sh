@@ -7,6 +7,12 @@
 #                                     recorded by qemu, then `smoke.sh check-capture` on
 #                                     that recording (here on the host, with tshark)
 #
+# In pair mode the client role starts once the server role's first server listens on the
+# smoke's port (lab-ready on the server guest: a TCP listener for lessons 01 and 05, an
+# RDMA CM id for 02-04; lab-wait on the client guest), so the guests' boot does not show
+# as refused connects. The server role's later servers start as the one before ends; the
+# lessons' clients wait for those with their own --connect-timeout.
+#
 # LESSON is a directory name under lessons/ (e.g. 01-verbs-send-recv). Logs go to
 # $BUILD_DIR/lab-runs/LESSON-ROLE/. BUILD_DIR must be the build tree the lessons are in.
 set -euo pipefail
@@ -27,9 +33,16 @@ case $mode in
       --server "$env_prefix $smoke local"
     ;;
   pair)
+    # The smoke's port: its SMOKE_PORT default.
+    port=$(sed -n 's/^: "${SMOKE_PORT:=\([0-9]*\)}"$/\1/p' "$ROOT/$smoke")
+    [ -n "$port" ] || { echo "lab_smoke: no SMOKE_PORT default in $smoke" >&2; exit 2; }
+    case $lesson in
+      01-*|05-*) listening="--tcp-listen $port" ;;
+      *) listening="--cm-listen $port" ;;
+    esac
     "$ROOT/scripts/lab/lab.sh" run --out "$out" --timeout 300 --capture "$out/wire.pcap" \
-      --server "$env_prefix $smoke server" \
-      --client "$env_prefix $smoke client \$LAB_SERVER_IP"
+      --server "lab-ready -q --timeout 240 server $listening -- env $env_prefix $smoke server" \
+      --client "lab-wait -q --timeout 240 server && $env_prefix $smoke client \$LAB_SERVER_IP"
     # The guests' own tcpdump may have checked a capture too; this checks qemu's
     # recording of the wire, which no guest software can influence.
     SMOKE_OUT="$out" "$ROOT/$smoke" check-capture "$out/wire.pcap" "$out"

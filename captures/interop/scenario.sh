@@ -5,7 +5,9 @@
 #   run 1: three 64-byte messages   -> RC SEND ONLY + ACK, then the zero-length goodbye
 #   run 2: one 2500-byte message    -> RC SEND FIRST / MIDDLE / LAST at path MTU 1024
 # The server's buffer (-s 4096) takes both. Commands run inside the guests, with
-# BUILD_DIR exported; LAB_OUT, LAB_SERVER_IP and LAB_REPO come from the lab.
+# BUILD_DIR exported; LAB_OUT, LAB_SERVER_IP and LAB_REPO come from the lab. Each client
+# starts once its server listens (lab-ready run1/run2 on the server, lab-wait on the
+# client).
 PORT=18515
 REQUIRE=SEND_ONLY,ACK,SEND_FIRST,SEND_MIDDLE,SEND_LAST
 CHECK_LOGS="--client-log client.log"
@@ -16,10 +18,12 @@ LAB_ARGS=(--server-runtime kernel --client-runtime userspace)
 # GID lines as rxe prints them (rxe0, GID index 1); on the runtime they say uroce0, GID 0.
 README=
 SERVER_CMD='bin=$BUILD_DIR/lessons/01-verbs-send-recv
-for run in 1 2; do "$bin/server" -s 4096 --accept-timeout 60 || exit 1; done >"$LAB_OUT/server.log" 2>&1'
+for run in 1 2; do
+  lab-ready -q run$run --tcp-listen 18515 -- "$bin/server" -s 4096 --accept-timeout 60 || exit 1
+done >"$LAB_OUT/server.log" 2>&1'
 # Each client process binds the first free IPv4 address of eth0 (UROCE_ADDR=eth0): the
 # guest's own 10.0.0.2, free again once the first client has exited.
 CLIENT_CMD='bin=$BUILD_DIR/lessons/01-verbs-send-recv
 uroce() { UROCE_ADDR=eth0 "$LAB_REPO/scripts/userspace-roce.sh" -- "$@"; }
-{ uroce "$bin/client" "$LAB_SERVER_IP" -n 3 -s 64 --connect-timeout 60 &&
-  uroce "$bin/client" "$LAB_SERVER_IP" -n 1 -s 2500 --connect-timeout 60; } >"$LAB_OUT/client.log" 2>&1'
+{ lab-wait -q run1 && uroce "$bin/client" "$LAB_SERVER_IP" -n 3 -s 64 --connect-timeout 60 &&
+  lab-wait -q run2 && uroce "$bin/client" "$LAB_SERVER_IP" -n 1 -s 2500 --connect-timeout 60; } >"$LAB_OUT/client.log" 2>&1'

@@ -49,7 +49,11 @@ INIT_SRC=$SCRIPT_DIR/guest-init.sh
 #   sch_netem      the netem qdisc: lab.sh --netem (loss, delay, ... on eth0)
 #   ifb sch_ingress act_mirred cls_matchall   lab.sh --netem-ingress: what eth0
 #                  receives, redirected to ifb0, which carries the netem qdisc
-MODULES=(rdma_rxe rdma_ucm ib_umad crc32_generic virtio_net virtio_pci 9pnet_virtio 9p sch_netem
+#   virtio_rng     qemu's virtio-rng device, fed from the host's /dev/urandom: the
+#                  kernel seeds its random number generator from it at once, instead
+#                  of after ~5 s of boot, so getrandom() (std::random_device, OpenSSL:
+#                  the lessons' random PSNs) does not block the first program
+MODULES=(virtio_pci virtio_rng rdma_rxe rdma_ucm ib_umad crc32_generic virtio_net 9pnet_virtio 9p sch_netem
          ifb sch_ingress act_mirred cls_matchall)
 
 log() { printf 'build-image: %s\n' "$*" >&2; }

@@ -15,8 +15,10 @@
 #      lab.sh asked for one,
 #   5. run the command lab.sh wrote into <out>/cmd.sh, inside that root,
 #      recording its output and exit code in <out>/ (a read-write 9p share
-#      mounted at the same absolute path as on the host),
-#   6. power off.
+#      mounted at the same absolute path as on the host) - or, for
+#      `lab.sh shell`, an interactive bash on the second serial port (ttyS1),
+#      which lab.sh connects to the learner's terminal,
+#   6. power off (in a shell guest: when that shell ends).
 #
 # Settings come from the kernel command line (lab.sh builds it):
 #   lab.name=server|client   role of this guest
@@ -25,6 +27,12 @@
 #   lab.out=/abs/path        per-guest output directory (host path)
 #   lab.repo=/abs/path       repository root, the command's working directory
 #   lab.timeout=SECONDS      limit for the command
+#   lab.mode=run|shell       run <out>/cmd.sh (default), or an interactive
+#                            shell on ttyS1
+#   lab.sync=/abs/path       the directory both guests share read-write
+#                            (lab-ready / lab-wait), mounted at that path
+#   lab.term=NAME            TERM for the shell (default xterm)
+#   lab.size=ROWSxCOLS       the shell terminal's size, if lab.sh knew it
 #   lab.runtime=kernel|userspace     what provides RDMA here (default kernel):
 #                            rdma_rxe + rxe0, or nothing in the kernel and
 #                            UDP port 4791 left free for the userspace runtime
@@ -81,6 +89,7 @@ mount -t sysfs sysfs /sys || fail "cannot mount /sys"
 LAB_NAME=""; LAB_IP=""; LAB_SERVER_IP=""; LAB_CLIENT_IP=""
 LAB_OUT=""; LAB_REPO=""; LAB_TIMEOUT=120
 LAB_RUNTIME=kernel; LAB_PEER_RUNTIME=none; LAB_EXTRA_IPS=""; LAB_NETEM=""; LAB_NETEM_IN=""
+LAB_MODE=run; LAB_SYNC=""; LAB_TERM=xterm; LAB_SIZE=""
 for word in $(cat /proc/cmdline); do
     case "$word" in
         lab.name=*)      LAB_NAME=${word#*=} ;;
@@ -95,11 +104,19 @@ for word in $(cat /proc/cmdline); do
         lab.extra_ips=*) LAB_EXTRA_IPS=$(echo "${word#*=}" | tr , ' ') ;;
         lab.netem=*)     LAB_NETEM=$(echo "${word#*=}" | tr , ' ') ;;
         lab.netem_in=*)  LAB_NETEM_IN=$(echo "${word#*=}" | tr , ' ') ;;
+        lab.mode=*)      LAB_MODE=${word#*=} ;;
+        lab.sync=*)      LAB_SYNC=${word#*=} ;;
+        lab.term=*)      LAB_TERM=${word#*=} ;;
+        lab.size=*)      LAB_SIZE=${word#*=} ;;
     esac
 done
 say "starting '$LAB_NAME' (kernel $(cat /kernel-version), ip $LAB_IP, runtime $LAB_RUNTIME, up $(cut -d' ' -f1 /proc/uptime) s)"
-[ -n "$LAB_NAME" ] && [ -n "$LAB_IP" ] && [ -n "$LAB_OUT" ] && [ -n "$LAB_REPO" ] ||
-    fail "missing lab.name/lab.ip/lab.out/lab.repo on the kernel command line: $(cat /proc/cmdline)"
+[ -n "$LAB_NAME" ] && [ -n "$LAB_IP" ] && [ -n "$LAB_OUT" ] && [ -n "$LAB_REPO" ] && [ -n "$LAB_SYNC" ] ||
+    fail "missing lab.name/lab.ip/lab.out/lab.repo/lab.sync on the kernel command line: $(cat /proc/cmdline)"
+case "$LAB_MODE" in
+    run|shell) ;;
+    *) fail "lab.mode must be run or shell, not '$LAB_MODE'" ;;
+esac
 case "$LAB_RUNTIME" in
     kernel|userspace) ;;
     *) fail "lab.runtime must be kernel or userspace, not '$LAB_RUNTIME'" ;;
@@ -179,7 +196,13 @@ mkdir -p "$NEWROOT$LAB_OUT" || fail "output dir $LAB_OUT does not exist in the h
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 labout "$NEWROOT$LAB_OUT" ||
     fail "cannot mount the output dir $LAB_OUT (9p tag labout)"
 OUT_MOUNTED=1
-[ -f "$NEWROOT$LAB_OUT/cmd.sh" ] || fail "$LAB_OUT/cmd.sh not found"
+[ "$LAB_MODE" = shell ] || [ -f "$NEWROOT$LAB_OUT/cmd.sh" ] || fail "$LAB_OUT/cmd.sh not found"
+# The directory both guests share (tag labsync): lab-ready leaves its announcements
+# there, lab-wait looks for them. Plain 9p without cache=, so that every look goes
+# to the host and sees what the other guest wrote.
+mkdir -p "$NEWROOT$LAB_SYNC" || fail "shared directory $LAB_SYNC does not exist in the host tree"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 labsync "$NEWROOT$LAB_SYNC" ||
+    fail "cannot mount the shared directory $LAB_SYNC (9p tag labsync)"
 [ -d "$NEWROOT$LAB_REPO" ] || fail "repository $LAB_REPO not found in the host tree"
 
 # The clock. The kernel set it from the emulated RTC at boot, which only has
@@ -296,23 +319,66 @@ if [ -n "$LAB_NETEM_IN" ]; then
     host_tool tc qdisc show dev ifb0 2>&1 | sed 's/^/lab-init:   /'
 fi
 
-# --- 5. the command --------------------------------------------------------------
+# --- 5. the command (or the shell) -------------------------------------------------
+# The environment of the command and of the shell: exactly these variables (env -i).
+# Output is line-buffered: coreutils' libstdbuf.so, preloaded, sets the buffering of
+# every program's stdout that uses C stdio (_STDBUF_O=L: one write per line; stderr
+# stays unbuffered), the way `stdbuf -oL` does, so that a log file shows stdout and
+# stderr lines in the order they happened and a program killed by the timeout loses
+# nothing it printed. An ASan-built program refuses any preload placed ahead of its
+# runtime unless ASAN_OPTIONS has verify_asan_link_order=0. Python does not buffer
+# through C stdio: PYTHONUNBUFFERED=1 does the same for it.
+STDBUF_LIB=/usr/libexec/coreutils/libstdbuf.so
+[ -f "$NEWROOT$STDBUF_LIB" ] ||
+    fail "$STDBUF_LIB is missing in the host tree; it makes the command's output line-buffered (Debian package coreutils)"
+lab_env() {  # TERM CMD...: runs CMD in the new root, in the command's environment
+    term=$1; shift
+    chroot "$NEWROOT" /usr/bin/env -i \
+        PATH="$LAB_REPO/scripts/lab/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        HOME=/root LANG=C.UTF-8 TERM="$term" \
+        LD_PRELOAD="$STDBUF_LIB" _STDBUF_O=L ASAN_OPTIONS=verify_asan_link_order=0 PYTHONUNBUFFERED=1 \
+        LAB_ROLE="$LAB_NAME" LAB_IP="$ip4" \
+        LAB_SERVER_IP="$LAB_SERVER_IP" LAB_CLIENT_IP="$LAB_CLIENT_IP" \
+        LAB_OUT="$LAB_OUT" LAB_REPO="$LAB_REPO" LAB_SYNC="$LAB_SYNC" LAB_TIMEOUT="$LAB_TIMEOUT" \
+        LAB_RUNTIME="$LAB_RUNTIME" LAB_PEER_RUNTIME="$LAB_PEER_RUNTIME" \
+        LAB_GID_INDEX="$gid_index" LAB_EXTRA_IPS="$LAB_EXTRA_IPS" LAB_NETEM="$LAB_NETEM" \
+        LAB_NETEM_INGRESS="$LAB_NETEM_IN" "$@"
+}
+
+if [ "$LAB_MODE" = shell ]; then
+    # The learner's shell, on the second serial port: lab.sh joins it to a terminal
+    # (lab.sh shell / attach). The port is opened here, before telling the host it
+    # may send (shell-ready): input that reaches an unopened port can be lost.
+    tty=/dev/ttyS1
+    exec 3<>"$tty" || fail "cannot open $tty for the shell"
+    case "$LAB_SIZE" in
+        *x*) chroot "$NEWROOT" /usr/bin/stty rows "${LAB_SIZE%x*}" cols "${LAB_SIZE#*x}" <&3 ;;
+    esac
+    say "shell on $tty (the guest powers off when it exits)"
+    : >"$NEWROOT$LAB_OUT/shell-ready"
+    # setsid -c: a session of its own with the port as controlling terminal, so that
+    # Ctrl-C and job control work; -w: wait for bash even if setsid had to fork.
+    lab_env "$LAB_TERM" /bin/bash -c 'cd "$LAB_REPO" || exit 126
+        exec setsid -c -w bash --rcfile "$LAB_REPO/scripts/lab/shell-rc.sh" -i' <&3 >&3 2>&3 3>&-
+    rc=$?
+    exec 3>&-
+    echo $rc >"$NEWROOT$LAB_OUT/rc"
+    # Tell the other guest (lab-wait <role>-shell-exited), now that rc is written: the
+    # server's shell, whose end ends the lab, can wait for the client's to be over.
+    printf '%s %s shell exited with %s\n' "$LAB_NAME" "$(date -u +%H:%M:%S)" "$rc" \
+        >"$NEWROOT$LAB_SYNC/.$LAB_NAME-shell-exited" &&
+        mv -f "$NEWROOT$LAB_SYNC/.$LAB_NAME-shell-exited" "$NEWROOT$LAB_SYNC/$LAB_NAME-shell-exited"
+    say "the shell exited with $rc (up $(cut -d' ' -f1 /proc/uptime) s), powering off"
+    power_off
+fi
+
 # env -i: a clean, documented environment. `timeout -k 5`: SIGTERM at the
 # limit, SIGKILL 5 s later if the command ignores it (exit code 124
 # with TERM, 137 when KILL was needed). stdin is /dev/null: nothing can wait
 # for input.
 say "running $LAB_OUT/cmd.sh (timeout ${LAB_TIMEOUT} s)"
 t0=$(cut -d. -f1 /proc/uptime)
-chroot "$NEWROOT" /usr/bin/env -i \
-    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    HOME=/root LANG=C.UTF-8 TERM=dumb \
-    LAB_ROLE="$LAB_NAME" LAB_IP="$ip4" \
-    LAB_SERVER_IP="$LAB_SERVER_IP" LAB_CLIENT_IP="$LAB_CLIENT_IP" \
-    LAB_OUT="$LAB_OUT" LAB_REPO="$LAB_REPO" LAB_TIMEOUT="$LAB_TIMEOUT" \
-    LAB_RUNTIME="$LAB_RUNTIME" LAB_PEER_RUNTIME="$LAB_PEER_RUNTIME" \
-    LAB_GID_INDEX="$gid_index" LAB_EXTRA_IPS="$LAB_EXTRA_IPS" LAB_NETEM="$LAB_NETEM" \
-    LAB_NETEM_INGRESS="$LAB_NETEM_IN" \
-    /bin/bash -c 'cd "$LAB_REPO" || exit 126; exec timeout -k 5 "$LAB_TIMEOUT" bash "$LAB_OUT/cmd.sh"' \
+lab_env dumb /bin/bash -c 'cd "$LAB_REPO" || exit 126; exec timeout -k 5 "$LAB_TIMEOUT" bash "$LAB_OUT/cmd.sh"' \
     </dev/null >"$NEWROOT$LAB_OUT/cmd.log" 2>&1
 rc=$?
 elapsed=$(( $(cut -d. -f1 /proc/uptime) - t0 ))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# lab.sh - run commands on a Soft-RoCE pair of tiny qemu guests.
+# lab.sh - run commands on a Soft-RoCE pair of tiny qemu guests, or sit in them.
 #
 # Usage:
 #   scripts/lab/lab.sh run --out DIR [--timeout SEC] [--capture PCAP]
@@ -7,21 +7,30 @@
 #                          [--client-runtime kernel|userspace]
 #                          [--netem 'SPEC'] [--netem-ingress 'SPEC']
 #                          --server 'CMD' [--client 'CMD']
+#   scripts/lab/lab.sh shell [--out DIR] [--timeout SEC] [--capture PCAP]
+#                          [--server-runtime ...] [--client-runtime ...]
+#                          [--netem 'SPEC'] [--netem-ingress 'SPEC']
+#   scripts/lab/lab.sh attach server|client [--out DIR]
 #   scripts/lab/lab.sh --help
 #
 # Why: RDMA needs kernel support (here: Soft-RoCE, the `rdma_rxe` driver) that
 # many machines - CI runners, containers, this project's build host - do not
 # have and cannot load. lab.sh boots one or two small Debian guests that do
 # (built by build-image.sh from Debian packages), wires them together with a
-# private virtual Ethernet cable, and runs one shell command in each. The
-# guests see the host's files read-only at the same paths, so the host's
-# rdma-core tools and the lessons you built run there unchanged.
+# private virtual Ethernet cable, and runs one shell command in each (or
+# gives you an interactive shell in each). The guests see the host's files
+# read-only at the same paths, so the host's rdma-core tools and the lessons
+# you built run there unchanged.
 #
 #   server guest: eth0 10.0.0.1/24, Soft-RoCE device rxe0 on it
 #   client guest: eth0 10.0.0.2/24, Soft-RoCE device rxe0 on it
 #   (only with --client; with --server alone, one guest boots: enough for
 #   "both sides on one host" programs)
 # That is the default, kernel runtime; see Runtimes below for the other.
+#
+# `run` runs one command in each guest and powers them off (below: Commands).
+# `shell` boots both guests and gives you an interactive shell in each (below:
+# Shells): the same environment, tools and files as a command.
 #
 # On each kernel-runtime guest the IPv4 RoCE v2 GID (::ffff:10.0.0.x) is at
 # GID index 1: rdma-core examples take `-g 1`, perftest takes `-x 1`.
@@ -49,9 +58,10 @@
 #              UROCE_ADDR=eth0: the first address of eth0 that no other
 #              process holds), e.g. a client on the runtime against a server
 #              on kernel rxe:
-#   --server 'ibv_rc_pingpong -g $LAB_GID_INDEX' --client-runtime userspace
+#   --server 'lab-ready pp --tcp-listen 18515 -- ibv_rc_pingpong -g $LAB_GID_INDEX'
+#   --client-runtime userspace
 #   --client 'export LD_LIBRARY_PATH=build/userspace-roce/lib UROCE_ADDR=$LAB_IP;
-#             for i in $(seq 50); do ibv_rc_pingpong -g $LAB_GID_INDEX $LAB_SERVER_IP && exit 0; sleep 0.2; done; exit 1'
+#             lab-wait pp && ibv_rc_pingpong -g $LAB_GID_INDEX $LAB_SERVER_IP'
 # Mixing the two puts the runtime and kernel rxe on the two ends of one
 # (virtual) wire; --capture records what each sends.
 #
@@ -72,19 +82,41 @@
 # retransmission in a capture, --netem to see what a sender's corrupted (or
 # delayed, duplicated) packets look like on the wire. Both may be given.
 #
-# Both guests boot at the same time, so a client must retry its connect until
-# the server listens, e.g.:
-#   --client 'for i in $(seq 50); do ibv_rc_pingpong -g 1 10.0.0.1 && exit 0; sleep 0.2; done; exit 1'
+# Waiting for the server: both guests boot at the same time, so a client must
+# not connect before its server listens. Two tools on the guests' PATH (in
+# scripts/lab/bin/; each has --help) do that without a retry loop:
+#   lab-ready NAME CONDITION -- PROGRAM ARGS   (server side) starts PROGRAM and
+#       announces NAME once CONDITION holds: --tcp-listen PORT (a TCP socket
+#       listens), --cm-listen PORT (an RDMA CM id listens; kernel guests), or
+#       --log-line FILE REGEX (the program printed that line), --new-line
+#       FILE REGEX (the same among lines added after lab-ready started). NAME is
+#       withdrawn when PROGRAM exits (without `-- PROGRAM`, it stays announced).
+#   lab-wait NAME                               (client side) returns once NAME
+#       is announced; fails after --timeout (default 120 s), or at once if the
+#       server's lab-ready gave up, with a message saying which and why.
+# e.g.
+#   --server 'lab-ready pp --tcp-listen 18515 -- ibv_rc_pingpong -g 1'
+#   --client 'lab-wait pp && ibv_rc_pingpong -g 1 $LAB_SERVER_IP'
+#   --server 'lab-ready rping --cm-listen 7174 -- rping -s -v -a $LAB_IP -C 3'
+#   --client 'lab-wait rping && rping -c -v -a $LAB_SERVER_IP -C 3'
+# The client's first attempt is then the one that connects: no refused attempt
+# in its log or on the wire. The announcements travel through DIR/sync, a
+# directory both guests share with the host (LAB_SYNC), not over the guests'
+# network; DIR/sync/log records each announcement and wait. Give each server
+# run its own NAME (run1, run2, ...): a client waiting for the second run must
+# not take the first run's announcement for it.
 #
-# Inside a guest the command runs as `bash DIR/<role>/cmd.sh`, as root, with
-# the repository root as working directory, stdin from /dev/null, under
-# `timeout`. Its environment is exactly:
+# Commands: inside a guest the command runs as `bash DIR/<role>/cmd.sh`, as
+# root, with the repository root as working directory, stdin from /dev/null,
+# under `timeout`. Its environment is exactly:
 #   LAB_ROLE       server | client
 #   LAB_IP         this guest's address (10.0.0.1 or 10.0.0.2)
 #   LAB_SERVER_IP  10.0.0.1
 #   LAB_CLIENT_IP  10.0.0.2
 #   LAB_OUT        DIR/<role> - writable, same path inside and outside:
 #                  put any file the host should get back there
+#   LAB_SYNC       DIR/sync - shared by both guests and the host, writable:
+#                  lab-ready's announcements, lab-wait's log
 #   LAB_REPO       the repository root
 #   LAB_TIMEOUT    the --timeout value
 #   LAB_RUNTIME    this guest's runtime: kernel | userspace
@@ -98,33 +130,91 @@
 #                  10.0.0.215 on the client); empty on kernel guests
 #   LAB_NETEM      the --netem SPEC, or empty
 #   LAB_NETEM_INGRESS  the --netem-ingress SPEC, or empty
-#   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-#   HOME=/root  LANG=C.UTF-8  TERM=dumb
+#   PATH=<repo>/scripts/lab/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#                  (the first for lab-ready and lab-wait)
+#   HOME=/root  LANG=C.UTF-8  TERM=dumb (a shell: lab.sh's TERM, or xterm)
+#   LD_PRELOAD=/usr/libexec/coreutils/libstdbuf.so  _STDBUF_O=L
+#                  every program's stdout is line-buffered (what `stdbuf -oL`
+#                  does): a log shows stdout and stderr lines in the order they
+#                  happened, and a program killed by the timeout keeps all it
+#                  printed. Programs that set their own buffering, or do not
+#                  use C stdio, are not affected (hence PYTHONUNBUFFERED).
+#   ASAN_OPTIONS=verify_asan_link_order=0
+#                  an AddressSanitizer build aborts when a library is preloaded
+#                  ahead of its runtime, unless this is set; if you set your own
+#                  ASAN_OPTIONS, keep it: ASAN_OPTIONS=$ASAN_OPTIONS:detect_leaks=1
+#   PYTHONUNBUFFERED=1   the same for python's own buffering
+# The userspace runtime is chosen by LD_LIBRARY_PATH, which this does not
+# touch (scripts/userspace-roce.sh adds its preloads in front of this one).
 # The guest's file system is the host's / read-only, except: tmpfs (empty,
-# writable) on /tmp, /run, /root and /dev/shm, and LAB_OUT (read-write,
-# shared with the host). Guest clock = host clock (UTC): set from the emulated
+# writable) on /tmp, /run, /root and /dev/shm, and LAB_OUT and LAB_SYNC
+# (read-write, shared with the host). Guest clock = host clock (UTC): set from the emulated
 # RTC at boot, then stepped to the host's time to within ~10-20 ms.
 #
+# Shells: `lab.sh shell` boots both guests and runs an interactive bash in
+# each instead of a command, as root, in the repository root, with the
+# environment above (TERM from your terminal) and a prompt naming the guest:
+#   [lab server 10.0.0.1] /path/to/repo#
+# The host's tools are at hand: iproute2's rdma, rdma-core's ibv_devices,
+# ibv_devinfo, ibv_rc_pingpong and rping, perftest, tcpdump and tshark (those
+# the host has installed), and the lessons you built; `busybox ping` pings
+# (the host has no ping). This terminal
+# becomes the server's shell once it is up; for the client's, run in another
+# terminal:
+#   scripts/lab/lab.sh attach client [--out DIR]
+# (Ctrl-] detaches an `attach` terminal and leaves that shell running; attach
+# again to get back. One terminal per guest at a time.) In the two shells,
+# e.g.:
+#   server# lab-ready pp --tcp-listen 18515 -- ibv_rc_pingpong -g $LAB_GID_INDEX
+#   client# lab-wait pp && ibv_rc_pingpong -g $LAB_GID_INDEX $LAB_SERVER_IP
+# With tmux, both in one window: start `lab.sh shell` in one pane and
+# `lab.sh attach client` in another (Ctrl-b " splits the window).
+# When a guest's shell exits, that guest announces <role>-shell-exited (in the
+# server's shell, `lab-wait client-shell-exited` waits for the client's to end).
+# When the lab ends: leaving a guest's shell (exit, Ctrl-D, or poweroff, which
+# the shell defines for this) powers that guest off. The lab lives as long as
+# the server's shell: when it ends, lab.sh stops the client guest too, whatever
+# runs there, and exits. lab.sh stopped by a signal (Ctrl-C in its terminal
+# goes to the guest instead; closing the terminal, kill) stops both guests;
+# if lab.sh is killed with SIGKILL, each guest is stopped at the latest when
+# --timeout (default for shell: 3600 s) plus LAB_BOOT_MARGIN runs out, as it
+# always is. DIR defaults to <repo>/build/lab/shell for both shell and attach.
+# --capture records the wire of a shell session the same way.
+#
 # Output layout:
-#   DIR/lab-info              key=value: kernel, qemu, accel, timeout,
+#   DIR/lab-info              key=value: mode, kernel, qemu, accel, timeout,
 #                             server_runtime, client_runtime, netem, ...
-#   DIR/<role>/cmd.sh         the command, as written by lab.sh
-#   DIR/<role>/cmd.log        its stdout + stderr
-#   DIR/<role>/rc             its exit code (255 = guest setup failed)
+#   DIR/sync/                 lab-ready's announcements; sync/log: what was
+#                             announced and waited for, and when
+#   DIR/<role>/cmd.sh         the command, as written by lab.sh (run)
+#   DIR/<role>/cmd.log        its stdout + stderr (run)
+#   DIR/<role>/rc             its exit code, or the shell's (255 = guest setup
+#                             failed)
 #   DIR/<role>/console.log    the guest's serial console (kernel + /init)
 #   DIR/<role>/init-error     only if the guest setup failed: why
 #   DIR/<role>/timed-out      only if the command hit --timeout
 #   DIR/<role>/qemu.log       qemu's own messages (usually empty)
+#   DIR/<role>/qemu.pid       qemu's process id while it runs
+#   DIR/<role>/shell.sock     shell: the guest's shell port, for attach
+#   DIR/<role>/shell-ready    shell: written once the guest's shell port is open
 #   PCAP (--capture)          every frame on the wire, seen at the server NIC
 #
-# Exit status: 0 when every command exited 0; 1 otherwise (failure, timeout,
+# What lab.sh prints: `run` ends with one line per guest; on success also the
+# last 10 lines of its cmd.log (or, if the command printed nothing because it
+# sent its programs' output to *.log files in LAB_OUT, the last 10 lines of
+# each of those, at most 3); on failure, why, with the last lines of the
+# console, of cmd.log and of DIR/sync/log.
+#
+# Exit status: 0 when every command exited 0 (shell: when the server's shell
+# ended by itself and no guest setup failed); 1 otherwise (failure, timeout,
 # guest crash); 2 for bad usage.
 #
 # Environment knobs (optional):
 #   LAB_IMAGE_DIR  where the image is built/cached (default <repo>/build/lab/image)
 #   LAB_ACCEL      force qemu's accelerator: kvm or tcg (default: auto)
 #   LAB_BOOT_MARGIN  seconds the host waits beyond --timeout before killing a
-#                  guest that did not power off (default 90)
+#                  guest that did not power off (default 90); also how long
+#                  `shell` and `attach` wait for a guest's shell to come up
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -160,17 +250,45 @@ say() { printf 'lab: %s\n' "$*"; }
 
 # --- arguments ---------------------------------------------------------------
 [ $# -gt 0 ] || die_usage "missing command"
-case "$1" in
+MODE=$1
+case "$MODE" in
     -h|--help|help) usage; exit 0 ;;
-    run) shift ;;
+    run|shell|attach) shift ;;
     *) die_usage "unknown command '$1'" ;;
 esac
+DEFAULT_SHELL_OUT=$REPO_ROOT/build/lab/shell
+
+# lab.sh attach ROLE [--out DIR]: this terminal joins a running lab's shell.
+if [ "$MODE" = attach ]; then
+    ROLE="" OUT=$DEFAULT_SHELL_OUT
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            -h|--help) usage; exit 0 ;;
+            --out) [ $# -ge 2 ] || die_usage "--out needs a value"; OUT=$2; shift 2 ;;
+            server|client) ROLE=$1; shift ;;
+            *) die_usage "attach: unknown argument '$1' (attach server|client [--out DIR])" ;;
+        esac
+    done
+    [ -n "$ROLE" ] || die_usage "attach needs a guest: server or client"
+    # lab-attach.py waits (LAB_BOOT_MARGIN s at most) for the lab to come up, so
+    # attach may be started before or while `lab.sh shell` boots.
+    command -v python3 >/dev/null 2>&1 || die "'python3' not found (install the project's packages first)"
+    exec python3 "$SCRIPT_DIR/lab-attach.py" --role "$ROLE" --dir "$OUT/$ROLE" \
+        --wait "$BOOT_MARGIN" --detach-key
+fi
 
 OUT="" TIMEOUT=120 CAPTURE="" SERVER_CMD="" CLIENT_CMD="" HAVE_SERVER="" HAVE_CLIENT=""
 SERVER_RUNTIME=kernel CLIENT_RUNTIME=kernel NETEM="" HAVE_NETEM="" NETEM_IN="" HAVE_NETEM_IN=""
+if [ "$MODE" = shell ]; then
+    # A shell lab: both guests, no commands, a longer default limit, a default DIR.
+    OUT=$DEFAULT_SHELL_OUT TIMEOUT=3600 HAVE_SERVER=1 HAVE_CLIENT=1
+fi
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
+        --server|--client)
+            [ "$MODE" = run ] || die_usage "$1 is for lab.sh run; lab.sh shell gives each guest a shell instead"
+            ;;&
         --out|--timeout|--capture|--server|--client|--server-runtime|--client-runtime|--netem|--netem-ingress)
             [ $# -ge 2 ] || die_usage "$1 needs a value"
             case "$1" in
@@ -189,6 +307,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$OUT" ] || die_usage "--out DIR is required"
+[[ $BOOT_MARGIN =~ ^[0-9]+$ ]] || die "LAB_BOOT_MARGIN must be a number of seconds, not '$BOOT_MARGIN'"
 [ -n "$HAVE_SERVER" ] || die_usage "--server CMD is required"
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout must be a positive number of seconds"
 for r in "server:$SERVER_RUNTIME" "client:$CLIENT_RUNTIME"; do
@@ -211,7 +330,6 @@ netem_spec() {  # OPTION VALUE: prints the checked spec, spaces squeezed
 }
 [ -z "$HAVE_NETEM" ] || NETEM=$(netem_spec --netem "$NETEM") || exit 2
 [ -z "$HAVE_NETEM_IN" ] || NETEM_IN=$(netem_spec --netem-ingress "$NETEM_IN") || exit 2
-[[ $BOOT_MARGIN =~ ^[0-9]+$ ]] || die "LAB_BOOT_MARGIN must be a number of seconds"
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -229,7 +347,9 @@ done
 ROLES=(server)
 [ -n "$HAVE_CLIENT" ] && ROLES+=(client)
 
-for tool in qemu-system-x86_64 timeout ss; do
+TOOLS=(qemu-system-x86_64 timeout ss)
+[ "$MODE" = shell ] && TOOLS+=(python3)
+for tool in "${TOOLS[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (install the project's packages first)"
 done
 
@@ -275,7 +395,14 @@ done
 QEMU_VERSION=$(qemu-system-x86_64 --version | head -n1)
 HOST_TIMEOUT=$((TIMEOUT + BOOT_MARGIN))
 
+# The directory both guests share read-write: lab-ready's announcements, lab-wait's
+# log. Emptied first: an announcement from an earlier run must not count.
+SYNC=$OUT/sync
+mkdir -p "$SYNC"
+find "$SYNC" -mindepth 1 -delete
+
 cat >"$OUT/lab-info" <<EOF
+mode=$MODE
 kernel=$KVER
 kernel_package=$(cat "$IMAGE_DIR/kernel-package")
 qemu=$QEMU_VERSION
@@ -298,7 +425,7 @@ start_guest() {
     local dir="$OUT/$role"
     mkdir -p "$dir"
     # Results of an earlier run in the same DIR must not be mistaken for ours.
-    rm -f "$dir"/{cmd.sh,cmd.log,rc,console.log,init-error,timed-out,qemu.log}
+    rm -f "$dir"/{cmd.sh,cmd.log,rc,console.log,init-error,timed-out,qemu.log,qemu.pid,shell.sock,shell-ready,shell.lock}
     if [ "$role" = server ]; then
         cmd=$SERVER_CMD ip=$SERVER_IP mac=52:54:00:00:00:01 lport=$PORT rport=$((PORT + 1))
         runtime=$SERVER_RUNTIME peer_runtime=$CLIENT_RUNTIME extra_base=$SERVER_EXTRA_BASE
@@ -315,10 +442,12 @@ start_guest() {
             extra+=${extra:+,}${ip%.*}.$i
         done
     fi
-    {
-        echo "# $role command, written by scripts/lab/lab.sh; run as: bash cmd.sh"
-        printf '%s\n' "$cmd"
-    } >"$dir/cmd.sh"
+    if [ "$MODE" = run ]; then
+        {
+            echo "# $role command, written by scripts/lab/lab.sh; run as: bash cmd.sh"
+            printf '%s\n' "$cmd"
+        } >"$dir/cmd.sh"
+    fi
 
     # shellcheck disable=SC2054  # the commas are qemu's, not array separators
     local args=(
@@ -332,13 +461,16 @@ start_guest() {
         -rtc base=utc,clock=host
         # vmlinux is an ELF with a PVH entry: no decompression at boot.
         -kernel "$IMAGE_DIR/vmlinux" -initrd "$IMAGE_DIR/initramfs.cpio"
-        -append "console=ttyS0 panic=-1 lab.name=$role lab.ip=$ip/$PREFIX lab.server_ip=$SERVER_IP lab.client_ip=$CLIENT_IP lab.out=$dir lab.repo=$REPO_ROOT lab.timeout=$TIMEOUT lab.runtime=$runtime lab.peer_runtime=$peer_runtime${extra:+ lab.extra_ips=$extra}${NETEM:+ lab.netem=${NETEM// /,}}${NETEM_IN:+ lab.netem_in=${NETEM_IN// /,}}"
+        -append "console=ttyS0 panic=-1 lab.name=$role lab.ip=$ip/$PREFIX lab.server_ip=$SERVER_IP lab.client_ip=$CLIENT_IP lab.out=$dir lab.repo=$REPO_ROOT lab.timeout=$TIMEOUT lab.runtime=$runtime lab.peer_runtime=$peer_runtime lab.mode=$MODE lab.sync=$SYNC${TERM_ARG:+ lab.term=$TERM_ARG}${SIZE_ARG:+ lab.size=$SIZE_ARG}${extra:+ lab.extra_ips=$extra}${NETEM:+ lab.netem=${NETEM// /,}}${NETEM_IN:+ lab.netem_in=${NETEM_IN// /,}}"
         -serial "file:$dir/console.log"
         # The wire. Distinct MACs: qemu would give both guests the same one.
         # speed/duplex: virtio-net reports none by default, and rxe asks for
         # it on every query (console spam "eth0 speed is unknown").
         -netdev "socket,id=n0,udp=127.0.0.1:$rport,localaddr=127.0.0.1:$lport"
         -device "virtio-net-pci,netdev=n0,mac=$mac,speed=1000,duplex=full"
+        # Entropy from the host (/dev/urandom), so that the guest's random number
+        # generator is ready at boot (build-image.sh: virtio_rng).
+        -object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0
         # The host's / read-only, and this guest's output dir read-write.
         # security_model=none: files are accessed with the rights of the user
         # running qemu, no ownership mapping. multidevs=remap: / spans several
@@ -347,7 +479,18 @@ start_guest() {
         -device "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot"
         -fsdev "local,id=labout,path=$dir,security_model=none"
         -device "virtio-9p-pci,fsdev=labout,mount_tag=labout"
+        # The directory both guests share (lab-ready / lab-wait).
+        -fsdev "local,id=labsync,path=$SYNC,security_model=none"
+        -device "virtio-9p-pci,fsdev=labsync,mount_tag=labsync"
+        -pidfile "$dir/qemu.pid"
     )
+    if [ "$MODE" = shell ]; then
+        # The second serial port (ttyS1 in the guest, where its shell runs) on a Unix
+        # socket that lab-attach.py connects to; wait=off: the guest does not wait
+        # for it, and what the shell prints while nobody is attached is dropped.
+        args+=(-chardev "socket,id=shell,path=$dir/shell.sock,server=on,wait=off"
+               -serial chardev:shell)
+    fi
     if [ "$role" = server ] && [ -n "$CAPTURE" ]; then
         rm -f "$CAPTURE"
         # qemu writes every frame this NIC sends or receives to a pcap file;
@@ -360,6 +503,15 @@ start_guest() {
     PID[$role]=$!
 }
 
+# The shell's terminal type and size travel on the kernel command line: only plain
+# characters.
+TERM_ARG="" SIZE_ARG=""
+if [ "$MODE" = shell ]; then
+    [[ ${TERM:-} =~ ^[A-Za-z0-9._+-]+$ ]] && TERM_ARG=$TERM
+    size=$(stty size 2>/dev/null || true)
+    [[ $size =~ ^([0-9]+)\ ([0-9]+)$ ]] && SIZE_ARG=${BASH_REMATCH[1]}x${BASH_REMATCH[2]}
+fi
+
 NOTES="runtime: server $SERVER_RUNTIME"
 [ -n "$HAVE_CLIENT" ] && NOTES+=", client $CLIENT_RUNTIME"
 [ -n "$NETEM" ] && NOTES+=", netem '$NETEM'"
@@ -371,9 +523,29 @@ for role in "${ROLES[@]}"; do start_guest "$role"; done
 # If we are interrupted (Ctrl-C, CI cancel), do not leave guests running.
 # `timeout` runs in its own process group, so Ctrl-C does not reach it by
 # itself; killing it makes it stop its qemu.
-stop_guests() { for p in "${PID[@]}"; do kill "$p" 2>/dev/null || true; done; }
+ATTACH_PID="" ATTACH_RC=0
+stop_guests() {
+    [ -z "$ATTACH_PID" ] || kill "$ATTACH_PID" 2>/dev/null || true
+    for p in "${PID[@]}"; do kill "$p" 2>/dev/null || true; done
+}
 trap stop_guests EXIT
 trap 'stop_guests; say "interrupted, guests stopped"; exit 130' INT TERM HUP
+
+if [ "$MODE" = shell ]; then
+    say "the server's shell comes up in this terminal; for the client's, in another terminal:"
+    say "  scripts/lab/lab.sh attach client --out $OUT"
+    say "leaving the server's shell (exit, Ctrl-D, poweroff) ends the lab: both guests stop"
+    # The server's shell in this terminal, until it ends (the guest powers off then).
+    # In the background with `wait`, so that a signal to lab.sh is handled at once;
+    # <&0: it reads this terminal (a background command would get /dev/null).
+    python3 "$SCRIPT_DIR/lab-attach.py" --role server --dir "$OUT/server" --wait "$BOOT_MARGIN" <&0 &
+    ATTACH_PID=$!
+    ATTACH_RC=0
+    wait "$ATTACH_PID" || ATTACH_RC=$?
+    ATTACH_PID="" ATTACH_RC=0
+    # The lab lives as long as the server's shell: stop the client guest too.
+    stop_guests
+fi
 
 declare -A QEMU_RC
 for role in "${ROLES[@]}"; do
@@ -393,7 +565,52 @@ show_tail() {   # file, what
     fi
 }
 
+# On success: the last lines the command printed (cmd.log); if it printed nothing
+# because it sent its programs' output to files in LAB_OUT (as the captures'
+# scenarios do), the last lines of those *.log files instead (at most 3).
+show_success() {  # role dir
+    local f n=0
+    if [ -s "$2/cmd.log" ]; then
+        tail -n 10 "$2/cmd.log" | sed "s/^/  $1 | /"
+        return
+    fi
+    for f in "$2"/*.log; do
+        case ${f##*/} in cmd.log|console.log|qemu.log) continue ;; esac
+        [ -s "$f" ] || continue
+        n=$((n + 1)); [ $n -le 3 ] || break
+        echo "  $1: the command printed nothing; last lines of $f:"
+        tail -n 10 "$f" | sed "s/^/  $1 | /"
+    done
+}
+
 STATUS=0
+if [ "$MODE" = shell ]; then
+    for role in "${ROLES[@]}"; do
+        dir="$OUT/$role"
+        rc=$(cat "$dir/rc" 2>/dev/null || true)
+        if [ -f "$dir/init-error" ]; then
+            STATUS=1
+            say "$role: FAILED: guest setup failed: $(cat "$dir/init-error") (console: $dir/console.log)"
+            show_tail "$dir/console.log" "console"
+        elif [ -n "$rc" ]; then
+            say "$role: the shell exited with $rc; the guest powered off"
+        elif [ "$role" = server ] && [ "$ATTACH_RC" != 0 ]; then
+            STATUS=1
+            say "server: FAILED: this terminal could not be joined to its shell (lab-attach.py exit $ATTACH_RC, its message is above) (console: $dir/console.log)"
+            show_tail "$dir/console.log" "console"
+        elif [ "$role" = server ]; then
+            STATUS=1
+            say "server: FAILED: its shell never ended by itself (the guest stopped or the lab's --timeout $TIMEOUT s ran out; qemu exit ${QEMU_RC[$role]}) (console: $dir/console.log)"
+            show_tail "$dir/console.log" "console"
+        else
+            say "client: stopped with the lab (its shell was still open)"
+        fi
+    done
+    [ -n "$CAPTURE" ] && say "capture: $CAPTURE ($(stat -c %s "$CAPTURE" 2>/dev/null || echo 0) bytes)"
+    [ -s "$SYNC/log" ] && say "lab-ready / lab-wait log: $SYNC/log"
+    exit $STATUS
+fi
+
 for role in "${ROLES[@]}"; do
     dir="$OUT/$role"
     where="(log: $dir/cmd.log, console: $dir/console.log)"
@@ -401,6 +618,7 @@ for role in "${ROLES[@]}"; do
     qrc=${QEMU_RC[$role]}
     if [ "$rc" = 0 ] && [ "$qrc" = 0 ]; then
         say "$role: exit 0 $where"
+        show_success "$role" "$dir"
         continue
     fi
     STATUS=1
@@ -420,5 +638,7 @@ for role in "${ROLES[@]}"; do
     # The command's output exists only if the command was started.
     [ -n "$rc" ] && [ ! -f "$dir/init-error" ] && show_tail "$dir/cmd.log" "command output"
 done
+# Who announced what (lab-ready) and who waited for it (lab-wait), if anyone did.
+[ $STATUS -ne 0 ] && [ -s "$SYNC/log" ] && show_tail "$SYNC/log" "lab-ready / lab-wait log"
 [ -n "$CAPTURE" ] && say "capture: $CAPTURE ($(stat -c %s "$CAPTURE" 2>/dev/null || echo 0) bytes)"
 exit $STATUS
