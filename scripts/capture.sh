@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# Record a lesson's packets in the lab VMs and check them against its walkthrough.
+# Record a lesson's packets in the lab VMs and check them against its walkthrough; or,
+# with no lab, regenerate or check what is derived from the committed recording.
 #
 #   scripts/capture.sh LESSON [--out DIR]   run the lesson between the two lab guests,
 #                                           keep the lesson's own frames, check them
-#   scripts/capture.sh LESSON --update      ... and replace the committed capture, logs
-#                                           and walkthrough in captures/LESSON/
-#   scripts/capture.sh LESSON --check       ... and check that the committed walkthrough
-#                                           still matches: it renders from the committed
-#                                           capture, and a fresh run shows the same frames
+#   scripts/capture.sh LESSON --update      ... and replace the committed capture and
+#                                           logs in captures/LESSON/, and derive from
+#                                           them its walkthrough.md, ladder.svg and
+#                                           annotated capture (see below)
+#   scripts/capture.sh LESSON --check       ... and check that the committed derived
+#                                           files still match (as --check-committed),
+#                                           and that a fresh run shows the same frames
 #                                           (opcodes, order, sizes, PSN offsets)
+#   scripts/capture.sh LESSON --out DIR --recorded
+#                                           no lab run: DIR already holds one (wire.pcap,
+#                                           server/ and client/ as lab.sh writes them, e.g.
+#                                           one lesson of scripts/tour.sh's single boot):
+#                                           keep the lesson's frames and check them
+#   scripts/capture.sh LESSON --render      no lab: derive the three files again from the
+#                                           committed capture, logs and steps file
+#   scripts/capture.sh LESSON --check-committed
+#                                           no lab: fail, naming each stale file, unless
+#                                           the committed derived files are what --render
+#                                           makes of the committed capture now, and every
+#                                           frame belongs to a step of the steps file
 #
 # LESSON is a directory under captures/ (e.g. 01-verbs-send-recv, or interop) holding
 # scenario.sh (what to run: PORT, REQUIRE, CHECK_LOGS, PCAP_NAME, SERVER_CMD, CLIENT_CMD,
@@ -16,19 +31,32 @@
 # client/client.log; LAB_ARGS: an array of extra `lab.sh run` options, default none, e.g.
 # (--client-runtime userspace); README: the lesson README, relative to the repository,
 # whose quoted log lines must be lines of this run's logs, default
-# lessons/LESSON/README.md, empty for no such check) and walkthrough.md.in (the
-# narration, with {{...}} placeholders filled from the capture and the logs by
-# tests/tools/roce_capture.py render).
+# lessons/LESSON/README.md, empty for no such check), walkthrough.md.in (the narration,
+# with {{...}} placeholders filled from the capture and the logs by
+# tests/tools/roce_capture.py render) and steps (which step of the lesson each frame
+# belongs to, and what it means: format in tests/tools/lesson_steps.py).
+#
+# Derived from the committed capture PCAP_NAME (lessonNN.pcap), its logs and those two:
+#   walkthrough.md          the rendered narration (roce_capture.py render)
+#   ladder.svg              the ladder diagram: one arrow per frame, the steps in the
+#                           margin (tests/tools/roce_ladder.py)
+#   lessonNN.pcapng         the same frames, each with its "step N: meaning" as a packet
+#                           comment (tests/tools/lesson_steps.py annotate, with editcap);
+#                           checked by content, not bytes: editcap writes its own
+#                           version into the file
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-lesson=${1:?usage: capture.sh LESSON [--out DIR] [--update|--check]}
+lesson=${1:?usage: capture.sh LESSON [--out DIR] [--update|--check|--render|--check-committed]}
 shift
-mode=run out=""
+mode=run out="" recorded=""
 while [ $# -gt 0 ]; do
   case $1 in
     --update) mode=update ;;
     --check) mode=check ;;
+    --render) mode=render ;;
+    --check-committed) mode=check-committed ;;
+    --recorded) recorded=1 ;;
     --out) out=${2:?--out needs a directory}; shift ;;
     *) echo "capture.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -41,14 +69,73 @@ LAB_ARGS=()
 README="lessons/$lesson/README.md"
 source "$dir/scenario.sh"
 tool="$ROOT/tests/tools/roce_capture.py"
-: "${out:=$BUILD_DIR/captures/$lesson}"
-rm -rf "$out"
-mkdir -p "$out"
+annotated=${PCAP_NAME%.pcap}.pcapng
 
-# 1. Run the scenario between the two guests; qemu records the wire.
-"$ROOT/scripts/lab/lab.sh" run --out "$out" --timeout 180 --capture "$out/wire.pcap" "${LAB_ARGS[@]}" \
-  --server "export BUILD_DIR='$BUILD_DIR'; $SERVER_CMD" \
-  --client "export BUILD_DIR='$BUILD_DIR'; $CLIENT_CMD"
+# derive TO: write walkthrough.md, ladder.svg and the annotated capture into TO, from the
+# committed capture, logs, walkthrough.md.in and steps file.
+derive() {
+  python3 "$tool" render "$dir/walkthrough.md.in" "$dir/$PCAP_NAME" --port "$PORT" --log-dir "$dir" \
+    >"$1/walkthrough.md"
+  python3 "$ROOT/tests/tools/roce_ladder.py" "$dir/$PCAP_NAME" --steps "$dir/steps" --port "$PORT" \
+    -o "$1/ladder.svg" >/dev/null
+  python3 "$ROOT/tests/tools/lesson_steps.py" annotate "$dir/$PCAP_NAME" --steps "$dir/steps" --port "$PORT" \
+    -o "$1/$annotated" >/dev/null
+}
+
+# rederive: replace the derived files in captures/LESSON/, rendered into a scratch
+# directory first, so that a template or steps file that fails leaves them as they were.
+rederive() {
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  derive "$scratch"
+  cp "$scratch/walkthrough.md" "$scratch/ladder.svg" "$scratch/$annotated" "$dir/"
+}
+
+# check_derived: the committed walkthrough.md, ladder.svg and annotated capture are what
+# the committed capture, logs and steps file derive to now; exit 1 naming each stale one.
+check_derived() {
+  local stale=()
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  derive "$scratch"
+  diff -u "$dir/walkthrough.md" "$scratch/walkthrough.md" || stale+=(walkthrough.md)
+  # An SVG diff is long: its first lines say enough.
+  diff -u "$dir/ladder.svg" "$scratch/ladder.svg" >"$scratch/ladder.diff" || stale+=(ladder.svg)
+  head -40 "$scratch/ladder.diff"
+  # The frames and their comments, not the bytes (editcap writes its version into the file).
+  [ -f "$dir/$annotated" ] && python3 "$ROOT/tests/tools/lesson_steps.py" verify "$dir/$PCAP_NAME" \
+    "$dir/$annotated" --steps "$dir/steps" --port "$PORT" || stale+=("$annotated")
+  if [ ${#stale[@]} -gt 0 ]; then
+    echo "capture: stale in $dir: ${stale[*]} (not what $PCAP_NAME, the logs, walkthrough.md.in and steps" \
+         "give now): run scripts/capture.sh $lesson --render" >&2
+    exit 1
+  fi
+  echo "capture: $dir: walkthrough.md, ladder.svg and $annotated match $PCAP_NAME"
+}
+
+case $mode in
+  render)
+    rederive
+    echo "capture: rendered $dir/walkthrough.md, ladder.svg and $annotated from $PCAP_NAME"
+    exit 0 ;;
+  check-committed)
+    check_derived
+    exit 0 ;;
+esac
+
+: "${out:=$BUILD_DIR/captures/$lesson}"
+if [ -n "$recorded" ]; then
+  [ $mode = run ] || { echo "capture.sh: --recorded only checks a run; it cannot --update or --check" >&2; exit 2; }
+  [ -f "$out/wire.pcap" ] || { echo "capture.sh: --recorded: no $out/wire.pcap (run the lab with --capture first)" >&2; exit 2; }
+else
+  rm -rf "$out"
+  mkdir -p "$out"
+
+  # 1. Run the scenario between the two guests; qemu records the wire.
+  "$ROOT/scripts/lab/lab.sh" run --out "$out" --timeout 180 --capture "$out/wire.pcap" "${LAB_ARGS[@]}" \
+    --server "export BUILD_DIR='$BUILD_DIR'; $SERVER_CMD" \
+    --client "export BUILD_DIR='$BUILD_DIR'; $CLIENT_CMD"
+fi
 for log in $LOGS; do cp "$out/$log" "$out/$(basename "$log")"; done
 logs=(); for log in $LOGS; do logs+=("$(basename "$log")"); done
 cp "${LAB_IMAGE_DIR:-$ROOT/build/lab/image}/kernel-version" "$out/kernel-version"
@@ -74,16 +161,12 @@ fi
 case $mode in
   update)
     cp "$out/$PCAP_NAME" "${logs[@]/#/$out/}" "$out/kernel-version" "$dir/"
-    python3 "$tool" render "$dir/walkthrough.md.in" "$dir/$PCAP_NAME" --port "$PORT" --log-dir "$dir" \
-      >"$dir/walkthrough.md"
-    echo "capture: updated $dir (commit $PCAP_NAME, the logs and walkthrough.md)"
+    rederive
+    echo "capture: updated $dir (commit $PCAP_NAME, the logs, walkthrough.md, ladder.svg and $annotated)"
     ;;
   check)
-    # The committed walkthrough is exactly what the committed capture and logs render to.
-    python3 "$tool" render "$dir/walkthrough.md.in" "$dir/$PCAP_NAME" --port "$PORT" --log-dir "$dir" \
-      >"$out/walkthrough.md"
-    diff -u "$dir/walkthrough.md" "$out/walkthrough.md" \
-      || { echo "capture: $dir/walkthrough.md is stale: run scripts/capture.sh $lesson --update" >&2; exit 1; }
+    # The committed derived files are exactly what the committed capture and logs give.
+    check_derived
     mapfile -t committed_logs < <(check_logs "$dir")
     python3 "$tool" check "$dir/$PCAP_NAME" --port "$PORT" --require "$REQUIRE" "${committed_logs[@]}" >/dev/null
     # A fresh run shows the same frames as the committed one.
