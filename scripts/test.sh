@@ -2,7 +2,8 @@
 # The project's test command (CI runs it through .ci/run):
 #   1. install what is missing (Debian/Ubuntu packages, as root or with sudo)
 #   2. build everything with warnings as errors (SANITIZE=1: with ASan + UBSan)
-#   3. build the Doxygen pages (a warning fails the build)
+#   3. build the docs site (README, lessons, walkthroughs, concepts, API; a Doxygen warning
+#      fails the build); ctest's "docs" tests check its links and render it in Chromium
 #   4. run the unit tests, then every lesson's smoke in the Soft-RoCE lab VMs, then the
 #      capture checks, kernel Soft-RoCE and the userspace runtime against each other in
 #      the lab (interop, both directions, also under netem loss), then the userspace RoCE
@@ -19,7 +20,7 @@ step "1/4 packages"
 step "2/4 build ($BUILD_DIR, sanitizers: $([ "$SANITIZE" = 1 ] && echo on || echo off))"
 configure_and_build
 
-step "3/4 API docs (Doxygen, warnings are errors)"
+step "3/4 docs site (Doxygen, warnings are errors): $BUILD_DIR/docs/html/index.html"
 cmake --build "$BUILD_DIR" --target docs
 
 step "4/4 tests: unit, lab smoke, captures, interop, userspace RoCE runtime"
