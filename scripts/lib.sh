@@ -10,15 +10,25 @@ export ROOT BUILD_DIR
 # step "text": one progress line, so a long run reads as a list of what happened.
 step() { printf '\n==> %s\n' "$*"; }
 
-# configure_and_build: CMake configure (once) and build everything, warnings as errors.
+# configure_and_build [TARGET...]: CMake configure and build, warnings as errors. With no
+# TARGET everything, the unit tests included (RDMA_TUTORIAL_TESTS=ON), as scripts/test.sh
+# does. With TARGETs only those, as scripts/tour.sh does: a tree configured before keeps
+# its setting, and a new one is configured without the tests (GoogleTest need not be
+# installed; scripts/test.sh turns them on in the same tree later).
 configure_and_build() {
-  local sanitize=OFF
+  local sanitize=OFF tests=(-DRDMA_TUTORIAL_TESTS=ON)
   [ "$SANITIZE" = 1 ] && sanitize=ON
+  if [ $# -gt 0 ]; then
+    tests=()
+    [ -f "$BUILD_DIR/CMakeCache.txt" ] || tests=(-DRDMA_TUTORIAL_TESTS=OFF)
+  fi
   mkdir -p "$BUILD_DIR"
   cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DRDMA_TUTORIAL_SANITIZE=$sanitize >"$BUILD_DIR/configure.log" 2>&1 \
+        -DRDMA_TUTORIAL_SANITIZE=$sanitize "${tests[@]}" >"$BUILD_DIR/configure.log" 2>&1 \
     || { cat "$BUILD_DIR/configure.log"; echo "cmake configure failed (log above)" >&2; return 1; }
-  cmake --build "$BUILD_DIR" -j "$(nproc)"
+  local targets=()
+  [ $# -gt 0 ] && targets=(--target "$@")
+  cmake --build "$BUILD_DIR" -j "$(nproc)" "${targets[@]}"
 }
 
 # asan_subtree TARGET...: configure $BUILD_DIR/asan (ASan + UBSan, no tests) and build

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The guided tour: install what is missing, build, boot the Soft-RoCE lab VMs, and run
-# every lesson between them (server on 10.0.0.1, client on 10.0.0.2) with the wire
-# recorded; then lesson 01 once more on the userspace RoCE runtime (no VM, no kernel
-# module). Ends with where the logs and captures are.
+# The guided tour: install what is missing, build the lessons, boot the Soft-RoCE lab VMs
+# once and run every lesson between them (server on 10.0.0.1, client on 10.0.0.2) with the
+# wire recorded, cut the recording into one capture per lesson, check each and draw its
+# ladder diagram; then lesson 01 once more on the userspace RoCE runtime (no VM, no kernel
+# module). Ends with where the logs, captures and ladders are, and how long each part took.
 #
 #   scripts/tour.sh                        the tour in the lab VMs (Soft-RoCE)
 #   scripts/tour.sh --runtime userspace    the whole tour, lessons 01-05, on this host on
@@ -17,10 +18,11 @@
 #                                          RDMA CM lessons' servers at 127.0.200.N, which
 #                                          their clients are given. As root with
 #                                          tcpdump, the wire is recorded too.
+#   scripts/tour.sh --no-setup             either tour with what $BUILD_DIR already
 #   scripts/tour.sh --runtime userspace --no-setup
-#                                          the same with what $BUILD_DIR already holds:
-#                                          no package check, no build (the test
-#                                          tour_userspace runs it so)
+#                                          holds: no package check, no build (the tests
+#                                          tour_lab and tour_userspace run them so; the
+#                                          lab image is still built if missing)
 #   scripts/tour.sh --help
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -42,10 +44,6 @@ case $runtime in
   kernel|userspace) ;;
   *) echo "tour.sh: unknown runtime '$runtime' (kernel or userspace)" >&2; exit 2 ;;
 esac
-if [ $setup = 0 ] && [ "$runtime" != userspace ]; then
-  echo "tour.sh: --no-setup is for --runtime userspace (the lab tour needs its image and build)" >&2
-  exit 2
-fi
 
 # userspace_tour: every lesson's lab scenario (captures/NN/scenario.sh: SERVER_CMD and
 # CLIENT_CMD, as the lab runs them) on this host on the userspace runtime. The lessons
@@ -60,6 +58,7 @@ userspace_tour() {
     || { cat "$tour/make-certs.log"; echo "tour: scripts/make-certs.sh failed" >&2; exit 1; }
   local line
   while IFS= read -r line; do export "${line?}"; done < <("$ROOT/scripts/userspace-roce.sh" --print-env)
+  export PATH="$ROOT/scripts/lab/bin:$PATH"
   local capture=0
   if [ "$(id -u)" -eq 0 ] && command -v tcpdump >/dev/null; then capture=1; fi
   for lesson in "${lessons[@]}"; do
@@ -81,21 +80,17 @@ userspace_tour() {
       cap_pid=$!
       local deadline=$((SECONDS + 10))
       until grep -q "listening on" "$out/tcpdump.log" || [ $SECONDS -ge $deadline ]; do sleep 0.1; done
+      grep -q "listening on" "$out/tcpdump.log" ||
+        echo "    (tcpdump did not say it listens within 10 s: this lesson's capture may miss frames; $out/tcpdump.log)"
     fi
-    export LAB_OUT=$out LAB_SERVER_IP=$server_ip LAB_REPO=$ROOT BUILD_DIR
-    timeout 120 "${server_env[@]}" bash -c "$SERVER_CMD" &
+    # As in the lab: the scenario's server announces itself with lab-ready once it
+    # listens, and its client waits with lab-wait (scripts/lab/bin/), here through a
+    # directory of this host instead of the guests' shared one.
+    mkdir -p "$out/sync"
+    export LAB_OUT=$out LAB_SYNC=$out/sync LAB_RUNTIME=userspace LAB_SERVER_IP=$server_ip LAB_REPO=$ROOT BUILD_DIR
+    LAB_ROLE=server timeout 120 "${server_env[@]}" bash -c "$SERVER_CMD" &
     local spid=$! src=0 crc=0
-    # The client starts once the server's device is up (bounded): before that, no process
-    # holds the server's address, and the client's rdma_resolve_addr would wait for one
-    # (at most its timeout, 2 s in the lessons; then ADDR_ERROR).
-    if [ "$server_ip" = "$addr" ]; then
-      local deadline=$((SECONDS + 15))
-      until [ -n "$(ss -Hlun "src $addr:4791" 2>/dev/null)" ] || [ $SECONDS -ge $deadline ] \
-            || ! kill -0 "$spid" 2>/dev/null; do
-        sleep 0.05
-      done
-    fi
-    (cd "$ROOT" && timeout 120 bash -c "$CLIENT_CMD") || crc=$?
+    (cd "$ROOT" && LAB_ROLE=client timeout 120 bash -c "$CLIENT_CMD") || crc=$?
     wait "$spid" || src=$?
     if [ -n "$cap_pid" ]; then
       local caprc=0
@@ -108,7 +103,7 @@ userspace_tour() {
       echo "tour: lesson $lesson on the userspace runtime failed: server exit $src, client exit $crc (logs in $out)" >&2
       exit 1
     fi
-    grep -h -E "^(server|client): " "$out"/*.log | sed 's/^/    /'
+    sed -n -E '/^(server|client): /s/^/    /p' "$out"/*.log
     echo "    ok in $((SECONDS - t0)) s"
   done
   step "done in $((SECONDS - start)) s: every lesson on the userspace runtime"
@@ -123,65 +118,200 @@ userspace_tour() {
   [ $capture = 1 ] || echo "  (no capture: tcpdump needs root; userspace-roce/README.md says how to record the wire)"
 }
 
+took_packages=0 took_build=0
 if [ $setup = 1 ]; then
-  step "packages"
-  "$ROOT/scripts/install-deps.sh"
-  step "build ($BUILD_DIR)"
+  step "packages (only what the tour needs)"
+  t0=$SECONDS
+  "$ROOT/scripts/install-deps.sh" --for tour
+  took_packages=$((SECONDS - t0))
+  step "build the lessons and the userspace runtime ($BUILD_DIR)"
+  t0=$SECONDS
   mkdir -p "$BUILD_DIR"
-  configure_and_build >"$BUILD_DIR/tour-build.log" 2>&1 || { tail -n 30 "$BUILD_DIR/tour-build.log"; echo "build failed (log: $BUILD_DIR/tour-build.log)" >&2; exit 1; }
-  echo "built lessons into $BUILD_DIR/lessons/"
+  configure_and_build lessons uroce_verbs uroce_rdmacm >"$BUILD_DIR/tour-build.log" 2>&1 \
+    || { tail -n 30 "$BUILD_DIR/tour-build.log"; echo "build failed (log: $BUILD_DIR/tour-build.log)" >&2; exit 1; }
+  took_build=$((SECONDS - t0))
+  echo "built lessons into $BUILD_DIR/lessons/ in $took_build s"
 fi
 if [ "$runtime" = userspace ]; then
   userspace_tour
   exit 0
 fi
 step "lab image (Debian kernel with rdma_rxe + busybox; cached after the first time)"
+t0=$SECONDS
 "$ROOT/scripts/lab/build-image.sh"
+took_image=$((SECONDS - t0))
 
+# lab_tour DIR: one boot of the guest pair for all five lessons, one after another, with
+# the wire recorded throughout. Each lesson's server and client commands are the ones its
+# capture runs (captures/NN/scenario.sh), each with its own subdirectory of LAB_OUT and
+# LAB_SYNC (so that lab-ready/lab-wait names such as "server" stay per lesson). A barrier
+# separates the lessons: the server guest starts lesson N+1 only once the client guest has
+# finished lesson N (lab-ready/lab-wait "client-done"), and marks that point on the wire
+# itself: one UDP datagram to the client's port 9 (discard), "tour: lesson NN". The
+# recording is cut at those markers (by frame number: the guests' clocks and the
+# capture's time stamps are not the same clock) into one capture per lesson, each checked
+# like a capture of its own (scripts/capture.sh LESSON --recorded). One boot instead of five saves the four
+# boots and power-offs, about half of the tour's time under software emulation.
+lab_tour() {
+  local dir=$1 lesson cmds="$1/cmds"
+  mkdir -p "$cmds"
+  for lesson in "${lessons[@]}"; do
+    (
+      # shellcheck source=/dev/null
+      source "$ROOT/captures/$lesson/scenario.sh"
+      printf "export BUILD_DIR='%s'\n%s\n" "$BUILD_DIR" "$SERVER_CMD" >"$cmds/$lesson.server.sh"
+      printf "export BUILD_DIR='%s'\n%s\n" "$BUILD_DIR" "$CLIENT_CMD" >"$cmds/$lesson.client.sh"
+    )
+  done
+  # Run inside the guests. A lesson that fails is recorded (its rc file) and the next one
+  # still runs; the barrier waits at most 300 s.
+  cat >"$cmds/server.sh" <<EOF
+out=\$LAB_OUT sync=\$LAB_SYNC status=0
+for lesson in ${lessons[*]}; do
+  export LAB_OUT=\$out/\$lesson LAB_SYNC=\$sync/\$lesson
+  mkdir -p "\$LAB_OUT" "\$LAB_SYNC"
+  echo "tour: lesson \$lesson" >/dev/udp/\$LAB_CLIENT_IP/9
+  bash "$cmds/\$lesson.server.sh"; rc=\$?
+  echo \$rc >"\$LAB_OUT/rc"; [ \$rc -eq 0 ] || status=1
+  lab-wait -q --timeout 300 client-done || exit 1
+done
+exit \$status
+EOF
+  cat >"$cmds/client.sh" <<EOF
+out=\$LAB_OUT sync=\$LAB_SYNC status=0
+for lesson in ${lessons[*]}; do
+  export LAB_OUT=\$out/\$lesson LAB_SYNC=\$sync/\$lesson
+  mkdir -p "\$LAB_OUT" "\$LAB_SYNC"
+  bash "$cmds/\$lesson.client.sh"; rc=\$?
+  echo \$rc >"\$LAB_OUT/rc"; [ \$rc -eq 0 ] || status=1
+  lab-ready -q client-done
+done
+exit \$status
+EOF
+  "$ROOT/scripts/lab/lab.sh" run --out "$dir/lab" --timeout 600 --capture "$dir/lab/wire.pcap" \
+    --server "bash '$cmds/server.sh'" --client "bash '$cmds/client.sh'" >"$dir/lab.log" 2>&1
+}
+
+# What this tour writes under $BUILD_DIR/tour (the userspace tour has its own
+# subdirectory there, userspace-roce/, left alone).
 tour="$BUILD_DIR/tour"
+rm -rf "$tour/lab" "$tour/lab.log" "$tour/cmds" "$tour/01-userspace-roce" "${lessons[@]/#/$tour/}"
 mkdir -p "$tour"
-n=0
+step "the lab: boot the two guests once; run lessons 01-05 between them (server 10.0.0.1, client 10.0.0.2), wire recorded"
+t0=$SECONDS
+labrc=0
+lab_tour "$tour" || labrc=$?
+took_lab=$((SECONDS - t0))
+sed -n -E 's/^(lab: (booting|guests done))/    \1/p' "$tour/lab.log"
+t0=$SECONDS
+n=0 failed=""
+# The frame numbers of the markers, one per lesson that started, in order.
+starts=()
+if [ -s "$tour/lab/wire.pcap" ]; then
+  mapfile -t starts < <(tshark -r "$tour/lab/wire.pcap" -Y "udp.dstport == 9 && !icmp" \
+                          -T fields -e frame.number 2>"$tour/markers.log")
+fi
 for lesson in "${lessons[@]}"; do
   n=$((n + 1))
-  step "[$n/${#lessons[@]}] lesson $lesson: server in VM 10.0.0.1, client in VM 10.0.0.2, wire recorded"
-  t0=$SECONDS
-  if ! "$ROOT/scripts/capture.sh" "$lesson" --out "$tour/$lesson" >"$tour/$lesson.log" 2>&1; then
-    tail -n 30 "$tour/$lesson.log"
-    echo "tour: lesson $lesson failed after $((SECONDS - t0)) s (full log: $tour/$lesson.log)" >&2
-    exit 1
+  step "[$n/${#lessons[@]}] lesson $lesson"
+  out="$tour/$lesson"
+  src=$(cat "$tour/lab/server/$lesson/rc" 2>/dev/null || echo "none (not run)")
+  crc=$(cat "$tour/lab/client/$lesson/rc" 2>/dev/null || echo "none (not run)")
+  if [ "$src" != 0 ] || [ "$crc" != 0 ]; then
+    for log in "$tour/lab/server/$lesson"/*.log "$tour/lab/client/$lesson"/*.log; do
+      [ -f "$log" ] && { echo "--- $log"; tail -n 15 "$log"; }
+    done
+    echo "    FAILED: server exit $src, client exit $crc (lab log: $tour/lab.log)" >&2
+    failed+=" $lesson"
+    continue
   fi
-  grep -h -E "^(server|client): " "$tour/$lesson/server.log" "$tour/$lesson/client.log" | sed 's/^/    /'
-  grep -h -E "^capture: " "$tour/$lesson.log" | sed 's/^/    /'
-  echo "    ok in $((SECONDS - t0)) s"
+  # This lesson's part of the recording: from its start to the next lesson's.
+  mkdir -p "$out"
+  ln -sfn "$tour/lab/server/$lesson" "$out/server"
+  ln -sfn "$tour/lab/client/$lesson" "$out/client"
+  if [ -z "${starts[$((n - 1))]:-}" ]; then
+    echo "    FAILED: no marker of this lesson's start in $tour/lab/wire.pcap (${#starts[@]} found; $tour/markers.log)" >&2
+    failed+=" $lesson"
+    continue
+  fi
+  until_next=${starts[$n]:-}
+  if ! tshark -r "$tour/lab/wire.pcap" -F pcap -w "$out/wire.pcap" \
+         -Y "frame.number > ${starts[$((n - 1))]}${until_next:+ && frame.number < $until_next}" 2>"$out/cut.log"; then
+    cat "$out/cut.log"
+    echo "    FAILED: cutting this lesson's frames out of $tour/lab/wire.pcap" >&2
+    failed+=" $lesson"
+    continue
+  fi
+  if ! "$ROOT/scripts/capture.sh" "$lesson" --out "$out" --recorded >"$out/check.log" 2>&1; then
+    tail -n 30 "$out/check.log"
+    echo "    FAILED: the capture check (full log: $out/check.log)" >&2
+    failed+=" $lesson"
+    continue
+  fi
+  # The ladder diagram of this run, drawn as the committed walkthrough's is.
+  if ! (
+    # shellcheck source=/dev/null
+    source "$ROOT/captures/$lesson/scenario.sh"
+    python3 "$ROOT/tests/tools/roce_ladder.py" "$out/$PCAP_NAME" --steps "$ROOT/captures/$lesson/steps" \
+      --port "$PORT" -o "$out/ladder.svg" >"$out/ladder.log" 2>&1
+  ); then
+    cat "$out/ladder.log"
+    echo "    FAILED: drawing the ladder diagram of $out" >&2
+    failed+=" $lesson"
+    continue
+  fi
+  sed -n -E '/^(server|client): /s/^/    /p' "$out/server.log" "$out/client.log"
+  sed -n -E '/^capture: .* bytes/s/^/    /p' "$out/check.log"
 done
+took_checks=$((SECONDS - t0))
+if [ $labrc -ne 0 ] || [ -n "$failed" ]; then
+  tail -n 40 "$tour/lab.log"
+  echo "tour: failed:${failed:- the lab run (exit $labrc)} (lab log: $tour/lab.log; each guest's output: $tour/lab/)" >&2
+  exit 1
+fi
 
 step "lesson 01 again, on the userspace RoCE runtime: no VM, no kernel module"
-# Both sides on this host, each process with its own 127.0.0.x; the same binaries.
-urt="$tour/userspace-roce"
+# Both sides on this host, each process with its own 127.0.0.x; the same binaries. The
+# client is started with the server and retries its TCP connect until the server listens,
+# as lesson 01's client does (connect_with_retry, here for at most 60 s).
+urt="$tour/01-userspace-roce"
 mkdir -p "$urt"
 t0=$SECONDS
 "$ROOT/scripts/userspace-roce.sh" -- "$BUILD_DIR/lessons/01-verbs-send-recv/server" -p 18599 \
   >"$urt/server.log" 2>&1 &
 uspid=$!
 if ! "$ROOT/scripts/userspace-roce.sh" -- "$BUILD_DIR/lessons/01-verbs-send-recv/client" 127.0.0.1 \
-       -p 18599 -n 3 >"$urt/client.log" 2>&1 || ! wait "$uspid"; then
+       -p 18599 -n 3 --connect-timeout 60 >"$urt/client.log" 2>&1 || ! wait "$uspid"; then
   kill "$uspid" 2>/dev/null || echo "tour: the server had already stopped"
   tail -n 15 "$urt/server.log" "$urt/client.log"
   echo "tour: lesson 01 on the userspace runtime failed (logs in $urt)" >&2
   exit 1
 fi
-grep -h -E "^(server|client): " "$urt/server.log" "$urt/client.log" | sed 's/^/    /'
-grep -h -E "GID\[0\].*chosen" "$urt/client.log" | sed 's/^/    /'
-echo "    ok in $((SECONDS - t0)) s (userspace-roce/README.md: how, and how to capture it)"
+sed -n -E '/^(server|client): /s/^/    /p' "$urt/server.log" "$urt/client.log"
+sed -n -E '/GID\[0\].*chosen/s/^/    /p' "$urt/client.log"
+took_urt=$((SECONDS - t0))
+echo "    ok in $took_urt s (userspace-roce/README.md: how, and how to capture it)"
 
 step "done in $((SECONDS - start)) s"
 for lesson in "${lessons[@]}"; do
+  pcap=$(ls "$tour/$lesson"/lesson*.pcap)
   cat <<EOT
   $lesson
     logs:        $tour/$lesson/server.log  $tour/$lesson/client.log
-    capture:     $(ls "$tour/$lesson"/*.pcap | grep -v wire.pcap)   (all frames: $tour/$lesson/wire.pcap)
-    read it:     tshark -r $(ls "$tour/$lesson"/*.pcap | grep -v wire.pcap) | less      (or open it in Wireshark)
-    walkthrough: $ROOT/captures/$lesson/walkthrough.md
+    capture:     $pcap   (the whole boot's wire: $tour/lab/wire.pcap)
+    read it:     tshark -r $pcap | less      (or open it in Wireshark)
+    ladder:      $tour/$lesson/ladder.svg   (this run; open it in a browser)
+    walkthrough: $ROOT/captures/$lesson/walkthrough.md   (the committed run, frame by frame)
     README:      $ROOT/lessons/$lesson/README.md
 EOT
 done
+if [ -f "$BUILD_DIR/docs/html/index.html" ]; then
+  echo "  the docs site: $BUILD_DIR/docs/html/index.html (lessons, walkthroughs with ladders, concepts, glossary)"
+else
+  echo "  the docs site (lessons, walkthroughs with ladders, concepts, glossary):"
+  echo "    scripts/install-deps.sh && cmake --build $BUILD_DIR --target docs, then open $BUILD_DIR/docs/html/index.html"
+fi
+echo "  sit in the lab yourself: scripts/lab/lab.sh shell   (scripts/lab/lab.sh --help)"
+echo "  time: packages $took_packages s, build $took_build s, lab image $took_image s," \
+     "lab (boot once, five lessons) $took_lab s, capture checks $took_checks s," \
+     "userspace runtime $took_urt s; total $((SECONDS - start)) s"
