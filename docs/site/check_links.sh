@@ -10,8 +10,16 @@ work=${2:?usage: check_links.sh SITE_HTML_DIR WORK_DIR}
 [ -f "$site/index.html" ] || { echo "check_links: no $site/index.html: build the site first (cmake --build build --target docs)" >&2; exit 1; }
 command -v linkchecker >/dev/null || { echo "check_links: linkchecker missing: run ./scripts/install-deps.sh" >&2; exit 1; }
 mkdir -p "$work"
-# linkchecker run as root drops to user nobody, who must be able to read the site
-chmod -R a+rX "$site"
+# linkchecker run as root drops to user nobody, who must be able to read the site and
+# reach it: a build tree under a private directory (mktemp -d is mode 0700) cannot be
+# reached, so as root it checks a readable copy in a directory of its own under /tmp.
+if [ "$(id -u)" -eq 0 ]; then
+  copy=$(mktemp -d /tmp/site-links.XXXXXX)
+  trap 'rm -rf "$copy"' EXIT
+  cp -r "$site" "$copy/html"
+  chmod -R a+rX "$copy"
+  site=$copy/html
+fi
 cat > "$work/linkcheckerrc" <<RC
 [checking]
 threads=4
