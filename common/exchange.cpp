@@ -48,6 +48,7 @@ std::string message_type_name(MessageType type) {
     case MessageType::error: return "ERROR";
     case MessageType::qp_info: return "QP_INFO";
     case MessageType::done: return "DONE";
+    case MessageType::test: return "TEST";
   }
   return "type " + std::to_string(static_cast<int>(type));
 }
@@ -75,6 +76,19 @@ std::vector<std::uint8_t> encode_qp_info(const QpInfo& info) {
   put32(out, static_cast<std::uint32_t>(info.addr));
   put32(out, info.rkey);
   put32(out, info.length);
+  return out;
+}
+
+std::vector<std::uint8_t> encode_test(const TestSpec& t) {
+  std::vector<std::uint8_t> out = header(MessageType::test, kTestSize);
+  out.push_back(static_cast<std::uint8_t>(t.op));
+  out.push_back(static_cast<std::uint8_t>(t.pattern));
+  out.push_back(static_cast<std::uint8_t>((t.use_inline ? 1 : 0) | (t.use_event ? 2 : 0)));
+  out.push_back(0);
+  put32(out, t.size);
+  put32(out, t.iters);
+  put32(out, t.window);
+  put32(out, t.number);
   return out;
 }
 
@@ -116,6 +130,7 @@ Header decode_header(std::span<const std::uint8_t> b) {
     case MessageType::done: length_is(h.body_length == 0); break;
     case MessageType::error: length_is(h.body_length >= 1 && h.body_length <= kMaxErrorText); break;
     case MessageType::qp_info: length_is(h.body_length == kQpInfoSize); break;
+    case MessageType::test: length_is(h.body_length == kTestSize); break;
     default: malformed("unknown message type " + std::to_string(b[5]));
   }
   return h;
@@ -155,6 +170,29 @@ QpInfo decode_qp_info(std::span<const std::uint8_t> b) {
   if (info.addr + info.length < info.addr) malformed("QP_INFO buffer wraps around the address space");
   if ((info.addr != 0 || info.rkey != 0) && info.length == 0) malformed("QP_INFO buffer of 0 bytes");
   return info;
+}
+
+TestSpec decode_test(std::span<const std::uint8_t> b) {
+  if (b.size() != kTestSize)
+    malformed("TEST body is " + std::to_string(b.size()) + " bytes, expected " + std::to_string(kTestSize));
+  if (b[0] < 1 || b[0] > 4) malformed("TEST op " + std::to_string(b[0]) + " is not 1..4 (SEND, WRITE, WRITE_WITH_IMM, READ)");
+  if (b[1] < 1 || b[1] > 2) malformed("TEST pattern " + std::to_string(b[1]) + " is not 1 (ping-pong) or 2 (stream)");
+  if (b[2] > 3) malformed("TEST flags " + std::to_string(b[2]) + " have bits other than 0 (inline) and 1 (event)");
+  if (b[3] != 0) malformed("TEST reserved byte is not zero");
+  TestSpec t;
+  t.op = static_cast<TestOp>(b[0]);
+  t.pattern = static_cast<TestPattern>(b[1]);
+  t.use_inline = (b[2] & 1) != 0;
+  t.use_event = (b[2] & 2) != 0;
+  t.size = get32(b, 4);
+  t.iters = get32(b, 8);
+  t.window = get32(b, 12);
+  t.number = get32(b, 16);
+  if (t.pattern == TestPattern::ping_pong && t.op != TestOp::send) malformed("TEST ping-pong with an op other than SEND");
+  if (t.size == 0) malformed("TEST message size 0");
+  if (t.iters == 0) malformed("TEST of 0 iterations");
+  if (t.window == 0) malformed("TEST window 0");
+  return t;
 }
 
 std::string decode_error(std::span<const std::uint8_t> b) {

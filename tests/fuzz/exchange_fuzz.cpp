@@ -1,6 +1,6 @@
 // libFuzzer target for the out-of-band exchange format (common/exchange.hpp): the HELLO,
-// READY, ERROR, QP_INFO and DONE messages that lesson 01 reads from a TCP connection and
-// lesson 05 from a TLS one. Built and run by run_fuzz.sh with ASan + UBSan, so an
+// READY, ERROR, QP_INFO, DONE and TEST messages that lessons 01 and 06 read from a TCP
+// connection and lesson 05 from a TLS one. Built and run by run_fuzz.sh with ASan + UBSan, so an
 // out-of-bounds read, an overflow or a leak is a crash.
 //
 // One input is the byte stream a receiver reads from its peer. It is cut the way
@@ -8,8 +8,8 @@
 // bytes for decode_header, then exactly body_length bytes, again and again. The first
 // header decode_header refuses ends the stream, as it ends the connection; so does a
 // stream that stops inside a message (the peer closed). Each body goes to the decoder of
-// its type, as lesson 01's and lesson 05's servers and clients call them (decode_hello,
-// decode_qp_info, decode_error), and to the other two as well: a decoder must check its
+// its type, as the lessons' servers and clients call them (decode_hello, decode_qp_info,
+// decode_error, decode_test), and to the other three as well: a decoder must check its
 // own length whatever the header claimed. Whatever is left after the last whole message,
 // if shorter than a header, is given to decode_header too, which must refuse it.
 //
@@ -18,16 +18,20 @@
 //   - a decoder refuses only by throwing common::Error, with a reason and a remedy;
 //   - an accepted header is byte for byte the header the encoders write for that type and
 //     body length, and the length is within its type's bounds (HELLO 36, QP_INFO 52,
-//     ERROR 1..kMaxErrorText, READY and DONE 0);
+//     TEST 20, ERROR 1..kMaxErrorText, READY and DONE 0);
 //   - an accepted HELLO or QP_INFO has its fields in range (QPN 2..2^24-1, PSN < 2^24,
 //     MTU code 1..5, message size >= 1, a buffer that does not wrap and has a length if
 //     it has an address or rkey) and re-encodes to exactly the header and body received;
+//   - an accepted TEST has its fields in range (op 1..4, pattern 1..2 and ping-pong only
+//     with SEND, size, iterations and window >= 1) and re-encodes to exactly the header
+//     and body received (so the flags byte held only the inline and event bits and the
+//     reserved byte was 0);
 //   - an accepted ERROR text has one printable character per body byte (the byte itself,
 //     or '?' for a byte that is not printable ASCII) and re-encodes to the same header.
 //
 // Built with -DFUZZ_SEED_MODE instead, the file is a tool that writes the seed corpus:
 // `exchange_seed OUT_DIR` writes the streams the lessons' own encoders produce (lesson
-// 01's client and server conversations, lesson 05's, a refusal). run_fuzz.sh adds the
+// 01's client and server conversations, lesson 05's, lesson 06's, a refusal). run_fuzz.sh adds the
 // streams recorded in captures/01-verbs-send-recv/lesson01.pcap (capture_seeds.py).
 #include <cstddef>
 #include <cstdint>
@@ -56,6 +60,7 @@ Bytes encoder_header(common::MessageType type, std::size_t length) {
     case common::MessageType::ready: m = common::encode_ready(); break;
     case common::MessageType::done: m = common::encode_done(); break;
     case common::MessageType::error: m = common::encode_error(std::string(length, 'x')); break;
+    case common::MessageType::test: m = common::encode_test({}); break;
   }
   check(m.size() == common::kHeaderSize + length);
   return Bytes(m.begin(), m.begin() + common::kHeaderSize);
@@ -110,6 +115,21 @@ void try_qp_info(std::span<const std::uint8_t> body) {
       });
 }
 
+/// decode_test on any body: accepted only at 20 bytes, and then it re-encodes exactly.
+void try_test(std::span<const std::uint8_t> body) {
+  try_fixed(
+      body, common::MessageType::test, common::kTestSize,
+      [](std::span<const std::uint8_t> b) { return common::decode_test(b); },
+      [](const common::TestSpec& t) { return common::encode_test(t); },
+      [](const common::TestSpec& t) {
+        const auto op = static_cast<unsigned>(t.op), pattern = static_cast<unsigned>(t.pattern);
+        check(op >= 1 && op <= 4);
+        check(pattern >= 1 && pattern <= 2);
+        check(t.pattern != common::TestPattern::ping_pong || t.op == common::TestOp::send);
+        check(t.size >= 1 && t.iters >= 1 && t.window >= 1);
+      });
+}
+
 /// decode_error on any body: 1..kMaxErrorText bytes, one printable character per byte.
 void try_error(std::span<const std::uint8_t> body) {
   try {
@@ -153,8 +173,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case common::MessageType::hello:
       case common::MessageType::qp_info:
       case common::MessageType::error:
+      case common::MessageType::test:
         try_hello(body);
         try_qp_info(body);
+        try_test(body);
         try_error(body);
         break;
       case common::MessageType::ready:
@@ -221,12 +243,42 @@ void write_seeds(const std::filesystem::path& dir) {
   write_seed(dir, "lesson05-client", {encode_qp_info(ours), encode_done()});
   write_seed(dir, "lesson05-server", {encode_qp_info(theirs), encode_ready(), encode_done()});
   write_seed(dir, "lesson05-full", {encode_error("server full: 10 clients connected; try again later")});
+  // Lesson 06: the client's QP_INFO (its largest message and window, no buffer), the
+  // server's (its ring), then one measurement: TEST, READY, DONE both ways.
+  QpInfo client06{hello(0x13, 0x5a17c3, "10.0.0.2", 64, 64), 0, 0, 0};
+  QpInfo server06{hello(0x13, 0x0be9f1, "10.0.0.1", 64, 64), 0x7f3c98001000, 0x1a2b, 4096};
+  TestSpec stream;
+  stream.op = TestOp::write_imm;
+  stream.pattern = TestPattern::stream;
+  stream.use_inline = true;
+  stream.size = 64;
+  stream.iters = 500;
+  stream.window = 64;
+  stream.number = 9;
+  write_seed(dir, "lesson06-conversation", {encode_qp_info(client06), encode_qp_info(server06), encode_test(stream),
+                                            encode_ready(), encode_done(), encode_done()});
+  TestSpec ping;
+  ping.op = TestOp::send;
+  ping.pattern = TestPattern::ping_pong;
+  ping.use_event = true;
+  ping.size = 1;
+  ping.iters = 1;
+  ping.window = 1;
+  ping.number = 1;
+  write_seed(dir, "lesson06-client", {encode_qp_info(client06), encode_test(ping), encode_done(), encode_done()});
+  write_seed(dir, "lesson06-refusal",
+             {encode_error("TEST 3 asks for 128 x 65536 bytes, more than the ring of 4096 bytes (window 64) "
+                           "registered for this client")});
   // The edges of the ranges: the largest QPN and PSN, MTU 4096, the longest ERROR text, a
   // buffer that ends at the top of the address space.
   Hello edge = hello(kMax24Bit, kMax24Bit, "10.0.0.1", 0xffffffff, 0xffffffff);
   edge.mtu = IBV_MTU_4096;
+  TestSpec widest;
+  widest.op = TestOp::read;
+  widest.use_inline = widest.use_event = true;
+  widest.size = widest.iters = widest.window = widest.number = 0xffffffff;
   write_seed(dir, "edges", {encode_hello(edge), encode_qp_info({edge, 0xffffffff00000000, 0xffffffff, 0xffffffff}),
-                            encode_error(std::string(kMaxErrorText, '~'))});
+                            encode_test(widest), encode_error(std::string(kMaxErrorText, '~'))});
 }
 
 }  // namespace

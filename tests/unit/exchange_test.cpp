@@ -140,6 +140,144 @@ TEST(Exchange, HelloFieldsOutOfRangeAreRefused) {
   expect_error_containing([&] { common::decode_hello(body_of(ok).first(35)); }, "35 bytes");
 }
 
+namespace {
+
+common::TestSpec sample_test() {
+  common::TestSpec t;
+  t.op = common::TestOp::write_imm;
+  t.pattern = common::TestPattern::stream;
+  t.use_inline = true;
+  t.use_event = true;
+  t.size = 0x01020304;
+  t.iters = 5000;
+  t.window = 64;
+  t.number = 0xa1b2c3d4;
+  return t;
+}
+
+/// A TEST message whose body byte @p at is @p value (the header left as encoded).
+std::vector<std::uint8_t> test_with(std::size_t at, int value) {
+  auto msg = common::encode_test(sample_test());
+  msg[common::kHeaderSize + at] = static_cast<std::uint8_t>(value);
+  return msg;
+}
+
+/// A TEST message whose 32-bit body field at @p at is 0.
+std::vector<std::uint8_t> test_with_zero(std::size_t at) {
+  auto msg = common::encode_test(sample_test());
+  for (std::size_t i = 0; i < 4; ++i) msg[common::kHeaderSize + at + i] = 0;
+  return msg;
+}
+
+}  // namespace
+
+TEST(Exchange, TestRoundTripsWithExplicitBigEndianLayout) {
+  const auto msg = common::encode_test(sample_test());
+  ASSERT_EQ(msg.size(), common::kHeaderSize + common::kTestSize);
+  // Header: "RDMT", version 1, type 6, reserved 0, length 20 big-endian.
+  const std::vector<std::uint8_t> head(msg.begin(), msg.begin() + 12);
+  EXPECT_EQ(head, (std::vector<std::uint8_t>{'R', 'D', 'M', 'T', 1, 6, 0, 0, 0, 0, 0, 20}));
+  // op 3, pattern 2, flags 3 (inline | event), reserved 0, then the four fields, most
+  // significant byte first.
+  const std::vector<std::uint8_t> body(msg.begin() + 12, msg.end());
+  EXPECT_EQ(body, (std::vector<std::uint8_t>{3, 2, 3, 0, 0x01, 0x02, 0x03, 0x04, 0, 0, 0x13, 0x88, 0, 0, 0, 64,
+                                             0xa1, 0xb2, 0xc3, 0xd4}));
+  const auto header = common::decode_header(msg);
+  EXPECT_EQ(header.type, common::MessageType::test);
+  EXPECT_EQ(header.body_length, common::kTestSize);
+  EXPECT_EQ(common::message_type_name(common::MessageType::test), "TEST");
+  const auto back = common::decode_test(body_of(msg));
+  EXPECT_EQ(back.op, common::TestOp::write_imm);
+  EXPECT_EQ(back.pattern, common::TestPattern::stream);
+  EXPECT_TRUE(back.use_inline);
+  EXPECT_TRUE(back.use_event);
+  EXPECT_EQ(back.size, 0x01020304u);
+  EXPECT_EQ(back.iters, 5000u);
+  EXPECT_EQ(back.window, 64u);
+  EXPECT_EQ(back.number, 0xa1b2c3d4u);
+  EXPECT_EQ(common::encode_test(back), msg);
+}
+
+TEST(Exchange, TestEveryOpFlagAndPatternRoundTrips) {
+  for (const auto op : {common::TestOp::send, common::TestOp::write, common::TestOp::write_imm, common::TestOp::read})
+    for (const auto pattern : {common::TestPattern::ping_pong, common::TestPattern::stream})
+      for (int flags = 0; flags < 4; ++flags) {
+        if (pattern == common::TestPattern::ping_pong && op != common::TestOp::send) continue;
+        common::TestSpec t = sample_test();
+        t.op = op;
+        t.pattern = pattern;
+        t.use_inline = (flags & 1) != 0;
+        t.use_event = (flags & 2) != 0;
+        t.size = t.iters = t.window = 1;  // the smallest accepted values
+        t.number = 0;
+        const auto msg = common::encode_test(t);
+        const auto back = common::decode_test(body_of(msg));
+        EXPECT_EQ(back.op, op);
+        EXPECT_EQ(back.pattern, pattern);
+        EXPECT_EQ(back.use_inline, t.use_inline);
+        EXPECT_EQ(back.use_event, t.use_event);
+        EXPECT_EQ(common::encode_test(back), msg);
+      }
+}
+
+TEST(Exchange, TestFieldsOutOfRangeAreRefused) {
+  for (const int op : {0, 5, 255}) {
+    const auto msg = test_with(0, op);
+    expect_error_containing([&] { common::decode_test(body_of(msg)); }, "TEST op " + std::to_string(op) + " is not 1..4");
+  }
+  for (const int pattern : {0, 3}) {
+    const auto msg = test_with(1, pattern);
+    expect_error_containing([&] { common::decode_test(body_of(msg)); },
+                            "TEST pattern " + std::to_string(pattern) + " is not 1 (ping-pong) or 2 (stream)");
+  }
+  // Ping-pong is SEND only: the server echoes what its RECV took.
+  for (const int op : {2, 3, 4}) {
+    auto msg = test_with(0, op);
+    msg[common::kHeaderSize + 1] = 1;
+    expect_error_containing([&] { common::decode_test(body_of(msg)); }, "TEST ping-pong with an op other than SEND");
+  }
+  for (const int flags : {4, 0x80}) {
+    const auto msg = test_with(2, flags);
+    expect_error_containing([&] { common::decode_test(body_of(msg)); },
+                            "TEST flags " + std::to_string(flags) + " have bits other than 0 (inline) and 1 (event)");
+  }
+  const auto reserved = test_with(3, 1);
+  expect_error_containing([&] { common::decode_test(body_of(reserved)); }, "TEST reserved byte is not zero");
+  const auto size = test_with_zero(4);
+  expect_error_containing([&] { common::decode_test(body_of(size)); }, "TEST message size 0");
+  const auto iters = test_with_zero(8);
+  expect_error_containing([&] { common::decode_test(body_of(iters)); }, "TEST of 0 iterations");
+  const auto window = test_with_zero(12);
+  expect_error_containing([&] { common::decode_test(body_of(window)); }, "TEST window 0");
+  // Test number 0 is a valid seed.
+  const auto number = test_with_zero(16);
+  EXPECT_EQ(common::decode_test(body_of(number)).number, 0u);
+}
+
+TEST(Exchange, TestOfTheWrongLengthIsRefused) {
+  const auto msg = common::encode_test(sample_test());
+  expect_error_containing([&] { common::decode_test(body_of(msg).first(19)); }, "TEST body is 19 bytes, expected 20");
+  auto longer = msg;
+  longer.push_back(0);
+  expect_error_containing([&] { common::decode_test(body_of(longer)); }, "TEST body is 21 bytes, expected 20");
+  expect_error_containing([&] { common::decode_test({}); }, "TEST body is 0 bytes, expected 20");
+  // The header's length must be exactly 20 for type 6, whatever follows.
+  for (const int length : {0, 19, 21, 36}) {
+    auto head = msg;
+    head[11] = static_cast<std::uint8_t>(length);
+    expect_error_containing([&] { common::decode_header(head); },
+                            "TEST with a body of " + std::to_string(length) + " bytes");
+  }
+  auto huge = msg;
+  huge[8] = 0x7f;  // ~2 GiB
+  expect_error_containing([&] { common::decode_header(huge); }, "TEST with a body of 2130706452 bytes");
+  // TEST is the last type: 7 is unknown.
+  auto seven = msg;
+  seven[5] = 7;
+  expect_error_containing([&] { common::decode_header(seven); }, "unknown message type 7");
+  EXPECT_EQ(common::message_type_name(static_cast<common::MessageType>(7)), "type 7");
+}
+
 TEST(Exchange, ErrorTextIsSanitised) {
   const std::vector<std::uint8_t> body = {'b', 'a', 'd', 0x1b, '[', '2', 'J', 0xff};
   EXPECT_EQ(common::decode_error(body), "bad?[2J?");
