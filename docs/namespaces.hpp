@@ -33,3 +33,7 @@ namespace lesson04 {}
 /// Lesson 05: the TLS 1.3 exchange and the server's connections
 /// (lessons/05-tls-psn/tls.hpp, connection.hpp).
 namespace lesson05 {}
+
+/// Lesson 06: the connection sized for a window, the techniques it measures (ping-pong,
+/// stream, waiting), the plan, the numbers (lessons/06-performance/).
+namespace lesson06 {}

@@ -4,7 +4,7 @@
 #
 #   scripts/install-deps.sh              every group below (what scripts/test.sh needs)
 #   scripts/install-deps.sh --for tour   only what scripts/tour.sh needs: build, certs, run,
-#                                        lab VMs, captures, runtime (no docs, browser,
+#                                        lab VMs, captures, runtime (no docs, browser, plots,
 #                                        fuzzing or conformance tools)
 #
 # The groups:
@@ -21,6 +21,7 @@
 #   userspace RoCE runtime tests: python3-scapy (an independent ICRC check of its captures,
 #              tests/tools/roce_wire_check.py); perftest and python3-pyverbs (rdma-core's own
 #              test suite): programs nobody here wrote, run against it as conformance tests
+#   plots:     gnuplot-nox (lesson 06's plot.sh: its latency and bandwidth SVG plots)
 #   docs:      doxygen graphviz (the site's diagrams; Doxygen's mscgen is built in)
 #              doxygen-awesome-css (the site's theme; without it the site keeps Doxygen's)
 #   docs tests (ctest -L docs): linkchecker (every link and image of the built site),
@@ -37,12 +38,14 @@ captures=(tshark tcpdump python3)
 runtime=(zlib1g-dev)
 fuzzing=(clang libclang-rt-dev)
 runtime_tests=(python3-scapy perftest python3-pyverbs)
+plots=(gnuplot-nox)
 docs=(doxygen graphviz doxygen-awesome-css)
 docs_tests=(linkchecker chromium chromium-driver python3-selenium)
 
 case "${1:-}" in
   "") packages=("${build[@]}" "${certs[@]}" "${run[@]}" "${lab[@]}" "${captures[@]}" "${runtime[@]}"
-                "${unit_tests[@]}" "${fuzzing[@]}" "${runtime_tests[@]}" "${docs[@]}" "${docs_tests[@]}") ;;
+                "${unit_tests[@]}" "${fuzzing[@]}" "${runtime_tests[@]}" "${plots[@]}" "${docs[@]}"
+                "${docs_tests[@]}") ;;
   --for)
     case "${2:-}" in
       tour) packages=("${build[@]}" "${certs[@]}" "${run[@]}" "${lab[@]}" "${captures[@]}" "${runtime[@]}") ;;

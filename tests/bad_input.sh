@@ -9,7 +9,7 @@
 #
 # Option and file errors need no RDMA device: the programs refuse them before opening
 # one. Cases that need a connection run on the userspace RoCE runtime
-# (scripts/userspace-roce.sh), for lessons 01 and 05. Lessons 02-04 have only cases
+# (scripts/userspace-roce.sh), for lessons 01, 05 and 06. Lessons 02-04 have only cases
 # refused before a device is opened here; their connected cases are in their own smokes
 # (lessons/NN/smoke.sh local: nobody listening in each, a rejected client in 02 and 03, a
 # server stopped with SIGTERM in 02 and 04), which run in the lab and on the runtime
@@ -199,14 +199,17 @@ cases_01() {
 }
 
 # A userspace runtime that rejects its configuration says so, and the lesson's remedy
-# points there (not to /dev/infiniband).
+# points there (not to /dev/infiniband). [CMD...]: the program that opens the device
+# first (default: the server, which opens it before it listens).
 runtime_config_cases() {
+  local cmd=("$@")
+  [ ${#cmd[@]} -gt 0 ] || cmd=("$BIN/server" -p "$port" --accept-timeout 5)
   expect "UROCE_ADDR=garbage: the runtime names it, the lesson points there" 1 60 \
     "UROCE_ADDR='garbage' refused" "remedy: see the line the library printed just above" \
-    -- env UROCE_ADDR=garbage "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 5
+    -- env UROCE_ADDR=garbage "${U[@]}" "${cmd[@]}"
   expect "UROCE_WINDOW=0: refused, not silently replaced" 1 60 \
     "UROCE_WINDOW='0' refused" "remedy: see the line the library printed just above" \
-    -- env UROCE_WINDOW=0 "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 5
+    -- env UROCE_WINDOW=0 "${U[@]}" "${cmd[@]}"
 }
 
 # --- lessons 02-04: RDMA CM; what can be refused before a device is opened -----------------
@@ -383,8 +386,68 @@ emfile_backoff() {
   fi
 }
 
+# --- lesson 06: measurements (connected cases on the runtime) --------------------------------
+# Its smoke (lessons/06-performance/smoke.sh local) has the lesson's own refusals: the
+# usage errors a learner meets first, inline that cannot be, the device's window limit,
+# a vanished client, a TEST the server must refuse. Here: every option's range and form.
+cases_06() {
+  usage_cases
+  timeout_options client --connect-timeout 0.1 3600 127.0.0.1
+  timeout_options server --accept-timeout 1 86400
+  expect "client -s 8388609: above the 8 MiB this lesson registers" 2 30 \
+    "^-s 8388609: more than 8388608 bytes, the largest message this lesson registers memory for$" \
+    "the largest message this lesson registers memory for" -- "$BIN/client" 127.0.0.1 -s 8388609
+  local option value
+  for option in "--window 0" "--window 1048577" "--signal-every 0" "--signal-every 8193" "--chain 0" \
+                "--chain 1025" "--sizes 0" "--sizes 2,8388609"; do
+    value=${option#* }; value=${value##*,}
+    expect "client $option: out of range" 2 30 "${option%% *}: Value $value not in range" "Usage:" \
+      -- "$BIN/client" 127.0.0.1 $option
+  done
+  expect "client --sizes 2,x: not a number" 2 30 "--sizes: Value x not in range" "Usage:" \
+    -- "$BIN/client" 127.0.0.1 --sizes 2,x
+  expect "client --run bogus" 2 30 "--run: bogus not in \\{pingpong,send,write,write-imm,read\\}" "Usage:" \
+    -- "$BIN/client" 127.0.0.1 --run bogus
+  for option in --inline --event; do
+    expect "client $option without --run" 2 30 "^--inline and --event go with --run" "steps 4 and 7 use them on their own" \
+      -- "$BIN/client" 127.0.0.1 $option
+  done
+  # --steps is read before a device is opened or anything connected.
+  for value in 9 0 3-1 1-9; do
+    expect "client --steps $value: not within 1-8" 1 30 "--steps $value: '$value' is not within 1-8" \
+      "remedy: steps are 1-7 \\(techniques\\) and 8 \\(the sweep\\)" -- "$BIN/client" 127.0.0.1 --steps "$value"
+  done
+  for value in x 1,,2 1-x 2-; do
+    expect "client --steps '$value': not a step or a range" 1 30 "is not a step or a range" \
+      "remedy: write e.g. 1-7, 8 or 1,3,6" -- "$BIN/client" 127.0.0.1 --steps "$value"
+  done
+  expect "client --csv in a directory that does not exist" 1 60 \
+    "cannot write --csv /nonexistent/x.csv: ENOENT" "remedy: choose a writable path" \
+    -- "$BIN/client" 127.0.0.1 -p "$port" --csv /nonexistent/x.csv --connect-timeout 1
+
+  expect "nobody listening: the client gives up after --connect-timeout" 1 60 \
+    "could not connect to 127.0.0.1:$((port + 1)) after [0-9]+ attempts in 1.0 s: ECONNREFUSED" \
+    "nothing listens on TCP port $((port + 1)) there" -- "${U[@]}" "$BIN/client" 127.0.0.1 -p $((port + 1)) --connect-timeout 1
+
+  # SIGTERM ends a server waiting for its client with its summary line.
+  new_case sigterm
+  start 120 "$CASE_LOG" "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 60; local spid=$BG_PID
+  if wait_for_line "$CASE_LOG" "listening on TCP port $port" 60; then
+    stop_with TERM "$CASE_ID" server
+  else
+    fail "SIGTERM: the server did not start listening"; show "$CASE_LOG"
+  fi
+  reap "$spid"
+  check "SIGTERM: the server prints its summary and exits 143" 143 "$RC" "$CASE_LOG" \
+    "^stopped by SIGTERM$" "^server: 0 measurement\\(s\\) served, the data of each checked$" && no_leftovers "SIGTERM" "$CASE_ID"
+
+  # Lesson 06's server opens its device only once a client has said what it needs; the
+  # client opens its own before it connects.
+  runtime_config_cases "$BIN/client" 127.0.0.1 -p "$port" --connect-timeout 1
+}
+
 case $n in
-  01 | 02 | 03 | 04 | 05) "cases_$n" ;;
+  01 | 02 | 03 | 04 | 05 | 06) "cases_$n" ;;
   *) fail "no bad-input cases for lesson '$lesson'" ;;
 esac
 t_finish
