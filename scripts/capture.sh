@@ -31,10 +31,12 @@
 # client/client.log; LAB_ARGS: an array of extra `lab.sh run` options, default none, e.g.
 # (--client-runtime userspace); README: the lesson README, relative to the repository,
 # whose quoted log lines must be lines of this run's logs, default
-# lessons/LESSON/README.md, empty for no such check), walkthrough.md.in (the narration,
-# with {{...}} placeholders filled from the capture and the logs by
-# tests/tools/roce_capture.py render) and steps (which step of the lesson each frame
-# belongs to, and what it means: format in tests/tools/lesson_steps.py).
+# lessons/LESSON/README.md, empty for no such check; COMPARE_ARGS: an array of extra
+# `roce_capture.py compare` options for --check, default none, e.g. (--by-direction):
+# many requests in flight, so where the ACKs fall between them is timing),
+# walkthrough.md.in (the narration, with {{...}} placeholders filled from the capture and
+# the logs by tests/tools/roce_capture.py render) and steps (which step of the lesson each
+# frame belongs to, and what it means: format in tests/tools/lesson_steps.py).
 #
 # Derived from the committed capture PCAP_NAME (lessonNN.pcap), its logs and those two:
 #   walkthrough.md          the rendered narration (roce_capture.py render)
@@ -66,6 +68,7 @@ dir="$ROOT/captures/$lesson"
 [ -f "$dir/scenario.sh" ] || { echo "capture.sh: no $dir/scenario.sh" >&2; exit 2; }
 LOGS="server/server.log client/client.log"
 LAB_ARGS=()
+COMPARE_ARGS=()
 README="lessons/$lesson/README.md"
 source "$dir/scenario.sh"
 tool="$ROOT/tests/tools/roce_capture.py"
@@ -170,6 +173,6 @@ case $mode in
     mapfile -t committed_logs < <(check_logs "$dir")
     python3 "$tool" check "$dir/$PCAP_NAME" --port "$PORT" --require "$REQUIRE" "${committed_logs[@]}" >/dev/null
     # A fresh run shows the same frames as the committed one.
-    python3 "$tool" compare "$dir/$PCAP_NAME" "$out/$PCAP_NAME" --port "$PORT"
+    python3 "$tool" compare "$dir/$PCAP_NAME" "$out/$PCAP_NAME" --port "$PORT" "${COMPARE_ARGS[@]}"
     ;;
 esac

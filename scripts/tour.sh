@@ -6,7 +6,7 @@
 # module). Ends with where the logs, captures and ladders are, and how long each part took.
 #
 #   scripts/tour.sh                        the tour in the lab VMs (Soft-RoCE)
-#   scripts/tour.sh --runtime userspace    the whole tour, lessons 01-05, on this host on
+#   scripts/tour.sh --runtime userspace    the whole tour, lessons 01-06, on this host on
 #                                          the userspace RoCE runtime (userspace-roce/):
 #                                          no VM, no kernel module; some seconds once
 #                                          built. Installing missing packages needs root
@@ -26,7 +26,7 @@
 #   scripts/tour.sh --help
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lessons=(01-verbs-send-recv 02-cm-write-read 03-write-with-imm 04-lambda 05-tls-psn)
+lessons=(01-verbs-send-recv 02-cm-write-read 03-write-with-imm 04-lambda 05-tls-psn 06-performance)
 start=$SECONDS
 
 runtime=kernel setup=1
@@ -141,7 +141,7 @@ t0=$SECONDS
 "$ROOT/scripts/lab/build-image.sh"
 took_image=$((SECONDS - t0))
 
-# lab_tour DIR: one boot of the guest pair for all five lessons, one after another, with
+# lab_tour DIR: one boot of the guest pair for all six lessons, one after another, with
 # the wire recorded throughout. Each lesson's server and client commands are the ones its
 # capture runs (captures/NN/scenario.sh), each with its own subdirectory of LAB_OUT and
 # LAB_SYNC (so that lab-ready/lab-wait names such as "server" stay per lesson). A barrier
@@ -150,8 +150,8 @@ took_image=$((SECONDS - t0))
 # itself: one UDP datagram to the client's port 9 (discard), "tour: lesson NN". The
 # recording is cut at those markers (by frame number: the guests' clocks and the
 # capture's time stamps are not the same clock) into one capture per lesson, each checked
-# like a capture of its own (scripts/capture.sh LESSON --recorded). One boot instead of five saves the four
-# boots and power-offs, about half of the tour's time under software emulation.
+# like a capture of its own (scripts/capture.sh LESSON --recorded). One boot instead of
+# six saves five boots and power-offs, each several seconds under software emulation.
 lab_tour() {
   local dir=$1 lesson cmds="$1/cmds"
   mkdir -p "$cmds"
@@ -197,7 +197,7 @@ EOF
 tour="$BUILD_DIR/tour"
 rm -rf "$tour/lab" "$tour/lab.log" "$tour/cmds" "$tour/01-userspace-roce" "${lessons[@]/#/$tour/}"
 mkdir -p "$tour"
-step "the lab: boot the two guests once; run lessons 01-05 between them (server 10.0.0.1, client 10.0.0.2), wire recorded"
+step "the lab: boot the two guests once; run lessons 01-06 between them (server 10.0.0.1, client 10.0.0.2), wire recorded"
 t0=$SECONDS
 labrc=0
 lab_tour "$tour" || labrc=$?
@@ -260,7 +260,8 @@ for lesson in "${lessons[@]}"; do
     failed+=" $lesson"
     continue
   fi
-  sed -n -E '/^(server|client): /s/^/    /p' "$out/server.log" "$out/client.log"
+  # The programs' summary lines (lesson 06 has one client log per technique: client-*.log).
+  sed -n -E '/^(server|client): /s/^/    /p' "$out/server.log" "$out"/client*.log
   sed -n -E '/^capture: .* bytes/s/^/    /p' "$out/check.log"
 done
 took_checks=$((SECONDS - t0))
@@ -297,7 +298,7 @@ for lesson in "${lessons[@]}"; do
   pcap=$(ls "$tour/$lesson"/lesson*.pcap)
   cat <<EOT
   $lesson
-    logs:        $tour/$lesson/server.log  $tour/$lesson/client.log
+    logs:        $tour/$lesson/server.log  $(echo "$tour/$lesson"/client*.log)
     capture:     $pcap   (the whole boot's wire: $tour/lab/wire.pcap)
     read it:     tshark -r $pcap | less      (or open it in Wireshark)
     ladder:      $tour/$lesson/ladder.svg   (this run; open it in a browser)
@@ -313,5 +314,5 @@ else
 fi
 echo "  sit in the lab yourself: scripts/lab/lab.sh shell   (scripts/lab/lab.sh --help)"
 echo "  time: packages $took_packages s, build $took_build s, lab image $took_image s," \
-     "lab (boot once, five lessons) $took_lab s, capture checks $took_checks s," \
+     "lab (boot once, six lessons) $took_lab s, capture checks $took_checks s," \
      "userspace runtime $took_urt s; total $((SECONDS - start)) s"

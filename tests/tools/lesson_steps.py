@@ -14,7 +14,7 @@ Blank lines and lines starting with # are ignored. Two kinds of lines:
   step N = TITLE
       What step N of the lesson does, in a few words (the ladder's key of steps).
 
-  [DIR:]LABEL[#K[-L]] [len=N] [reason=N] [refused] -> STEP | MEANING
+  [DIR:]LABEL[#K[-L]] [len=N] [reason=N] [conn=N] [refused] -> STEP | MEANING
       A rule. LABEL is an event name as roce_capture.py knows it: a RoCE opcode
       (SEND_ONLY, RDMA_WRITE_FIRST, RDMA_READ_REQUEST, ACK ...), a NAK (RNR_NAK,
       NAK_REMOTE_ACCESS_ERROR ...), a CM message (ConnectRequest, ConnectReply,
@@ -26,7 +26,9 @@ Blank lines and lines starting with # are ignored. Two kinds of lines:
       connection is a TCP connection on the lesson's port (exchange messages, TLS
       records), a QP pair (RoCE packets) or the ConnectRequest a CM message follows.
       len=N: the payload size the frame table shows (RoCE payload, exchange message or
-      TLS record length); reason=N: a ConnectReject's reason; refused: a connect refused
+      TLS record length); reason=N: a ConnectReject's reason; conn=N: the event belongs
+      to the N-th connection of the capture (1-based, in the order they started; lesson
+      06 runs one technique per connection); refused: a connect refused
       before the server listened (a ConnectRequest and the reject with reason 8 that
       answered it, see roce_capture.mark_refused).
       STEP is the step's number, or `req` for a response (ACK, NAK, RNR NAK, READ
@@ -106,7 +108,7 @@ def parse_steps(path):
         step, bar, meaning = rest.partition("|")
         if not arrow or not bar or not meaning.strip():
             raise StepsError(f"{where}: '{line}' is neither 'step N = TITLE' nor "
-                             f"'[DIR:]LABEL[#K[-L]] [len=N] [reason=N] [refused] -> STEP | MEANING'")
+                             f"'[DIR:]LABEL[#K[-L]] [len=N] [reason=N] [conn=N] [refused] -> STEP | MEANING'")
         tokens = match.split()
         if not tokens:
             raise StepsError(f"{where}: no label before '->'")
@@ -118,15 +120,16 @@ def parse_steps(path):
         if first is not None and last is not None and last < first:
             raise StepsError(f"{where}: range #{first}-{last} is empty")
         rule = {"line": number, "where": where, "dir": m[1], "label": m[2], "first": first, "last": last,
-                "len": None, "reason": None, "refused": False, "meaning": meaning.strip(), "used": 0}
+                "len": None, "reason": None, "conn": None, "refused": False, "meaning": meaning.strip(),
+                "used": 0}
         for token in tokens[1:]:
             key, eq, value = token.partition("=")
             if token == "refused":
                 rule["refused"] = True
-            elif eq and key in ("len", "reason") and value.isdigit():
+            elif eq and key in ("len", "reason", "conn") and value.isdigit():
                 rule[key] = int(value)
             else:
-                raise StepsError(f"{where}: unknown condition '{token}' (want len=N, reason=N or refused)")
+                raise StepsError(f"{where}: unknown condition '{token}' (want len=N, reason=N, conn=N or refused)")
         step = step.strip()
         if step.isdigit():
             rule["step"] = int(step)
@@ -178,10 +181,13 @@ def in_range(rule, k):
     return k >= rule["first"] and (rule["last"] is None or k <= rule["last"])
 
 
-def matches(rule, ev, k):
+def matches(rule, ev, k, conn=None):
+    """Does RULE match EV, the K-th of its label and direction in its connection, which
+    is the capture's connection number CONN (1-based)?"""
     return (rc.label(ev) == rule["label"] and (rule["dir"] is None or ev["dir"] == rule["dir"])
             and in_range(rule, k) and (rule["len"] is None or event_size(ev) == rule["len"])
             and (rule["reason"] is None or ev.get("reason") == rule["reason"])
+            and (rule["conn"] is None or conn == rule["conn"])
             and (not rule["refused"] or ev.get("refused")))
 
 
@@ -303,11 +309,14 @@ class Capture:
                     continue
                 key = (self.connection_of(ev), ev["dir"], name)
                 counts[key] = counts.get(key, 0) + 1
-                rule = next((r for r in self.rules if matches(r, ev, counts[key])), None)
+                i = rc.run_of(ev, self.run_list)
+                conn = None if i is None else i + 1
+                rule = next((r for r in self.rules if matches(r, ev, counts[key], conn)), None)
                 if rule is None:
                     self.problems.append(
                         f"frame {f['number']}: {ev['dir']}:{name}#{counts[key]} (#{counts[key]} of its connection"
-                        f"{f', len={event_size(ev)}' if event_size(ev) is not None else ''}) matches no rule in "
+                        f"{f', len={event_size(ev)}' if event_size(ev) is not None else ''}"
+                        f"{f', conn={conn}' if conn is not None else ''}) matches no rule in "
                         f"{self.steps_path}: add one")
                     continue
                 rule["used"] += 1

@@ -3,10 +3,11 @@
 
 Uses tshark (Wireshark's decoder) for every field, so what this prints is what a learner
 sees in Wireshark. A lesson connects either over a TCP side channel (lesson 01: QP
-details in HELLO messages on --port), over TLS 1.3 on --port (lesson 05: QP_INFO
-messages, encrypted), or with RDMA CM (librdmacm: ConnectRequest, ConnectReply,
-ReadyToUse MADs on UDP 4791, to QP 1). All become "runs": a client QP and a server QP
-with the first PSN each side's requests carry. A TCP connection on --port is TLS when
+details in HELLO messages on --port; lesson 06: in QP_INFO messages, then a TEST before
+each measurement), over TLS 1.3 on --port (lesson 05: QP_INFO messages, encrypted), or
+with RDMA CM (librdmacm: ConnectRequest, ConnectReply, ReadyToUse MADs on UDP 4791, to
+QP 1). All become "runs": a client QP and a server QP with the first PSN each side's
+requests carry. A TCP connection on --port is TLS when
 the client's first bytes are a TLS handshake record; its events are then TLS records
 (one per record, several per frame possible), named by what tshark sees without the
 keys: ClientHello, ServerHello, HelloRetryRequest, ChangeCipherSpec, Alert (plaintext
@@ -38,7 +39,7 @@ Subcommands:
       inside its buffer, unless the responder refused it with NAK_REMOTE_ACCESS_ERROR.
       Prints one "capture: ..." line per verified fact and "capture: OK" on success,
       exits 1 otherwise.
-  summary PCAP [--port P] [--exact]
+  summary PCAP [--port P] [--exact] [--by-direction]
       The lesson's frames, one per line: direction, exchange message, TLS record, CM
       message or RoCE opcode, payload size (a TLS record's length field: the bytes after
       its 5-byte header), PSN (relative to the first PSN of that stream unless
@@ -55,9 +56,13 @@ Subcommands:
       records after the client's first ApplicationData are listed client's first, then
       server's, within each stretch not interrupted by other frames (tls_story_order
       says why: certificates, ECDSA signatures and session tickets).
-  compare PCAP_A PCAP_B [--port P]
+      --by-direction (without --exact): each stretch of consecutive RoCE packets between
+      two exchange messages lists the client's packets first, then the server's, each
+      side in capture order (lesson 06: with many requests in flight, where the ACKs fall
+      between the requests is timing; see roce_direction_order).
+  compare PCAP_A PCAP_B [--port P] [--by-direction]
       Exit 0 when both captures show the same deterministic story (summary without
-      --exact), else print a diff and exit 1.
+      --exact, and with --by-direction if given), else print a diff and exit 1.
   render TEMPLATE PCAP --log-dir DIR [--port P]
       Fill a walkthrough template's {{...}} placeholders; one that cannot be resolved
       is an error (exit 1 with a message), never an empty string:
@@ -71,6 +76,14 @@ Subcommands:
         {{bytes:N:FIELD@SEL}}   the first N bytes of a bytes FIELD as "aa bb cc ..."
                                 (e.g. infiniband.cm.req.ip_cm.private, data.data)
         {{count:[c>s:|s>c:]NAME}}  how many events have that name (and direction)
+        {{count:[c>s:|s>c:]NAME@SEL}}  ... on SEL's connection only (its TCP
+                                connection and its QPs; e.g. @TEST#2: lesson 06's
+                                second measurement)
+        {{roce_of:SEL}}         every RoCE packet of SEL's connection in capture order,
+                                one per line: frame number and --exact summary line
+        {{in_flight:SEL}}       the most requests the client sent on SEL's connection
+                                that the capture shows unanswered at once (no ACK or
+                                READ response with their PSN or a later one yet)
         {{retries}}             connection attempts refused before the server listened
                                 (TCP RSTs from --port before the first HELLO or
                                 ClientHello; CM ConnectRequests rejected with reason 8,
@@ -192,7 +205,10 @@ FIELDS = ["frame.number", "frame.time_relative", "ip.src", "ip.dst", "tcp.srcpor
           "infiniband.cm.req.serviceid.dport", "infiniband.cm.req.localqpn",
           "infiniband.cm.req.startpsn", "infiniband.cm.req.pppmtu", "infiniband.cm.rep.localqpn",
           "infiniband.cm.rep.startpsn", "infiniband.cm.rej.reason"]
-MSG_TYPES = {1: "HELLO", 2: "READY", 3: "ERROR", 4: "QP_INFO", 5: "DONE"}
+MSG_TYPES = {1: "HELLO", 2: "READY", 3: "ERROR", 4: "QP_INFO", 5: "DONE", 6: "TEST"}
+# A lesson 06 TEST (common/exchange.hpp): the operation and pattern of the next measurement.
+TEST_OPS = {1: "SEND", 2: "WRITE", 3: "WRITE_IMM", 4: "READ"}
+TEST_PATTERNS = {1: "ping-pong", 2: "stream"}
 MTU_BYTES = {1: 256, 2: 512, 3: 1024, 4: 2048, 5: 4096}
 # TLS records (lesson 05) are named by what tshark can see without the keys: the record's
 # content type, and for a plaintext handshake record its handshake message. TLS 1.3
@@ -340,11 +356,19 @@ def parse_messages(data):
             break
         body = data[off + 12: off + 12 + length]
         info = {"type": MSG_TYPES.get(mtype, f"type{mtype}"), "bytes": 12 + length, "version": ver}
-        if info["type"] == "HELLO" and length == 36:
+        if (info["type"], length) in (("HELLO", 36), ("QP_INFO", 52)):
+            # QP_INFO (lesson 06's, in plaintext) is a HELLO followed by one buffer.
             qpn, psn, lid, mtu, _r = struct.unpack("!IIHBB", body[:12])
             size, count = struct.unpack("!II", body[28:36])
             info.update(qpn=qpn, psn=psn, lid=lid, mtu=MTU_BYTES.get(mtu, mtu), gid=body[12:28],
                         size=size, count=count)
+            if length == 52:
+                info["addr"], info["rkey"], info["length"] = struct.unpack("!QII", body[36:52])
+        elif info["type"] == "TEST" and length == 20:
+            op, pattern, flags, _r, size, iters, window, test = struct.unpack("!BBBBIIII", body)
+            info.update(op=TEST_OPS.get(op, f"op{op}"), pattern=TEST_PATTERNS.get(pattern, f"pattern{pattern}"),
+                        flags=[f for bit, f in ((1, "inline"), (2, "event")) if flags & bit],
+                        size=size, iters=iters, window=window, test=test)
         elif info["type"] == "ERROR":
             info["text"] = body.decode("ascii", "replace")
         msgs.append(info)
@@ -504,15 +528,15 @@ def label(ev):
 
 
 def tcp_runs(events):
-    """Lesson 01: one run per TCP connection; each HELLO announces the QPN of its sender
-    and the PSN its sender's requests start at."""
+    """Lesson 01: one run per TCP connection; each HELLO (lesson 06: QP_INFO) announces
+    the QPN of its sender and the PSN its sender's requests start at."""
     by_conn = {}
     for ev in events:
         if ev["kind"] == "tcp":
             by_conn.setdefault(ev["conn"], []).append(ev)
     result = []
     for conn, evs in by_conn.items():
-        hellos = {e["dir"]: e for e in evs if e["type"] == "HELLO"}
+        hellos = {e["dir"]: e for e in evs if e["type"] in ("HELLO", "QP_INFO") and "qpn" in e}
         result.append({"kind": "tcp", "conn": conn, "start": evs[0]["frame"],
                        "client": hellos.get("c>s"), "server": hellos.get("s>c")})
     return result
@@ -590,6 +614,18 @@ def run_index(ev, run_list):
     return found
 
 
+def run_of(ev, run_list):
+    """Which connection (index into run_list) any event belongs to: an exchange message or
+    TLS record by its TCP connection, a RoCE packet by its QPs (run_index), a CM message
+    by the ConnectRequest it follows; None for none."""
+    if ev["kind"] in ("tcp", "tls"):
+        return next((i for i, r in enumerate(run_list) if r["kind"] == ev["kind"] and r["conn"] == ev["conn"]), None)
+    if ev["kind"] == "roce":
+        return run_index(ev, run_list) if ev["decoded"] else None
+    found = [i for i, r in enumerate(run_list) if r["kind"] == "cm" and r["start"] <= ev["frame"]]
+    return found[-1] if found else None
+
+
 def announced_psn(ev, run_list):
     """The PSN where this packet's stream started, as its run announced it.
 
@@ -605,10 +641,16 @@ def announced_psn(ev, run_list):
 
 
 def describe_tcp(ev, exact):
-    if ev["type"] == "HELLO":
+    if ev["type"] in ("HELLO", "QP_INFO") and "qpn" in ev:
         detail = f"size={ev['size']} count={ev['count']} mtu={ev['mtu']}"
         if exact:
             detail = f"QPN=0x{ev['qpn']:06x} PSN=0x{ev['psn']:06x} " + detail
+        if "length" in ev:  # QP_INFO's buffer: where it is varies from run to run, its size not
+            detail += (f" addr=0x{ev['addr']:x} rkey=0x{ev['rkey']:08x}" if exact else "") + f" length={ev['length']}"
+        return f"{ev['dir']}  TCP   {ev['type']:<26} {ev['bytes']:>5} B  {detail}"
+    if ev["type"] == "TEST" and "op" in ev:
+        detail = (f"test={ev['test']} {ev['op']} {ev['pattern']} size={ev['size']} iters={ev['iters']} "
+                  f"window={ev['window']}") + "".join(f" {f}" for f in ev["flags"])
         return f"{ev['dir']}  TCP   {ev['type']:<26} {ev['bytes']:>5} B  {detail}"
     return f"{ev['dir']}  TCP   {ev['type']:<26} {ev['bytes']:>5} B"
 
@@ -788,12 +830,40 @@ def tls_story_order(events):
     return out
 
 
-def summary_lines(pcap, port, exact, events=None):
+def roce_direction_order(events):
+    """With --by-direction (lesson 06): each stretch of consecutive RoCE packets (between
+    two exchange messages, e.g. one measurement between READY and DONE) lists the client's
+    packets first, then the server's, each side in capture order.
+
+    With many requests in flight, where the responder's ACKs (or READ responses) fall
+    between the requests depends on timing: the requester sends the next request while
+    the earlier ones are still being answered. What each side sent, in which order, and
+    which exchange messages come before and after, do not; those are what is compared."""
+    out, stretch = [], []
+
+    def flush():
+        out.extend(e for e in stretch if e["dir"] == "c>s")
+        out.extend(e for e in stretch if e["dir"] == "s>c")
+        stretch.clear()
+
+    for ev in events:
+        if ev["kind"] == "roce":
+            stretch.append(ev)
+        else:
+            flush()
+            out.append(ev)
+    flush()
+    return out
+
+
+def summary_lines(pcap, port, exact, events=None, by_direction=False):
     if events is None:
         events = story(pcap, port)
     run_list = runs(events)
     if not exact:
         events = tls_story_order(events)
+        if by_direction:
+            events = roce_direction_order(events)
     lines = []
     for ev in events:
         if not exact and timing_only(ev):
@@ -804,14 +874,14 @@ def summary_lines(pcap, port, exact, events=None):
 
 
 def cmd_summary(a):
-    for ev, text in summary_lines(a.pcap, a.port, a.exact):
+    for ev, text in summary_lines(a.pcap, a.port, a.exact, by_direction=a.by_direction):
         print(f"{ev['frame']:>4}  {text}" if a.exact else text)
     return 0
 
 
 def cmd_compare(a):
-    left = [t for _, t in summary_lines(a.pcap_a, a.port, False)]
-    right = [t for _, t in summary_lines(a.pcap_b, a.port, False)]
+    left = [t for _, t in summary_lines(a.pcap_a, a.port, False, by_direction=a.by_direction)]
+    right = [t for _, t in summary_lines(a.pcap_b, a.port, False, by_direction=a.by_direction)]
     if left == right:
         print(f"capture: {a.pcap_a} and {a.pcap_b} tell the same story ({len(left)} frames)")
         return 0
@@ -1035,8 +1105,9 @@ def retries(a, events, names):
     rst = subprocess.run(["tshark", "-r", a.pcap, "-n", "-Y", f"tcp.flags.reset == 1 && tcp.srcport == {a.port}",
                           "-T", "fields", "-e", "frame.number"], check=True, capture_output=True, text=True)
     first_hello = names["hello_c"]["frame"] if names.get("hello_c") else 0
-    if not first_hello:  # TLS: before the first ClientHello
-        first_hello = next((e["frame"] for e in events if e["kind"] == "tls" and e["name"] == "ClientHello"), 0)
+    if not first_hello:  # lesson 06: before the first QP_INFO; TLS: before the first ClientHello
+        first_hello = next((e["frame"] for e in events if (e["kind"] == "tcp" and e["type"] == "QP_INFO")
+                            or (e["kind"] == "tls" and e["name"] == "ClientHello")), 0)
     tcp = len([f for f in rst.stdout.split() if int(f) < first_hello])
     return tcp + len([e for e in events if e["kind"] == "cm" and e["attr"] == 0x10 and e["refused"]])
 
@@ -1270,10 +1341,35 @@ class Template:
         return field, frame_field(self.a.pcap, self.event(sel)["frame"], field, self.decode_as)
 
     def count(self, arg):
-        direction, name, k = parse_selector(arg)
+        spec, at, sel = arg.partition("@")
+        direction, name, k = parse_selector(spec)
         if k is not None:
             raise SystemExit(f"render: {{{{count:{arg}}}}} takes no #K")
-        return str(len(matching(self.events, direction, name)))
+        found = matching(self.events, direction, name)
+        if at:
+            run_list = runs(self.events)
+            i = run_of(self.event(sel), run_list)
+            found = [e for e in found if run_of(e, run_list) == i]
+        return str(len(found))
+
+    def in_flight(self, sel):
+        """The most requests of the client on SEL's connection that the capture shows
+        unanswered at once: sent, and not yet covered by a positive ACK or a READ
+        response of the server carrying their PSN or a later one."""
+        run_list = runs(self.events)
+        i = run_of(self.event(sel), run_list)
+        outstanding, most = [], 0
+        for e in self.events:
+            if e["kind"] != "roce" or not e["decoded"] or run_index(e, run_list) != i:
+                continue
+            if e["dir"] == "c>s" and e["op"] in REQUEST_OPS:
+                outstanding.append(e["psn"])
+                most = max(most, len(outstanding))
+            elif e["dir"] == "s>c" and e["op"] in RESPONSE_OPS and not e["nak"]:
+                outstanding = [p for p in outstanding if (e["psn"] - p) & 0xFFFFFF >= 0x800000]
+        if not most:
+            raise SystemExit(f"render: in_flight:{sel}: the client sent no request on that connection")
+        return str(most)
 
     def value(self, name):
         if name == "mtu" and "mtu" not in self.values and "client_qpn" in self.values:
@@ -1433,6 +1529,16 @@ class Template:
             return first_bytes(value, int(n), field)
         if kind == "count":
             return self.count(arg)
+        if kind == "in_flight":
+            return self.in_flight(arg)
+        if kind == "roce_of":
+            run_list = runs(self.events)
+            i = run_of(self.event(arg), run_list)
+            lines = [f"{e['frame']:>4}  {self.by_event[id(e)]}" for e in self.events
+                     if e["kind"] == "roce" and e["decoded"] and run_index(e, run_list) == i]
+            if not lines:
+                raise SystemExit(f"render: roce_of:{arg}: no RoCE packet on that connection")
+            return "\n".join(lines)
         if kind == "retries":
             return str(retries(self.a, self.events, self.names))
         if kind == "log":
@@ -1489,6 +1595,9 @@ def main():
     r = sub.add_parser("render"); r.add_argument("template"); r.add_argument("pcap"); r.add_argument("--log-dir", required=True)
     for p in (c, s, k, r):
         p.add_argument("--port", type=int, default=18515, help="TCP port of the exchange")
+    for p in (s, k):
+        p.add_argument("--by-direction", action="store_true",
+                       help="without --exact: each stretch of RoCE packets client's first (roce_direction_order)")
     a = ap.parse_args()
     return {"check": cmd_check, "summary": cmd_summary, "compare": cmd_compare, "render": cmd_render}[a.cmd](a)
 

@@ -12,7 +12,8 @@ vertical pitch, labelled with the frame number and what the frame carries:
                        adds: RETH (va, rkey, len), ImmDt (imm), AETH (MSN of an ACK, the
                        syndrome of a NAK or RNR NAK), AckReq
   CM messages          REQ, REP (QPN, Starting PSN), RTU, REJ (reason), DREQ, DREP, MRA
-  exchange messages    HELLO (QPN, PSN, MTU), READY, DONE ... (lesson 01's TCP exchange)
+  exchange messages    HELLO (QPN, PSN, MTU), READY, DONE ... (lesson 01's TCP exchange);
+                       QP_INFO (QPN, PSN, MTU) and TEST (the next measurement), lesson 06's
   TLS records          by name and length (several per frame possible)
   bare TCP segments    SYN, ACK, FIN, RST (thin and grey)
 
@@ -90,8 +91,11 @@ def cm_label(ev):
 
 
 def tcp_label(ev):
-    if ev["type"] == "HELLO" and "qpn" in ev:
-        return f"HELLO QPN 0x{ev['qpn']:06x} PSN 0x{ev['psn']:06x} MTU {ev['mtu']} {ev['bytes']} B"
+    if ev["type"] in ("HELLO", "QP_INFO") and "qpn" in ev:
+        return f"{ev['type']} QPN 0x{ev['qpn']:06x} PSN 0x{ev['psn']:06x} MTU {ev['mtu']} {ev['bytes']} B"
+    if ev["type"] == "TEST" and "op" in ev:  # lesson 06: what the next measurement posts
+        flags = "".join(f" {f}" for f in ev["flags"])
+        return f"TEST {ev['test']}: {ev['op']} {ev['pattern']} {ev['size']} B x {ev['iters']}, window {ev['window']}{flags}"
     return f"{ev['type']} {ev['bytes']} B"
 
 
