@@ -63,10 +63,7 @@ EXIT_WAIT_S=30     # how long a server may take to exit once its client is done
 
 # Units. perftest's "MB/sec" is 2^20 bytes per second: report_bw() divides by
 # format_factor = 0x100000 (src/perftest_parameters.c), so it is a MiB/s. Lesson 06's
-# result line says mib_per_s (2^20 bytes per second, compared as it is); a mb_per_s
-# (10^6 bytes per second, what an earlier client wrote) is converted to perftest's unit.
-PERFTEST_MB_BYTES=1048576
-declare -A LESSON_BW_BYTES=([mib_per_s]=1048576 [mb_per_s]=1000000)
+# result line says mib_per_s, 2^20 bytes per second too: the two compare as they are.
 
 # The settings both sides of each pair use (see the header for where perftest's come from).
 LAT_SIZE=64 BW_SIZE=65536 BW_ITERS=5000
@@ -200,19 +197,11 @@ for round in $(seq 1 "$ROUNDS"); do
        "$BIN_DIR/client" "$HOST" -p "$PORT" "${DEV_LESSON[@]}" --run write -s "$BW_SIZE" -n "$BW_ITERS" \
        --window "$BW_TX_DEPTH" --signal-every "$BW_SIGNAL_EVERY" --chain "$BW_CHAIN"; then
     log="$OUT/$name-client.log"
-    key=mib_per_s
-    [ -n "$(lesson_value "$log" mib_per_s)" ] || key=mb_per_s
-    if lesson_take "$name" "$log" "$key"; then
-      bw=$VAL
+    if lesson_take "$name" "$log" mib_per_s; then
+      mib=$(awk -v v="$VAL" 'BEGIN { printf "%.2f", v }')
       if lesson_take "$name" "$log" mmsg_per_s; then
-        # lesson 06's unit (LESSON_BW_BYTES) to perftest's (2^20 bytes)
-        mib=$(awk -v v="$bw" -v a="${LESSON_BW_BYTES[$key]}" -v b="$PERFTEST_MB_BYTES" 'BEGIN { printf "%.2f", v * a / b }')
         BW_OURS+=("$mib") MR_OURS+=("$VAL")
-        if [ "$key" = mib_per_s ]; then
-          echo "ok: $mib MiB/s ($key), $VAL Mmsg/s"
-        else
-          echo "ok: $mib MiB/s (converted from $key=$bw, MB of 10^6 bytes), $VAL Mmsg/s"
-        fi
+        echo "ok: $mib MiB/s (mib_per_s), $VAL Mmsg/s"
       fi
     fi
   fi

@@ -261,10 +261,11 @@ role_local() {
   # A client that vanishes in the middle of a stream of SENDs: the server waits for the
   # next RECV's completion only its -t (3 s here), then says what it waited for. The
   # client runs without a `timeout` wrapper so that the kill hits it; it is killed in
-  # any case.
+  # any case. A million 64 KiB SENDs take tens of seconds even where this runs fastest,
+  # so the kill always lands in the middle of the stream, however loaded the machine.
   timeout 60 "$BIN/server" -p $((p + 3)) -t 3 --accept-timeout 60 >"$SMOKE_OUT/vanished-client-server.log" 2>&1 &
   local spid=$!
-  "$BIN/client" 127.0.0.1 -p $((p + 3)) --connect-timeout 60 --run send -n 1000000 \
+  "$BIN/client" 127.0.0.1 -p $((p + 3)) --connect-timeout 60 --run send -s 65536 -n 1000000 \
     </dev/null >"$SMOKE_OUT/vanished-client-client.log" 2>&1 &
   local cpid=$!
   wait_for_line "$SMOKE_OUT/vanished-client-client.log" "step 5: send: the server is READY; measuring" 60 \
