@@ -13,10 +13,12 @@
 #   cm      1 lesson 02, 2 lesson 03, 3 lesson 04 (smoke.sh roles; RDMA CM)
 #           4 rping -C 50 -v, the client with -V (RDMA CM; SEND, READ, WRITE; data checked)
 #           5 ib_write_bw -R (perftest over RDMA CM)
-#   netem   1 ibv_rc_pingpong -c as in verbs: 400 SEND packets from each side, so that
-#             each side surely loses some and sends them again
-#           2 lesson 01 (smoke.sh roles)
-#           3 rping -C 20 -S 16384 -v: 16 KiB RDMA READs and WRITEs, data verified
+#   netem   1 lesson 01 (smoke.sh roles)
+#           2 rping -C 20 -S 16384 -v: 16 KiB RDMA READs and WRITEs, data verified
+#           (not ibv_rc_pingpong: it ends without a last handshake, so when the ACK of
+#           its last SEND is lost after the peer has exited, the resends go to a QP that
+#           no longer exists and the sender ends in "transport retry counter exceeded"
+#           although every message arrived; lesson 07 shows this case)
 #   corrupt lesson 01 and rping as in netem (the lab corrupts packets); on the
 #           runtime's side rping runs with UROCE_LOG=1, and its log must show the
 #           runtime dropping a packet for its ICRC
@@ -177,7 +179,6 @@ case $group in
     step rping rping_run rping 50 64
     step write_bw write_bw ;;
   netem)
-    step pingpong pingpong 18530
     step 01-verbs-send-recv smoke 01-verbs-send-recv 18531
     step rping-bulk rping_run rping-bulk 20 16384 ;;
   corrupt)
