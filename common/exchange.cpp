@@ -49,6 +49,7 @@ std::string message_type_name(MessageType type) {
     case MessageType::qp_info: return "QP_INFO";
     case MessageType::done: return "DONE";
     case MessageType::test: return "TEST";
+    case MessageType::break_case: return "BREAK";
   }
   return "type " + std::to_string(static_cast<int>(type));
 }
@@ -102,6 +103,33 @@ std::vector<std::uint8_t> encode_error(const std::string& reason) {
   return out;
 }
 
+namespace {
+
+/// Why @p name is not a BREAK name (1..kMaxBreakName of a-z, 0-9, '-'), or empty if it is one.
+std::string break_name_problem(std::span<const std::uint8_t> name) {
+  if (name.empty() || name.size() > kMaxBreakName)
+    return "BREAK name of " + std::to_string(name.size()) + " bytes (1.." + std::to_string(kMaxBreakName) + ")";
+  for (const std::uint8_t c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+      return "BREAK name has byte 0x" + [c] {
+        char hex[3];
+        std::snprintf(hex, sizeof hex, "%02x", c);
+        return std::string(hex);
+      }() + " (only a-z, 0-9 and '-')";
+  return "";
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> encode_break(const std::string& name) {
+  const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(name.data()), name.size());
+  if (const std::string problem = break_name_problem(bytes); !problem.empty())
+    fail(problem, "name a case that `client --list` shows");
+  std::vector<std::uint8_t> out = header(MessageType::break_case, name.size());
+  out.insert(out.end(), name.begin(), name.end());
+  return out;
+}
+
 Header decode_header(std::span<const std::uint8_t> b) {
   if (b.size() < kHeaderSize)
     malformed("header is " + std::to_string(b.size()) + " bytes, needs " +
@@ -131,6 +159,7 @@ Header decode_header(std::span<const std::uint8_t> b) {
     case MessageType::error: length_is(h.body_length >= 1 && h.body_length <= kMaxErrorText); break;
     case MessageType::qp_info: length_is(h.body_length == kQpInfoSize); break;
     case MessageType::test: length_is(h.body_length == kTestSize); break;
+    case MessageType::break_case: length_is(h.body_length >= 1 && h.body_length <= kMaxBreakName); break;
     default: malformed("unknown message type " + std::to_string(b[5]));
   }
   return h;
@@ -201,6 +230,11 @@ std::string decode_error(std::span<const std::uint8_t> b) {
   std::string text;
   for (const std::uint8_t c : b) text.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
   return text;
+}
+
+std::string decode_break(std::span<const std::uint8_t> b) {
+  if (const std::string problem = break_name_problem(b); !problem.empty()) malformed(problem);
+  return std::string(b.begin(), b.end());
 }
 
 }  // namespace common

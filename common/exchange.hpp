@@ -23,6 +23,7 @@
  *  type 4 QP_INFO: HELLO's 36 bytes, then 8 addr, 4 rkey, 4 length (lesson 05)
  *  type 5 DONE:    empty body
  *  type 6 TEST:    20 bytes, lesson 06's next measurement (TestSpec, below)
+ *  type 7 BREAK:   1..32 bytes, the name of the failure lesson 07 reproduces next
  * @endcode
  *
  * The decoder checks every field and throws common::Error with the value seen, so a
@@ -47,6 +48,7 @@ inline constexpr std::size_t kHelloSize = 36;     ///< bytes in a HELLO body
 inline constexpr std::size_t kQpInfoSize = 52;    ///< bytes in a QP_INFO body (HELLO's 36 + 16)
 inline constexpr std::size_t kTestSize = 20;      ///< bytes in a TEST body (lesson 06)
 inline constexpr std::size_t kMaxErrorText = 512; ///< longest ERROR body
+inline constexpr std::size_t kMaxBreakName = 32;  ///< longest BREAK body (lesson 07)
 inline constexpr std::uint32_t kMax24Bit = 0xFFFFFF;  ///< QPNs and PSNs are 24-bit numbers
 static_assert(kMaxErrorText > kHelloSize, "the largest body is an ERROR text");
 
@@ -57,10 +59,11 @@ enum class MessageType : std::uint8_t {
   error = 3,  ///< I refuse to go on; the body says why
   qp_info = 4, ///< my QP details and one buffer the peer may access (QpInfo; lesson 05)
   done = 5,   ///< all my RDMA work completed (every packet I sent was ACKed): you may tear down
-  test = 6    ///< the next measurement the client will run (TestSpec; lesson 06)
+  test = 6,   ///< the next measurement the client will run (TestSpec; lesson 06)
+  break_case = 7  ///< the failure the client will reproduce next (lesson 07)
 };
 
-/// "HELLO", "READY", "ERROR", "QP_INFO", "DONE", "TEST" or "type 7".
+/// "HELLO", "READY", "ERROR", "QP_INFO", "DONE", "TEST", "BREAK" or "type 8".
 std::string message_type_name(MessageType type);
 
 /// What one side tells the other about its QP and the run it intends.
@@ -143,6 +146,9 @@ std::vector<std::uint8_t> encode_ready();
 std::vector<std::uint8_t> encode_done();
 /// ERROR message carrying @p reason (cut to kMaxErrorText bytes).
 std::vector<std::uint8_t> encode_error(const std::string& reason);
+/// BREAK message naming lesson 07's case @p name: 1..kMaxBreakName of a-z, 0-9 and '-'.
+/// @throws Error if @p name is not such a name.
+std::vector<std::uint8_t> encode_break(const std::string& name);
 
 /// Validate and decode a header. @throws Error on a short header, wrong magic, other
 /// version, unknown type, non-zero reserved bytes, or a length that does not fit the type.
@@ -157,5 +163,8 @@ QpInfo decode_qp_info(std::span<const std::uint8_t> body);
 TestSpec decode_test(std::span<const std::uint8_t> body);
 /// Decode an ERROR body; non-printable bytes are shown as '?'. @throws Error if empty or too long.
 std::string decode_error(std::span<const std::uint8_t> body);
+/// Decode a BREAK body: 1..kMaxBreakName bytes of a-z, 0-9 and '-'. Whether a case of that
+/// name exists is lesson 07's check. @throws Error otherwise.
+std::string decode_break(std::span<const std::uint8_t> body);
 
 }  // namespace common

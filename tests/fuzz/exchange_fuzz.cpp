@@ -1,6 +1,6 @@
 // libFuzzer target for the out-of-band exchange format (common/exchange.hpp): the HELLO,
-// READY, ERROR, QP_INFO, DONE and TEST messages that lessons 01 and 06 read from a TCP
-// connection and lesson 05 from a TLS one. Built and run by run_fuzz.sh with ASan + UBSan, so an
+// READY, ERROR, QP_INFO, DONE, TEST and BREAK messages that lessons 01, 06 and 07 read from
+// a TCP connection and lesson 05 from a TLS one. Built and run by run_fuzz.sh with ASan + UBSan, so an
 // out-of-bounds read, an overflow or a leak is a crash.
 //
 // One input is the byte stream a receiver reads from its peer. It is cut the way
@@ -9,7 +9,7 @@
 // header decode_header refuses ends the stream, as it ends the connection; so does a
 // stream that stops inside a message (the peer closed). Each body goes to the decoder of
 // its type, as the lessons' servers and clients call them (decode_hello, decode_qp_info,
-// decode_error, decode_test), and to the other three as well: a decoder must check its
+// decode_error, decode_test, decode_break), and to the other four as well: a decoder must check its
 // own length whatever the header claimed. Whatever is left after the last whole message,
 // if shorter than a header, is given to decode_header too, which must refuse it.
 //
@@ -18,7 +18,7 @@
 //   - a decoder refuses only by throwing common::Error, with a reason and a remedy;
 //   - an accepted header is byte for byte the header the encoders write for that type and
 //     body length, and the length is within its type's bounds (HELLO 36, QP_INFO 52,
-//     TEST 20, ERROR 1..kMaxErrorText, READY and DONE 0);
+//     TEST 20, ERROR 1..kMaxErrorText, BREAK 1..kMaxBreakName, READY and DONE 0);
 //   - an accepted HELLO or QP_INFO has its fields in range (QPN 2..2^24-1, PSN < 2^24,
 //     MTU code 1..5, message size >= 1, a buffer that does not wrap and has a length if
 //     it has an address or rkey) and re-encodes to exactly the header and body received;
@@ -27,11 +27,14 @@
 //     and body received (so the flags byte held only the inline and event bits and the
 //     reserved byte was 0);
 //   - an accepted ERROR text has one printable character per body byte (the byte itself,
-//     or '?' for a byte that is not printable ASCII) and re-encodes to the same header.
+//     or '?' for a byte that is not printable ASCII) and re-encodes to the same header;
+//   - an accepted BREAK name is the body itself, 1..kMaxBreakName bytes of a-z, 0-9 and
+//     '-', and re-encodes to exactly the header and body received; a body that
+//     decode_break refuses, encode_break refuses too (they apply one rule).
 //
 // Built with -DFUZZ_SEED_MODE instead, the file is a tool that writes the seed corpus:
 // `exchange_seed OUT_DIR` writes the streams the lessons' own encoders produce (lesson
-// 01's client and server conversations, lesson 05's, lesson 06's, a refusal). run_fuzz.sh adds the
+// 01's client and server conversations, lesson 05's, lesson 06's, lesson 07's, a refusal). run_fuzz.sh adds the
 // streams recorded in captures/01-verbs-send-recv/lesson01.pcap (capture_seeds.py).
 #include <cstddef>
 #include <cstdint>
@@ -61,6 +64,7 @@ Bytes encoder_header(common::MessageType type, std::size_t length) {
     case common::MessageType::done: m = common::encode_done(); break;
     case common::MessageType::error: m = common::encode_error(std::string(length, 'x')); break;
     case common::MessageType::test: m = common::encode_test({}); break;
+    case common::MessageType::break_case: m = common::encode_break(std::string(length, 'x')); break;
   }
   check(m.size() == common::kHeaderSize + length);
   return Bytes(m.begin(), m.begin() + common::kHeaderSize);
@@ -146,6 +150,38 @@ void try_error(std::span<const std::uint8_t> body) {
   }
 }
 
+/// A byte a BREAK name may hold: a-z, 0-9 or '-'.
+bool break_name_byte(std::uint8_t c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; }
+
+/// decode_break on any body: accepted only as 1..kMaxBreakName bytes of a-z, 0-9 and '-',
+/// returned unchanged, and then it re-encodes exactly; refused, and encode_break refuses
+/// the same bytes.
+void try_break(std::span<const std::uint8_t> body) {
+  std::string name;
+  try {
+    name = common::decode_break(body);
+  } catch (const common::Error& e) {
+    check_refusal(e);
+    bool encode_refused = false;
+    try {
+      (void)common::encode_break(std::string(body.begin(), body.end()));
+    } catch (const common::Error& again) {
+      check_refusal(again);
+      encode_refused = true;
+    }
+    check(encode_refused);
+    return;
+  }
+  check(!body.empty() && body.size() <= common::kMaxBreakName);
+  check(name.size() == body.size());
+  for (std::size_t i = 0; i < body.size(); ++i) check(break_name_byte(body[i]) && name[i] == static_cast<char>(body[i]));
+  try {
+    check(common::encode_break(name) == concat(encoder_header(common::MessageType::break_case, body.size()), body));
+  } catch (const common::Error&) {
+    check(false);  // a name the decoder accepted, the encoder must accept
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -174,10 +210,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case common::MessageType::qp_info:
       case common::MessageType::error:
       case common::MessageType::test:
+      case common::MessageType::break_case:
         try_hello(body);
         try_qp_info(body);
         try_test(body);
         try_error(body);
+        try_break(body);
         break;
       case common::MessageType::ready:
       case common::MessageType::done:
@@ -269,8 +307,16 @@ void write_seeds(const std::filesystem::path& dir) {
   write_seed(dir, "lesson06-refusal",
              {encode_error("TEST 3 asks for 128 x 65536 bytes, more than the ring of 4096 bytes (window 64) "
                            "registered for this client")});
+  // Lesson 07: the client names its case (BREAK), then QP_INFO both ways; and the server
+  // refusing a name no case has (server.cpp answers an ERROR).
+  QpInfo client07{hello(0x14, 0x1f2e3d, "10.0.0.2", 64, 1), 0, 0, 0};
+  QpInfo server07{hello(0x14, 0x6a5b4c, "10.0.0.1", 64, 1), 0x7f11d0002000, 0x2c3d, 64};
+  write_seed(dir, "lesson07-client", {encode_break("bad-rkey"), encode_qp_info(client07), encode_done()});
+  write_seed(dir, "lesson07-server", {encode_qp_info(server07), encode_ready(), encode_done()});
+  write_seed(dir, "lesson07-unknown-case",
+             {encode_break("no-such-case"), encode_error("no case named 'no-such-case'")});
   // The edges of the ranges: the largest QPN and PSN, MTU 4096, the longest ERROR text, a
-  // buffer that ends at the top of the address space.
+  // buffer that ends at the top of the address space, the shortest and longest BREAK names.
   Hello edge = hello(kMax24Bit, kMax24Bit, "10.0.0.1", 0xffffffff, 0xffffffff);
   edge.mtu = IBV_MTU_4096;
   TestSpec widest;
@@ -278,7 +324,8 @@ void write_seeds(const std::filesystem::path& dir) {
   widest.use_inline = widest.use_event = true;
   widest.size = widest.iters = widest.window = widest.number = 0xffffffff;
   write_seed(dir, "edges", {encode_hello(edge), encode_qp_info({edge, 0xffffffff00000000, 0xffffffff, 0xffffffff}),
-                            encode_test(widest), encode_error(std::string(kMaxErrorText, '~'))});
+                            encode_test(widest), encode_error(std::string(kMaxErrorText, '~')),
+                            encode_break("a"), encode_break("abcdefghijklmnopqrstuvwxyz-0189z")});
 }
 
 }  // namespace

@@ -7,7 +7,7 @@
 # TARGET is one of (each is TARGET_fuzz.cpp here; its first comment says what it fuzzes,
 # how one input is used and which invariants it checks):
 #   lambda             lesson 04's bytecode verifier, interpreter and assembler
-#   exchange           common/exchange: HELLO, READY, ERROR, QP_INFO, DONE, TEST from a byte stream
+#   exchange           common/exchange: HELLO, READY, ERROR, QP_INFO, DONE, TEST, BREAK from a byte stream
 #   private_data       common/private_data: what the RDMA CM lessons read from the CM
 #   lesson04_protocol  lesson 04's request and response, and its server's execute()
 #   lesson05_framing   lesson 05's TlsChannel::receive over a real TLS 1.3 connection, and

@@ -8,7 +8,10 @@
 
 #include <cstring>
 #include <random>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "common/errors.hpp"
 #include "common/exchange.hpp"
@@ -271,11 +274,91 @@ TEST(Exchange, TestOfTheWrongLengthIsRefused) {
   auto huge = msg;
   huge[8] = 0x7f;  // ~2 GiB
   expect_error_containing([&] { common::decode_header(huge); }, "TEST with a body of 2130706452 bytes");
-  // TEST is the last type: 7 is unknown.
+  // Type 7 is BREAK now (lesson 07): a TEST header retyped to 7 is a BREAK of 20 bytes.
   auto seven = msg;
   seven[5] = 7;
-  expect_error_containing([&] { common::decode_header(seven); }, "unknown message type 7");
-  EXPECT_EQ(common::message_type_name(static_cast<common::MessageType>(7)), "type 7");
+  EXPECT_EQ(common::decode_header(seven).type, common::MessageType::break_case);
+}
+
+namespace {
+
+/// The bytes of @p text, as a body.
+std::vector<std::uint8_t> bytes_of(const std::string& text) { return std::vector<std::uint8_t>(text.begin(), text.end()); }
+
+/// Names encode_break and decode_break refuse, each with the text its refusal must hold.
+const std::vector<std::pair<std::string, std::string>>& bad_break_names() {
+  static const std::vector<std::pair<std::string, std::string>> names = {
+      {"", "BREAK name of 0 bytes (1..32)"},
+      {std::string(33, 'a'), "BREAK name of 33 bytes (1..32)"},
+      {"Bad-rkey", "BREAK name has byte 0x42 (only a-z, 0-9 and '-')"},
+      {"bad rkey", "BREAK name has byte 0x20"},
+      {"bad/rkey", "BREAK name has byte 0x2f"},
+      {"bad_rkey", "BREAK name has byte 0x5f"},
+      {"rkey\xc3\xa9", "BREAK name has byte 0xc3"},  // "rkeyé" in UTF-8: not ASCII
+      {std::string("bad\0rkey", 8), "BREAK name has byte 0x00"},
+      {"bad-rkey\n", "BREAK name has byte 0x0a"},
+  };
+  return names;
+}
+
+}  // namespace
+
+TEST(Exchange, BreakRoundTripsWithExplicitLayout) {
+  const auto msg = common::encode_break("bad-rkey");
+  ASSERT_EQ(msg.size(), common::kHeaderSize + 8);
+  // Header: "RDMT", version 1, type 7, reserved 0, length 8 big-endian; the body is the name.
+  const std::vector<std::uint8_t> head(msg.begin(), msg.begin() + 12);
+  EXPECT_EQ(head, (std::vector<std::uint8_t>{'R', 'D', 'M', 'T', 1, 7, 0, 0, 0, 0, 0, 8}));
+  EXPECT_EQ(std::vector<std::uint8_t>(msg.begin() + 12, msg.end()), bytes_of("bad-rkey"));
+  const auto header = common::decode_header(msg);
+  EXPECT_EQ(header.type, common::MessageType::break_case);
+  EXPECT_EQ(header.body_length, 8u);
+  EXPECT_EQ(common::message_type_name(common::MessageType::break_case), "BREAK");
+  EXPECT_EQ(common::decode_break(body_of(msg)), "bad-rkey");
+  // The shortest and longest names, and every allowed character.
+  for (const std::string& name : {std::string("a"), std::string(common::kMaxBreakName, 'z'), std::string("0-9"),
+                                 std::string("abcdefghijklmnopqrstuvwxyz-0189"), std::string("-")}) {
+    const auto m = common::encode_break(name);
+    const auto h = common::decode_header(m);
+    EXPECT_EQ(h.type, common::MessageType::break_case);
+    EXPECT_EQ(h.body_length, name.size());
+    const std::string back = common::decode_break(body_of(m));
+    EXPECT_EQ(back, name);
+    EXPECT_EQ(common::encode_break(back), m);
+  }
+}
+
+TEST(Exchange, BreakNamesOutsideTheAlphabetOrLengthAreRefused) {
+  for (const auto& [name, needle] : bad_break_names()) {
+    SCOPED_TRACE("name of " + std::to_string(name.size()) + " bytes");
+    expect_error_containing([&] { common::encode_break(name); }, needle);
+    const auto body = bytes_of(name);
+    expect_error_containing([&] { common::decode_break(body); }, needle);
+    expect_error_containing([&] { common::decode_break(body); }, "malformed exchange message");
+  }
+}
+
+TEST(Exchange, BreakHeaderOfTheWrongLengthIsRefused) {
+  const auto msg = common::encode_break("bad-rkey");
+  for (const int length : {0, 33, 36, 255}) {
+    auto head = msg;
+    head[11] = static_cast<std::uint8_t>(length);
+    expect_error_containing([&] { common::decode_header(head); },
+                            "BREAK with a body of " + std::to_string(length) + " bytes");
+  }
+  for (const int length : {1, 32}) {
+    auto head = msg;
+    head[11] = static_cast<std::uint8_t>(length);
+    EXPECT_EQ(common::decode_header(head).body_length, static_cast<std::uint32_t>(length));
+  }
+  auto huge = msg;
+  huge[8] = 0x7f;  // ~2 GiB
+  expect_error_containing([&] { common::decode_header(huge); }, "BREAK with a body of 2130706440 bytes");
+  // BREAK is the last type: 8 is unknown.
+  auto eight = msg;
+  eight[5] = 8;
+  expect_error_containing([&] { common::decode_header(eight); }, "unknown message type 8");
+  EXPECT_EQ(common::message_type_name(static_cast<common::MessageType>(8)), "type 8");
 }
 
 TEST(Exchange, ErrorTextIsSanitised) {
