@@ -117,10 +117,18 @@ const char* wc_status_remedy(ibv_wc_status status) {
     case IBV_WC_LOC_LEN_ERR:
       return "a message did not fit: the RECV buffer is smaller than what the peer sent "
              "(use the same -s on both sides)";
+    case IBV_WC_LOC_QP_OP_ERR:
+      return "the device could not carry out a work request of this QP; on a RECV, kernel "
+             "Soft-RoCE (6.1) reports so a SEND longer than the RECV buffer (the spec's "
+             "IBV_WC_LOC_LEN_ERR): post RECVs as large as the largest message";
     case IBV_WC_REM_INV_REQ_ERR:
       return "the responder refused a request as invalid: a SEND longer than its RECV buffer "
-             "(Soft-RoCE reports that case so on both sides: use the same -s on both), a READ "
-             "its QP has no resources for, or an operation its QP does not allow";
+             "(the userspace runtime reports that case so), a READ its QP has no resources for, "
+             "or an operation its QP does not allow";
+    case IBV_WC_REM_OP_ERR:
+      return "the responder could not carry out the request: kernel Soft-RoCE (6.1) reports "
+             "so a SEND longer than the RECV buffer the peer posted (use the same -s on both "
+             "sides); on other devices, look at the peer's completions and dmesg";
     case IBV_WC_LOC_PROT_ERR:
       return "a local SGE does not match its MR (wrong lkey, address or length)";
     case IBV_WC_WR_FLUSH_ERR:
