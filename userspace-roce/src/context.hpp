@@ -6,6 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <mutex>
 
 #define UROCE_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -18,7 +20,15 @@ struct Device;
 struct Context {
   verbs_context vctx{};
   Device* dev = nullptr;
+  /// Asynchronous events not yet taken by ibv_get_async_event, oldest first; each one
+  /// also counts 1 in the eventfd `vctx.context.async_fd` (a semaphore), which is what
+  /// makes that fd readable for poll(). Guarded by `async_mu`, a leaf lock.
+  std::mutex async_mu;
+  std::deque<ibv_async_event> async_events;
 };
+
+/// Queue an asynchronous event for ibv_get_async_event (e.g. IBV_EVENT_CQ_ERR).
+void raise_async_event(ibv_context* ctx, const ibv_async_event& event);
 inline Context* context_of(ibv_context* c) {
   return reinterpret_cast<Context*>(reinterpret_cast<uint8_t*>(c) - offsetof(verbs_context, context));
 }

@@ -8,11 +8,16 @@ namespace uroce {
 void cq_push(Cq& cq, const ibv_wc& wc, bool solicited) {
   std::lock_guard<std::mutex> l(cq.mu);
   if (static_cast<int>(cq.entries.size()) >= cq.capacity) {
-    // CQ overrun: a real device raises IBV_EVENT_CQ_ERR. Say so loudly and drop.
+    // CQ overrun: the completion is lost. As kernel rxe does (rxe_cq_post), raise
+    // IBV_EVENT_CQ_ERR for each one lost, and say so once on stderr.
     if (!cq.overrun_reported)
       log_line("CQ overrun: more than %d completions not polled; completions are being lost",
                cq.capacity);
     cq.overrun_reported = true;
+    ibv_async_event ev{};
+    ev.element.cq = &cq.ibv;
+    ev.event_type = IBV_EVENT_CQ_ERR;
+    raise_async_event(cq.ibv.context, ev);
     return;
   }
   cq.entries.push_back(wc);
@@ -25,6 +30,16 @@ void cq_push(Cq& cq, const ibv_wc& wc, bool solicited) {
     uint64_t one = 1;
     (void)!write(cq.channel->ibv.fd, &one, sizeof one);
   }
+}
+
+void raise_async_event(ibv_context* ctx, const ibv_async_event& event) {
+  Context* c = context_of(ctx);
+  {
+    std::lock_guard<std::mutex> l(c->async_mu);
+    c->async_events.push_back(event);
+  }
+  uint64_t one = 1;
+  (void)!write(ctx->async_fd, &one, sizeof one);
 }
 
 }  // namespace uroce

@@ -326,8 +326,8 @@ UROCE_EXPORT ibv_context* UROCE_V1_1(ibv_open_device)(ibv_device* device) {
     ctx.ops.req_notify_cq = uroce_req_notify_cq;
     ctx.ops.alloc_mw = uroce_alloc_mw;
     ctx.cmd_fd = -1;
-    // Asynchronous events (port changes, fatal QP errors) would arrive here; this
-    // runtime reports errors through completions, so the fd never becomes readable.
+    // Asynchronous events: the runtime raises IBV_EVENT_CQ_ERR when a CQ overruns
+    // (raise_async_event); transport errors are reported through completions.
     ctx.async_fd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
     ctx.num_comp_vectors = 1;
     pthread_mutex_init(&ctx.mutex, nullptr);
@@ -874,12 +874,19 @@ UROCE_EXPORT int UROCE_V1_1(ibv_destroy_qp)(ibv_qp* ibqp) {
 
 UROCE_EXPORT int UROCE_V1_1(ibv_get_async_event)(ibv_context* ctx, ibv_async_event* event) {
   uint64_t v;
-  // Nothing ever writes this fd: a blocking call waits forever, like on a healthy HCA;
-  // a non-blocking one fails with EAGAIN.
+  // Blocks while no event is queued (unless the application made the fd non-blocking:
+  // then EAGAIN), as on any device; each event counts 1 in the semaphore eventfd.
   if (read(ctx->async_fd, &v, sizeof v) < 0) return -1;
-  *event = {};
-  errno = EIO;
-  return -1;
+  Context* c = context_of(ctx);
+  std::lock_guard<std::mutex> l(c->async_mu);
+  if (c->async_events.empty()) {
+    *event = {};
+    errno = EIO;
+    return -1;
+  }
+  *event = c->async_events.front();
+  c->async_events.pop_front();
+  return 0;
 }
 
 UROCE_EXPORT void UROCE_V1_1(ibv_ack_async_event)(ibv_async_event*) {}
