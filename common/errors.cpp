@@ -7,8 +7,8 @@
 
 namespace common {
 
-Error::Error(std::string what_failed, std::string remedy)
-    : std::runtime_error(std::move(what_failed)), remedy_(std::move(remedy)) {}
+Error::Error(std::string what_failed, std::string remedy, int err)
+    : std::runtime_error(std::move(what_failed)), remedy_(std::move(remedy)), err_(err) {}
 
 void fail(std::string what_failed, std::string remedy) {
   throw Error(std::move(what_failed), std::move(remedy));
@@ -24,7 +24,7 @@ void check_rc(int rc, const char* call, const std::string& remedy, bool negative
   if (rc == 0 || (negative_only && rc > 0)) return;
   // ibv_modify_qp and friends return the errno value; POSIX-style calls return -1.
   const int err = rc > 0 ? rc : (errno != 0 ? errno : EIO);
-  fail(std::string(call) + " failed: " + errno_text(err), remedy);
+  throw Error(std::string(call) + " failed: " + errno_text(err), remedy, err);
 }
 
 int run_main(const std::function<int()>& body) {

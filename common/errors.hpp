@@ -28,12 +28,16 @@ class Error : public std::runtime_error {
  public:
   /// @param what_failed the call or check that failed, with the values seen
   /// @param remedy      what the user can do about it (may be empty)
-  Error(std::string what_failed, std::string remedy);
+  /// @param err         the errno value of the failed call (check_rc), 0 for other checks
+  Error(std::string what_failed, std::string remedy, int err = 0);
   /// What the user can do about it.
   const std::string& remedy() const { return remedy_; }
+  /// The errno value of the call that failed (EINVAL ...), or 0 when no call failed.
+  int error_number() const { return err_; }
 
  private:
   std::string remedy_;
+  int err_ = 0;
 };
 
 /// Throw common::Error. Use for checks that are not a single library call.
@@ -46,7 +50,8 @@ std::string errno_text(int err);
  * Check an int-returning verbs/CM/POSIX call. 0 (or any non-negative value when
  * @p negative_only) is success. A positive return is taken as the errno value itself
  * (ibv_modify_qp style); -1 means "look at errno" (POSIX style).
- * @throws Error naming @p call, the errno text and @p remedy.
+ * @throws Error naming @p call, the errno text and @p remedy; Error::error_number() is
+ *         the errno value.
  */
 void check_rc(int rc, const char* call, const std::string& remedy, bool negative_only = false);
 
