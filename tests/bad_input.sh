@@ -9,7 +9,7 @@
 #
 # Option and file errors need no RDMA device: the programs refuse them before opening
 # one. Cases that need a connection run on the userspace RoCE runtime
-# (scripts/userspace-roce.sh), for lessons 01, 05 and 06. Lessons 02-04 have only cases
+# (scripts/userspace-roce.sh), for lessons 01, 05, 06 and 07. Lessons 02-04 have only cases
 # refused before a device is opened here; their connected cases are in their own smokes
 # (lessons/NN/smoke.sh local: nobody listening in each, a rejected client in 02 and 03, a
 # server stopped with SIGTERM in 02 and 04), which run in the lab and on the runtime
@@ -112,6 +112,21 @@ timeout_options() {
   done
   expect "$prog $option -5: out of range" 2 30 "$option: '-5' seconds is out of range" "give $low to $high" \
     -- "$BIN/$prog" "$@" "$option" -5
+}
+
+# sigterm_case SUMMARY: a server (on the runtime) waiting for its client gets SIGTERM: it
+# must print "stopped by SIGTERM" and its summary line (matching SUMMARY), and exit 143.
+sigterm_case() {
+  new_case sigterm
+  start 120 "$CASE_LOG" "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 60; local spid=$BG_PID
+  if wait_for_line "$CASE_LOG" "listening on TCP port $port" 60; then
+    stop_with TERM "$CASE_ID" server
+  else
+    fail "SIGTERM: the server did not start listening"; show "$CASE_LOG"
+  fi
+  reap "$spid"
+  check "SIGTERM: the server prints its summary and exits 143" 143 "$RC" "$CASE_LOG" \
+    "^stopped by SIGTERM$" "$1" && no_leftovers "SIGTERM" "$CASE_ID"
 }
 
 # The usage errors every lesson shares.
@@ -430,24 +445,45 @@ cases_06() {
     "nothing listens on TCP port $((port + 1)) there" -- "${U[@]}" "$BIN/client" 127.0.0.1 -p $((port + 1)) --connect-timeout 1
 
   # SIGTERM ends a server waiting for its client with its summary line.
-  new_case sigterm
-  start 120 "$CASE_LOG" "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 60; local spid=$BG_PID
-  if wait_for_line "$CASE_LOG" "listening on TCP port $port" 60; then
-    stop_with TERM "$CASE_ID" server
-  else
-    fail "SIGTERM: the server did not start listening"; show "$CASE_LOG"
-  fi
-  reap "$spid"
-  check "SIGTERM: the server prints its summary and exits 143" 143 "$RC" "$CASE_LOG" \
-    "^stopped by SIGTERM$" "^server: 0 measurement\\(s\\) served, the data of each checked$" && no_leftovers "SIGTERM" "$CASE_ID"
+  sigterm_case "^server: 0 measurement\\(s\\) served, the data of each checked$"
 
   # Lesson 06's server opens its device only once a client has said what it needs; the
   # client opens its own before it connects.
   runtime_config_cases "$BIN/client" 127.0.0.1 -p "$port" --connect-timeout 1
 }
 
+# --- lesson 07: failures on purpose (connected cases on the runtime) ---------------------
+# Its smoke (lessons/07-when-it-breaks/smoke.sh local) has the lesson's own refusals: no
+# --break, an unknown case, --list, nobody listening, a BREAK naming no case. Here: every
+# option's range and form, and a stopped server.
+cases_07() {
+  expect "client without --break" 2 30 "--break NAME is required \\(one of: gid-kinds, " "one of:" -- "$BIN/client"
+  expect "client --break no-such-case" 1 30 "no case named 'no-such-case'" "remedy: name one of: gid-kinds, " \
+    -- "$BIN/client" --break no-such-case 127.0.0.1
+  expect "client --break bad-rkey without a server" 1 30 "case bad-rkey needs a server" \
+    "remedy: give the server's address: client --break bad-rkey SERVER" -- "$BIN/client" --break bad-rkey
+  expect "an option that does not exist" 2 30 "--no-such-option" "Usage:" -- "$BIN/server" --no-such-option
+  expect "server -p 0" 2 30 "--port: Value 0 not in range" "Usage:" -- "$BIN/server" -p 0
+  expect "-v and -q together" 2 30 "-v and -q contradict each other" "pick one" -- "$BIN/client" --break bad-rkey 127.0.0.1 -v -q
+  timeout_options client --timeout 0.1 3600 --break bad-rkey 127.0.0.1
+  timeout_options client --connect-timeout 0.1 3600 --break bad-rkey 127.0.0.1
+  timeout_options server --timeout 0.1 3600
+  timeout_options server --accept-timeout 0.1 3600
+
+  expect "nobody listening: the client gives up after --connect-timeout" 1 60 \
+    "could not connect to 127.0.0.1:$((port + 1)) after [0-9]+ attempts in 1.0 s: ECONNREFUSED" \
+    "nothing listens on TCP port $((port + 1)) there" \
+    -- "${U[@]}" "$BIN/client" --break bad-rkey 127.0.0.1 -p $((port + 1)) --connect-timeout 1
+
+  # SIGTERM ends a server waiting for its client with its summary line.
+  sigterm_case "^server: no case run \\(stopped while waiting for a client\\)$"
+
+  # Both programs open their device before anything else.
+  runtime_config_cases "$BIN/client" --break bad-rkey 127.0.0.1 -p "$port" --connect-timeout 1
+}
+
 case $n in
-  01 | 02 | 03 | 04 | 05 | 06) "cases_$n" ;;
+  01 | 02 | 03 | 04 | 05 | 06 | 07) "cases_$n" ;;
   *) fail "no bad-input cases for lesson '$lesson'" ;;
 esac
 t_finish

@@ -37,7 +37,7 @@ case $mode in
     port=$(sed -n 's/^: "${SMOKE_PORT:=\([0-9]*\)}"$/\1/p' "$ROOT/$smoke")
     [ -n "$port" ] || { echo "lab_smoke: no SMOKE_PORT default in $smoke" >&2; exit 2; }
     case $lesson in
-      01-*|05-*|06-*) listening="--tcp-listen $port" ;;
+      01-*|05-*|06-*|07-*) listening="--tcp-listen $port" ;;
       *) listening="--cm-listen $port" ;;
     esac
     "$ROOT/scripts/lab/lab.sh" run --out "$out" --timeout 300 --capture "$out/wire.pcap" \
