@@ -25,7 +25,9 @@
 #                                           makes of the committed capture now, and every
 #                                           frame belongs to a step of the steps file
 #
-# LESSON is a directory under captures/ (e.g. 01-verbs-send-recv, or interop) holding
+# LESSON is a directory under captures/ (01-verbs-send-recv, 02-cm-write-read,
+# 03-write-with-imm, 04-lambda, 05-tls-psn, 06-performance, 07-when-it-breaks: a
+# selection of its failure cases, run by its smoke script; or interop) holding
 # scenario.sh (what to run: PORT, REQUIRE, CHECK_LOGS, PCAP_NAME, SERVER_CMD, CLIENT_CMD,
 # and optionally LOGS: the programs' logs as ROLE/NAME.log, default server/server.log
 # client/client.log; LAB_ARGS: an array of extra `lab.sh run` options, default none, e.g.
@@ -49,7 +51,10 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-lesson=${1:?usage: capture.sh LESSON [--out DIR] [--update|--check|--render|--check-committed]}
+case ${1:-} in
+  -h|--help) sed -n '2,/^set -euo pipefail/{/^set /d; s/^# \{0,1\}//; p}' "$0"; exit 0 ;;
+esac
+lesson=${1:?usage: capture.sh LESSON [--out DIR] [--update|--check|--render|--check-committed] (--help: more)}
 shift
 mode=run out="" recorded=""
 while [ $# -gt 0 ]; do
@@ -65,7 +70,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 dir="$ROOT/captures/$lesson"
-[ -f "$dir/scenario.sh" ] || { echo "capture.sh: no $dir/scenario.sh" >&2; exit 2; }
+[ -f "$dir/scenario.sh" ] || {
+  echo "capture.sh: no $dir/scenario.sh; LESSON is one of:" \
+       $(cd "$ROOT/captures" && for d in */scenario.sh; do printf ' %s' "${d%/scenario.sh}"; done) >&2
+  exit 2
+}
 LOGS="server/server.log client/client.log"
 LAB_ARGS=()
 COMPARE_ARGS=()

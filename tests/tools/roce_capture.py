@@ -4,7 +4,8 @@
 Uses tshark (Wireshark's decoder) for every field, so what this prints is what a learner
 sees in Wireshark. A lesson connects either over a TCP side channel (lesson 01: QP
 details in HELLO messages on --port; lesson 06: in QP_INFO messages, then a TEST before
-each measurement), over TLS 1.3 on --port (lesson 05: QP_INFO messages, encrypted), or
+each measurement; lesson 07: a BREAK naming its case, shown as "BREAK name", then
+QP_INFO messages), over TLS 1.3 on --port (lesson 05: QP_INFO messages, encrypted), or
 with RDMA CM (librdmacm: ConnectRequest, ConnectReply, ReadyToUse MADs on UDP 4791, to
 QP 1). All become "runs": a client QP and a server QP with the first PSN each side's
 requests carry. A TCP connection on --port is TLS when
@@ -45,7 +46,9 @@ Subcommands:
       its 5-byte header), PSN (relative to the first PSN of that stream unless
       --exact). Without --exact only what is the same in every run of a scenario:
       RETH length (len=), immediate data (imm=) and NAK names, but not addresses,
-      rkeys, QPNs or resend counts; CM lines are direction and name only, and neither
+      rkeys, QPNs or resend counts (an ACK with PSN 0xffffff that answers no request
+      with that PSN shows it as it is: kernel rxe's answer to a duplicate on a new QP,
+      lesson 07's psn-behind, the same in every run); CM lines are direction and name only, and neither
       an MRA nor a ConnectRequest refused before the server listened is shown (both
       depend on timing). --exact adds QPNs, raw PSNs, va= rkey=, CM Starting PSNs, the
       service port, reject reasons and "(resent N)" for retransmitted CM messages.
@@ -205,7 +208,7 @@ FIELDS = ["frame.number", "frame.time_relative", "ip.src", "ip.dst", "tcp.srcpor
           "infiniband.cm.req.serviceid.dport", "infiniband.cm.req.localqpn",
           "infiniband.cm.req.startpsn", "infiniband.cm.req.pppmtu", "infiniband.cm.rep.localqpn",
           "infiniband.cm.rep.startpsn", "infiniband.cm.rej.reason"]
-MSG_TYPES = {1: "HELLO", 2: "READY", 3: "ERROR", 4: "QP_INFO", 5: "DONE", 6: "TEST"}
+MSG_TYPES = {1: "HELLO", 2: "READY", 3: "ERROR", 4: "QP_INFO", 5: "DONE", 6: "TEST", 7: "BREAK"}
 # A lesson 06 TEST (common/exchange.hpp): the operation and pattern of the next measurement.
 TEST_OPS = {1: "SEND", 2: "WRITE", 3: "WRITE_IMM", 4: "READ"}
 TEST_PATTERNS = {1: "ping-pong", 2: "stream"}
@@ -371,6 +374,9 @@ def parse_messages(data):
                         size=size, iters=iters, window=window, test=test)
         elif info["type"] == "ERROR":
             info["text"] = body.decode("ascii", "replace")
+        elif info["type"] == "BREAK":
+            # Lesson 07: the name of the failure the client reproduces next, in ASCII.
+            info["case"] = body.decode("ascii", "replace")
         msgs.append(info)
         off += 12 + length
     return msgs, off
@@ -652,6 +658,8 @@ def describe_tcp(ev, exact):
         detail = (f"test={ev['test']} {ev['op']} {ev['pattern']} size={ev['size']} iters={ev['iters']} "
                   f"window={ev['window']}") + "".join(f" {f}" for f in ev["flags"])
         return f"{ev['dir']}  TCP   {ev['type']:<26} {ev['bytes']:>5} B  {detail}"
+    if ev["type"] == "BREAK" and "case" in ev:
+        return f"{ev['dir']}  TCP   {ev['type'] + ' ' + ev['case']:<26} {ev['bytes']:>5} B"
     return f"{ev['dir']}  TCP   {ev['type']:<26} {ev['bytes']:>5} B"
 
 
@@ -705,7 +713,24 @@ def describe_tls(ev, exact):
     return f"{ev['dir']}  TLS   {ev['name']:<26} {ev['length']:>5} B  {' '.join(detail)}".rstrip()
 
 
-def describe(ev, base_psn, exact):
+# The PSN of an ACK that acknowledges nothing yet: kernel rxe (6.1) answers a duplicate
+# request with the PSN before the last one it ACKed, and that starts at 0 on a new QP, so
+# a QP's first answer to a request from before its expected PSN (lesson 07's psn-behind)
+# carries 0xffffff, whatever the announced PSN was.
+NOTHING_ACKED_PSN = 0xFFFFFF
+
+
+def unanchored(ev, request_psns, run_list):
+    """A response carrying NOTHING_ACKED_PSN when no request of its stream had that PSN:
+    its PSN is not relative to the stream's first PSN, so the summary without --exact
+    shows it as it is (relative, it would differ in every run)."""
+    if ev["kind"] != "roce" or not ev["decoded"] or ev["op"] not in RESPONSE_OPS or ev["psn"] != NOTHING_ACKED_PSN:
+        return False
+    other = "s>c" if ev["dir"] == "c>s" else "c>s"
+    return NOTHING_ACKED_PSN not in request_psns.get((run_index(ev, run_list), other), set())
+
+
+def describe(ev, base_psn, exact, absolute=False):
     if ev["kind"] == "tcp":
         return describe_tcp(ev, exact)
     if ev["kind"] == "tls":
@@ -714,7 +739,7 @@ def describe(ev, base_psn, exact):
         return describe_cm(ev, exact)
     if not ev["decoded"]:
         return f"{ev['dir']}  UDP   NOT DECODED AS RoCE"
-    if exact:
+    if exact or absolute:
         psn = f"PSN=0x{ev['psn']:06x}"
     elif base_psn is None:
         psn = "PSN=?"  # a packet of no exchange we saw
@@ -864,12 +889,16 @@ def summary_lines(pcap, port, exact, events=None, by_direction=False):
         events = tls_story_order(events)
         if by_direction:
             events = roce_direction_order(events)
+    request_psns = {}  # (run index, direction) -> the PSNs of the requests sent that way
+    for ev in events:
+        if ev["kind"] == "roce" and ev["decoded"] and ev["op"] in REQUEST_OPS:
+            request_psns.setdefault((run_index(ev, run_list), ev["dir"]), set()).add(ev["psn"])
     lines = []
     for ev in events:
         if not exact and timing_only(ev):
             continue
         base = announced_psn(ev, run_list) if ev["kind"] == "roce" and ev["decoded"] else 0
-        lines.append((ev, describe(ev, base, exact)))
+        lines.append((ev, describe(ev, base, exact, absolute=unanchored(ev, request_psns, run_list))))
     return lines
 
 
@@ -1092,6 +1121,8 @@ def frame_table(lines):
         d, proto = parts[0], parts[1]
         rest = text.split(proto, 1)[1].strip()
         name, _, tail = rest.partition(" ")
+        if ev.get("kind") == "tcp" and ev.get("type") == "BREAK" and "case" in ev:  # "BREAK NAME": two words
+            name, tail = f"BREAK {ev['case']}", rest[len("BREAK ") + len(ev["case"]):]
         m = re.match(r"\s*(\d+) B\s*(.*)", tail)
         size, details = (m[1], m[2]) if m else ("", tail.strip())
         table.append(f"| {ev['frame']} | {d} | {proto} {name} | {size} | {details} |")
