@@ -37,3 +37,7 @@ namespace lesson05 {}
 /// Lesson 06: the connection sized for a window, the techniques it measures (ping-pong,
 /// stream, waiting), the plan, the numbers (lessons/06-performance/).
 namespace lesson06 {}
+
+/// Lesson 07: the ordinary connection a failure changes (Session, Setup), the cases and
+/// what they report (lessons/07-when-it-breaks/).
+namespace lesson07 {}

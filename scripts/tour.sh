@@ -6,7 +6,7 @@
 # module). Ends with where the logs, captures and ladders are, and how long each part took.
 #
 #   scripts/tour.sh                        the tour in the lab VMs (Soft-RoCE)
-#   scripts/tour.sh --runtime userspace    the whole tour, lessons 01-06, on this host on
+#   scripts/tour.sh --runtime userspace    the whole tour, lessons 01-07, on this host on
 #                                          the userspace RoCE runtime (userspace-roce/):
 #                                          no VM, no kernel module; some seconds once
 #                                          built. Installing missing packages needs root
@@ -26,7 +26,7 @@
 #   scripts/tour.sh --help
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lessons=(01-verbs-send-recv 02-cm-write-read 03-write-with-imm 04-lambda 05-tls-psn 06-performance)
+lessons=(01-verbs-send-recv 02-cm-write-read 03-write-with-imm 04-lambda 05-tls-psn 06-performance 07-when-it-breaks)
 start=$SECONDS
 
 runtime=kernel setup=1
@@ -141,7 +141,7 @@ t0=$SECONDS
 "$ROOT/scripts/lab/build-image.sh"
 took_image=$((SECONDS - t0))
 
-# lab_tour DIR: one boot of the guest pair for all six lessons, one after another, with
+# lab_tour DIR: one boot of the guest pair for all seven lessons, one after another, with
 # the wire recorded throughout. Each lesson's server and client commands are the ones its
 # capture runs (captures/NN/scenario.sh), each with its own subdirectory of LAB_OUT and
 # LAB_SYNC (so that lab-ready/lab-wait names such as "server" stay per lesson). A barrier
@@ -197,7 +197,7 @@ EOF
 tour="$BUILD_DIR/tour"
 rm -rf "$tour/lab" "$tour/lab.log" "$tour/cmds" "$tour/01-userspace-roce" "${lessons[@]/#/$tour/}"
 mkdir -p "$tour"
-step "the lab: boot the two guests once; run lessons 01-06 between them (server 10.0.0.1, client 10.0.0.2), wire recorded"
+step "the lab: boot the two guests once; run lessons 01-07 between them (server 10.0.0.1, client 10.0.0.2), wire recorded"
 t0=$SECONDS
 labrc=0
 lab_tour "$tour" || labrc=$?
@@ -260,8 +260,16 @@ for lesson in "${lessons[@]}"; do
     failed+=" $lesson"
     continue
   fi
-  # The programs' summary lines (lesson 06 has one client log per technique: client-*.log).
-  sed -n -E '/^(server|client): /s/^/    /p' "$out/server.log" "$out"/client*.log
+  # The programs' summary lines (lesson 06 has one client log per technique: client-*.log;
+  # lesson 07 one log per case and side, its smoke's tally in smoke-*.log).
+  summary_logs=()
+  for log in "$out/server.log" "$out"/client*.log "$out"/*-client.log "$out"/*-server.log; do
+    [ -f "$log" ] && summary_logs+=("$log")
+  done
+  [ ${#summary_logs[@]} -eq 0 ] || sed -n -E '/^(server|client): /s/^/    /p' "${summary_logs[@]}"
+  for log in "$tour/lab/server/$lesson"/smoke-*.log "$tour/lab/client/$lesson"/smoke-*.log; do
+    if [ -f "$log" ]; then sed -n -E '/^smoke: lesson [0-9]+: /s/^/    /p' "$log"; fi
+  done
   sed -n -E '/^capture: .* bytes/s/^/    /p' "$out/check.log"
 done
 took_checks=$((SECONDS - t0))
@@ -314,5 +322,5 @@ else
 fi
 echo "  sit in the lab yourself: scripts/lab/lab.sh shell   (scripts/lab/lab.sh --help)"
 echo "  time: packages $took_packages s, build $took_build s, lab image $took_image s," \
-     "lab (boot once, six lessons) $took_lab s, capture checks $took_checks s," \
+     "lab (boot once, seven lessons) $took_lab s, capture checks $took_checks s," \
      "userspace runtime $took_urt s; total $((SECONDS - start)) s"
