@@ -13,7 +13,8 @@ vertical pitch, labelled with the frame number and what the frame carries:
                        syndrome of a NAK or RNR NAK), AckReq
   CM messages          REQ, REP (QPN, Starting PSN), RTU, REJ (reason), DREQ, DREP, MRA
   exchange messages    HELLO (QPN, PSN, MTU), READY, DONE ... (lesson 01's TCP exchange);
-                       QP_INFO (QPN, PSN, MTU) and TEST (the next measurement), lesson 06's
+                       QP_INFO (QPN, PSN, MTU) and TEST (the next measurement), lesson 06's;
+                       BREAK (the case lesson 07 runs next)
   TLS records          by name and length (several per frame possible)
   bare TCP segments    SYN, ACK, FIN, RST (thin and grey)
 
@@ -96,6 +97,8 @@ def tcp_label(ev):
     if ev["type"] == "TEST" and "op" in ev:  # lesson 06: what the next measurement posts
         flags = "".join(f" {f}" for f in ev["flags"])
         return f"TEST {ev['test']}: {ev['op']} {ev['pattern']} {ev['size']} B x {ev['iters']}, window {ev['window']}{flags}"
+    if ev["type"] == "BREAK" and "case" in ev:  # lesson 07: the case the client runs next
+        return f"BREAK {ev['case']}"
     return f"{ev['type']} {ev['bytes']} B"
 
 
