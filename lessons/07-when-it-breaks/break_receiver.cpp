@@ -178,8 +178,8 @@ int killed_client(Session& s) {
   const unsigned tries = s.setup.retry_cnt + 1u;
   char why[300];
   std::snprintf(why, sizeof why,
-                "timeout %u = 4.096 us x 2^%u = %.1f ms per try; retry_cnt %u: the first send and %u resends, "
-                "%u x %.1f ms = %.0f ms (measured %.0f ms)",
+                "timeout %u = 4.096 us x 2^%u = %.1f ms per try (rxe counts it in whole kernel ticks); retry_cnt "
+                "%u: the first send and %u resends, %u x %.1f ms = %.0f ms (measured %.0f ms)",
                 s.setup.timeout, s.setup.timeout, each * 1e3, s.setup.retry_cnt, s.setup.retry_cnt, tries, each * 1e3,
                 tries * each * 1e3, took * 1e3);
   explain("client", why, "the same SEND (same PSN) 1 + retry_cnt times, nothing back",

@@ -28,10 +28,8 @@ std::atomic<const char*> g_state{"server: no case run (stopped while waiting for
 int run_server(const common::Options& opts, double accept_timeout_s) {
   common::SummaryOnStop summary([] { return std::string(g_state.load()); });
   // The device first, before waiting for anyone: a host without RDMA is told at once.
-  lesson07::Session s;
-  s.server_side = true;
-  s.opts = opts;
-  s.port = common::open_port(opts.ib_dev, opts.ib_port, opts.gid_idx);
+  // It is closed again: the case opens it anew with its own Setup (step 2).
+  common::open_port(opts.ib_dev, opts.ib_port, opts.gid_idx);
   LOG(slow, "step 3: wait for a client on TCP port %u (up to %.0f s)", opts.port, accept_timeout_s);
   common::Channel channel = common::Channel::accept_one(opts.port, accept_timeout_s);
   const common::Message m = channel.receive(opts.timeout_s);
@@ -48,6 +46,9 @@ int run_server(const common::Options& opts, double accept_timeout_s) {
   }
   LOG(info, "step 1: client %s asks for case %s: %s; predicted: %s", channel.peer().c_str(), c->name, c->title, c->fails);
   g_state = "server: stopped in the middle of a case";
+  lesson07::Session s;
+  s.server_side = true;
+  s.opts = opts;
   s.setup = c->setup;
   try {
     lesson07::open_session(s);
