@@ -28,6 +28,6 @@ LOGS="$(for c in $CASES; do printf ' server/%s-server.log client/%s-client.log' 
 README=""
 PCAP_NAME=lesson07.pcap
 SERVER_CMD='lab-ready -q --timeout 240 server --tcp-listen 18517 -- env SMOKE_CASES="'"$CASES"'" \
-  lessons/07-when-it-breaks/smoke.sh server >"$LAB_OUT/smoke-server.log" 2>&1'
+  "$LAB_REPO/lessons/07-when-it-breaks/smoke.sh" server >"$LAB_OUT/smoke-server.log" 2>&1'
 CLIENT_CMD='lab-wait -q --timeout 240 server && SMOKE_CASES="'"$CASES"'" \
-  lessons/07-when-it-breaks/smoke.sh client "$LAB_SERVER_IP" >"$LAB_OUT/smoke-client.log" 2>&1'
+  "$LAB_REPO/lessons/07-when-it-breaks/smoke.sh" client "$LAB_SERVER_IP" >"$LAB_OUT/smoke-client.log" 2>&1'

@@ -111,7 +111,7 @@ MtuOutcome mtu_outcome(const Session& s) {
   // Between two hosts the packet is lost only if it does not fit the link: a peer port
   // whose active MTU is below 4096 sits on an interface with a smaller IP MTU (1500 in the
   // lab). On one host, or over jumbo frames, rxe 6.1 lets it through.
-  const ibv_mtu peer_port = s.server_side ? s.peer.qp.mtu : s.peer.qp.mtu;
+  const ibv_mtu peer_port = s.peer.qp.mtu;  // the other side's port, from its QP_INFO
   const ibv_mtu ours = s.port.attr.active_mtu;
   const bool fits = std::min(peer_port, ours) >= IBV_MTU_4096;
   return same_host(s) || fits ? MtuOutcome::goes_unnoticed : MtuOutcome::never_completes;
