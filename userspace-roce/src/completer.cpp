@@ -255,7 +255,6 @@ void on_read_response(Qp& qp, const Packet& p) {
     return;
   }
   w->read_got++;
-  if (last) qp.reads_in_flight--;
   // The part a repeated request asked for is all here, and more is missing: ask for the
   // next part (send_read_request).
   if (!last && w->read_got == w->rerequest_end) {

@@ -125,7 +125,6 @@ struct Qp {
   uint32_t una_psn = 0;    ///< oldest PSN not yet acknowledged
   uint32_t sent_high = 0;  ///< one past the highest PSN ever sent (tx_psn moves back on resend)
   uint32_t acked_psn = 0;  ///< one past the highest PSN the responder has acknowledged
-  int reads_in_flight = 0;  ///< READ requests sent whose last response has not arrived
   int retries_left = 0;     ///< of retry_cnt, since the last progress
   int rnr_left = 0;         ///< of rnr_retry, since the last progress
   /// A go-back-N retry (after a timeout or a sequence NAK) is under way and nothing has

@@ -208,7 +208,6 @@ void clear_transport(Qp& qp) {
   qp.sq.clear();
   qp.rq.clear();
   qp.tx_index = 0;
-  qp.reads_in_flight = 0;
   qp.retransmit_at.reset();
   qp.rnr_resume_at.reset();
   qp.pending_failure.reset();

@@ -203,6 +203,20 @@ void fail_on_gather(Qp& qp, const SendWqe& w) {
   fail_head(qp, IBV_WC_LOC_PROT_ERR);
 }
 
+// READs sent (or passed over by a resend, their data already here) and not yet completed.
+// Each holds one of the responder's max_dest_rd_atomic resources until it completes, in
+// order: until then it may have to be asked for again, and the responder answers a
+// repeated READ only from the READs it still holds. A READ whose data came while an older
+// one still waits keeps its slot, or a new READ would push the older one out of the
+// responder's ring and its resends would go unanswered. (rxe frees the slot at the same
+// point: complete_ack in rxe_comp.c.)
+int reads_outstanding(const Qp& qp) {
+  int n = 0;
+  for (size_t i = 0; i < qp.tx_index && i < qp.sq.size(); ++i)
+    if (qp.sq[i].is_read()) ++n;
+  return n;
+}
+
 }  // namespace
 
 void send_packet(Qp& qp, Packet& p, const uint8_t* payload, size_t len) {
@@ -256,11 +270,11 @@ void tx_pump(Qp& qp) {
     }
     // IBV_SEND_FENCE: this WQE, a READ as much as any other, waits until every earlier
     // READ has its data (IBA 10.8.3.3, as rxe_req.c's rxe_wqe_is_fenced has it).
-    if (w.fence && qp.reads_in_flight > 0) break;
+    if (w.fence && reads_outstanding(qp) > 0) break;
     if (w.is_read()) {
       // Each READ outstanding takes one of max_rd_atomic slots; with none it waits for
       // ever and never goes on the wire (rxe_req.c, check_init_depth).
-      if (qp.reads_in_flight >= qp.max_rd_atomic) break;
+      if (reads_outstanding(qp) >= qp.max_rd_atomic) break;
       // All its response PSNs are outstanding at once: past the window only when nothing
       // else is in flight (or a READ longer than the window could never go), and never
       // to half the PSN space (check_send_wr refuses a READ that alone would reach it).
@@ -268,7 +282,6 @@ void tx_pump(Qp& qp) {
       if (in_flight + w.npsn > kMaxOutstandingPsns) break;
       send_read_request(qp, w);
       w.sent = 1;
-      qp.reads_in_flight++;
       qp.tx_psn = w.end_psn();
       if (psn_diff(qp.tx_psn, qp.sent_high) > 0) qp.sent_high = qp.tx_psn;
       qp.tx_index++;
@@ -293,7 +306,6 @@ void tx_pump(Qp& qp) {
 }
 
 void rewind(Qp& qp) {
-  qp.reads_in_flight = 0;
   qp.tx_index = 0;
   qp.tx_psn = qp.una_psn;
   for (size_t i = 0; i < qp.sq.size(); ++i) {
