@@ -281,6 +281,59 @@ TEST(RcRequester, MaxRdAtomicZeroNeverSendsARead) {
   EXPECT_EQ(h.qp.sq.size(), 2u);
 }
 
+// A READ holds its max_rd_atomic slot until it completes, in order, not until its own
+// data arrives: while an older READ still lacks its response, a new READ would push the
+// older one out of the responder's READ resources (max_dest_rd_atomic of them), and the
+// older one's resend would go unanswered (rxe frees the slot in complete_ack). With
+// max_rd_atomic 2, three READs: the second's response comes, the first's is lost. The
+// third waits until the first completes.
+TEST(RcRequester, ReadSlotHeldUntilOlderReadCompletes) {
+  SocketlessRc h({.max_rd_atomic = 2});
+  ASSERT_EQ(h.post_send(1, IBV_WR_RDMA_READ, 0, 100, 0x5000, kRemote), 0);    // PSN 0x500
+  ASSERT_EQ(h.post_send(2, IBV_WR_RDMA_READ, 200, 100, 0x6000, kRemote), 0);  // PSN 0x501
+  ASSERT_EQ(h.post_send(3, IBV_WR_RDMA_READ, 400, 100, 0x7000, kRemote), 0);  // PSN 0x502
+  const auto first_two = sent_by(h);
+  ASSERT_EQ(first_two.size(), 2u) << "two READs fill max_rd_atomic";
+  EXPECT_EQ(first_two[0].p.bth.psn, 0x500u);
+  EXPECT_EQ(first_two[1].p.bth.psn, 0x501u);
+
+  // The first READ's response is lost; the second's arrives.
+  h.deliver(read_response_from_peer(h, kReadResponseOnly, 0x501, std::vector<uint8_t>(100, 2)));
+  EXPECT_TRUE(SocketlessRc::drain(h.send_cq).empty()) << "completions go in order";
+  for (const SentPacket& s : sent_by(h)) {
+    EXPECT_EQ(s.p.bth.opcode, kReadRequest);
+    EXPECT_NE(s.p.bth.psn, 0x502u) << "the third READ went while the first still waits";
+  }
+  // Whatever the requester does to get the first READ's data (asks again now, or after
+  // a timeout), the third READ does not go before the first completes.
+  h.advance(hours(1));
+  ASSERT_EQ(h.qp.state, IBV_QPS_RTS);
+  for (const SentPacket& s : sent_by(h)) {
+    EXPECT_EQ(s.p.bth.opcode, kReadRequest);
+    EXPECT_NE(s.p.bth.psn, 0x502u) << "the third READ went while the first still waits";
+  }
+  h.deliver(read_response_from_peer(h, kReadResponseOnly, 0x500, std::vector<uint8_t>(100, 1)));
+  const auto done = SocketlessRc::drain(h.send_cq);
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].wr_id, 1u);
+  EXPECT_EQ(done[0].status, IBV_WC_SUCCESS);
+  EXPECT_EQ(done[1].wr_id, 2u);
+  EXPECT_EQ(done[1].status, IBV_WC_SUCCESS);
+  EXPECT_EQ(h.memory[0], 1);
+  EXPECT_EQ(h.memory[200], 2);
+
+  // Now the third READ goes.
+  const SentPacket third = only_sent(h);
+  EXPECT_EQ(third.p.bth.opcode, kReadRequest);
+  EXPECT_EQ(third.p.bth.psn, 0x502u);
+  EXPECT_EQ(third.p.reth.va, 0x7000u);
+  h.deliver(read_response_from_peer(h, kReadResponseOnly, 0x502, std::vector<uint8_t>(100, 3)));
+  const ibv_wc wc = only_completion(h.send_cq);
+  EXPECT_EQ(wc.wr_id, 3u);
+  EXPECT_EQ(wc.status, IBV_WC_SUCCESS);
+  EXPECT_EQ(h.memory[400], 3);
+}
+
 // IBV_SEND_FENCE on a READ: it waits until the earlier READ has its data.
 TEST(RcRequester, FencedReadWaitsForEarlierReads) {
   SocketlessRc h;
