@@ -219,9 +219,10 @@ void check_invariants(const SocketlessRc& h) {
   check(q.ibv.state == q.state);
   check(q.tx_index <= q.sq.size());
   check(q.sq.size() <= q.cap.max_send_wr && q.rq.size() <= q.cap.max_recv_wr);
-  int reads_sent = 0;
-  for (size_t i = 0; i < q.tx_index; ++i) reads_sent += q.sq[i].is_read();
-  check(q.reads_in_flight >= 0 && q.reads_in_flight <= reads_sent);
+  // READs sent and not yet completed each hold a max_rd_atomic slot: never more than that.
+  int reads_outstanding = 0;
+  for (size_t i = 0; i < q.tx_index; ++i) reads_outstanding += q.sq[i].is_read();
+  check(reads_outstanding <= q.max_rd_atomic);
   // The requester's PSNs are ordered: acknowledged <= sent <= posted.
   check(psn_diff(q.tx_psn, q.una_psn) >= 0);
   check(psn_diff(q.next_psn, q.tx_psn) >= 0);
