@@ -40,24 +40,28 @@ int errno_of(F&& step) {
 /// gid-kinds, the client: our GID is the IPv6 entry, the server's the IPv4 one.
 int gid_client(Session& s) {
   Expect expect("client");
+  Stopwatch clock;
   const bool v4 = common::gid_to_string(s.port.gid.gid).rfind("::ffff:", 0) == 0;
   if (v4) {
     LOG(warn, "step 4: client: %s has no RoCE v2 GID other than IPv4 ones: nothing to mix",
         ibv_get_device_name(s.port.ctx->device));
     explain("client", "", "",
             "the userspace runtime has one GID per process (::ffff:<its IPv4 address>): this case needs kernel rxe");
+    expect.within(clock.seconds(), 0);
     client_finish(s);
     expect.that(s.impl == Implementation::runtime, "no IPv6 GID on a device other than the runtime");
     return expect.verdict("gid-kinds");
   }
-  const Stopwatch clock;
+  clock.restart();
   const int err = errno_of([&] { connect_session(s); });
+  const double took = clock.seconds();
   report_call("client", "ibv_modify_qp(INIT -> RTR)", err, clock);
   explain("client", "immediate: the kernel resolves the path (source and destination IP) when the QP enters RTR",
           "nothing: no packet is sent",
           "use GIDs of the same kind on both sides (-g: on rxe index 1 is ::ffff:<IPv4>; common::choose_gid "
           "picks it)");
   expect.call(err, EINVAL, "ibv_modify_qp(INIT -> RTR)");
+  expect.within(took, 0);
   client_finish(s);
   return expect.verdict("gid-kinds");
 }
@@ -85,6 +89,7 @@ int one_send_client(Session& s, const char* name, std::uint32_t bytes, ibv_wc_st
   const ibv_qp_state state = report_qp_state("client", s.qp.get());
   char timing[300];
   const double each = ack_timeout_s(s.setup.timeout);
+  const double tries_s = (s.setup.retry_cnt + 1u) * each;
   std::snprintf(timing, sizeof timing, "%s; %u tries x %.1f ms ACK timeout = %.0f ms (measured %.0f ms)", why,
                 s.setup.retry_cnt + 1u, each * 1e3, (s.setup.retry_cnt + 1u) * each * 1e3, took * 1e3);
   explain("client", predicted == IBV_WC_RETRY_EXC_ERR ? timing : why, wire,
@@ -92,6 +97,8 @@ int one_send_client(Session& s, const char* name, std::uint32_t bytes, ibv_wc_st
   Expect expect("client");
   expect.status(wc, predicted, "the SEND");
   expect.qp_state(state, predicted == IBV_WC_SUCCESS ? IBV_QPS_RTS : IBV_QPS_ERR);
+  // A SEND the server ACKs ends in one round trip; one nobody ACKs, after every try.
+  expect.within(took, predicted == IBV_WC_RETRY_EXC_ERR ? tries_s : 0);
   client_finish(s);
   return expect.verdict(name);
 }
@@ -125,6 +132,7 @@ int path_mtu_client(Session& s) {
   post_send_msg(s, 1, 4096);
   const std::optional<ibv_wc> wc = poll_one(
       "client", s.send_cq.get(), outcome == MtuOutcome::never_completes ? kMtuWatch_s : s.timeout(), clock);
+  const double took = clock.seconds();
   const ibv_qp_state state = report_qp_state("client", s.qp.get());
   Expect expect("client");
   const char* remedy =
@@ -157,6 +165,8 @@ int path_mtu_client(Session& s) {
       expect.qp_state(state, IBV_QPS_ERR);
       break;
   }
+  // "Forever" ends where the case stops watching; the other two outcomes in a round trip.
+  expect.within(took, outcome == MtuOutcome::never_completes ? kMtuWatch_s : 0);
   client_finish(s);
   return expect.verdict("path-mtu");
 }
@@ -254,6 +264,7 @@ int early_client(Session& s) {
   expect.status(wc, IBV_WC_SUCCESS, "the SEND");
   expect.that(took >= 0.9 * each, "the SEND completed after " + std::to_string(took) +
                                       " s, before one ACK timeout: no resend was needed");
+  expect.within(took, each);
   client_finish(s);
   return expect.verdict("before-rtr");
 }
@@ -305,6 +316,7 @@ int missing_attr_client(Session& s) {
   post_send_msg(s, 1, kMessageBytes);
   const std::optional<ibv_wc> wc = poll_one("client", s.send_cq.get(), s.timeout(), clock);
   expect.status(wc, IBV_WC_SUCCESS, "the SEND after the remedy");
+  expect.within(clock.seconds(), 0);  // an immediate refusal, then one round trip
   client_finish(s);
   return expect.verdict("modify-missing-attr");
 }

@@ -8,7 +8,10 @@
  * of those failing is the same answer on the wire, a NAK "remote access error", and the
  * same status at the requester, IBV_WC_REM_ACCESS_ERR: the requester is not told which
  * check failed. An MR deregistered while the peer still holds its rkey fails the first
- * check. Registration itself pins pages, which RLIMIT_MEMLOCK (`ulimit -l`) limits.
+ * check. An RDMA READ needs one more thing of the responder's QP: a responder resource,
+ * a slot that holds the READ while its responses go out (max_dest_rd_atomic, set at
+ * RTR). A QP with none refuses every READ as an invalid request. Registration itself
+ * pins pages, which RLIMIT_MEMLOCK (`ulimit -l`) limits.
  */
 #include <linux/capability.h>
 #include <sys/resource.h>
@@ -17,6 +20,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,23 +34,35 @@
 namespace lesson07 {
 namespace {
 
-/// The client of the three "one bad WRITE" cases: WRITE kMessageBytes to @p addr with
-/// @p rkey, and predict IBV_WC_REM_ACCESS_ERR.
-int bad_write_client(Session& s, const char* name, std::uint64_t addr, std::uint32_t rkey, const char* what) {
+/// The client of the cases in which the responder refuses the one request we post: say
+/// @p what, post it (@p post returns the errno value of ibv_post_send), and predict
+/// @p predicted after one round trip, our QP in ERR; @p why and @p wire explain it.
+int refused_client(Session& s, const char* name, const char* what, const std::function<int()>& post,
+                   ibv_wc_status predicted, const char* why, const char* wire) {
   client_connect(s);
   LOG(data, "step 5: client: %s", what);
   const Stopwatch clock;
-  post_write(s, 1, kMessageBytes, addr, rkey);
+  const int rc = post();
   const std::optional<ibv_wc> wc = poll_one("client", s.send_cq.get(), s.timeout(), clock);
+  const double took = clock.seconds();
   const ibv_qp_state state = report_qp_state("client", s.qp.get());
-  explain("client", "one round trip: the responder checks the rkey, the right and the bounds as the WRITE arrives",
-          "RDMA_WRITE_ONLY with its RETH (va, rkey, length), NAK remote access error (AETH syndrome 0x62)",
-          common::wc_status_remedy(IBV_WC_REM_ACCESS_ERR));
+  explain("client", why, wire, common::wc_status_remedy(predicted));
   Expect expect("client");
-  expect.status(wc, IBV_WC_REM_ACCESS_ERR, "the WRITE");
+  expect.call(rc, 0, "ibv_post_send");
+  expect.status(wc, predicted, "the request");
   expect.qp_state(state, IBV_QPS_ERR);
+  expect.within(took, 0);
   client_finish(s);
   return expect.verdict(name);
+}
+
+/// The client of the three "one bad WRITE" cases: WRITE kMessageBytes to @p addr with
+/// @p rkey, and predict IBV_WC_REM_ACCESS_ERR.
+int bad_write_client(Session& s, const char* name, std::uint64_t addr, std::uint32_t rkey, const char* what) {
+  return refused_client(
+      s, name, what, [&] { return post_write(s, 1, kMessageBytes, addr, rkey); }, IBV_WC_REM_ACCESS_ERR,
+      "one round trip: the responder checks the rkey, the right and the bounds as the WRITE arrives",
+      "RDMA_WRITE_ONLY with its RETH (va, rkey, length), NAK remote access error (AETH syndrome 0x62)");
 }
 
 /// The server of those cases: nothing to post; afterwards its window is untouched and its
@@ -96,6 +112,7 @@ int dereg_client(Session& s) {
   clock.restart();
   post_write(s, 2, kMessageBytes, s.peer.addr, s.peer.rkey);
   const std::optional<ibv_wc> second = poll_one("client", s.send_cq.get(), s.timeout(), clock);
+  const double took = clock.seconds();
   const ibv_qp_state state = report_qp_state("client", s.qp.get());
   explain("client", "one round trip", "two RDMA_WRITE_ONLY with the same RETH: ACK, then NAK remote access error",
           common::wc_status_remedy(IBV_WC_REM_ACCESS_ERR));
@@ -103,6 +120,7 @@ int dereg_client(Session& s) {
   expect.status(first, IBV_WC_SUCCESS, "the first WRITE");
   expect.status(second, IBV_WC_REM_ACCESS_ERR, "the WRITE after ibv_dereg_mr");
   expect.qp_state(state, IBV_QPS_ERR);
+  expect.within(took, 0);
   client_finish(s);
   return expect.verdict("deregistered-mr");
 }
@@ -123,6 +141,37 @@ int dereg_server(Session& s) {
   expect.qp_state(state, IBV_QPS_ERR);
   s.channel->send(common::encode_done(), s.timeout());
   return expect.verdict("deregistered-mr");
+}
+
+/// no-read-resources, the client: one RDMA READ of 64 bytes of the server's window, whose
+/// QP was brought to RTR with max_dest_rd_atomic 0; ours may have one READ in flight
+/// (max_rd_atomic 1, lesson 01's value), so our device sends it.
+int no_read_client(Session& s) {
+  return refused_client(
+      s, "no-read-resources",
+      "READ from a QP without READ resources (the server's max_dest_rd_atomic is 0, our max_rd_atomic 1)",
+      [&s] { return post_read(s, 1, kMessageBytes, s.peer.addr, s.peer.rkey); }, IBV_WC_REM_INV_REQ_ERR,
+      "one round trip: the responder looks for a READ resource as the request arrives, before it checks the rkey",
+      "RDMA_READ_REQUEST with its RETH (va, rkey, length), NAK invalid request (AETH syndrome 0x61)");
+}
+
+/// no-read-resources, the server: its QP went to RTR with max_dest_rd_atomic 0 (Setup).
+/// Refusing the READ is a class C responder error: NAK, and the QP goes to ERR (rxe_resp.c
+/// and the runtime's responder alike).
+int no_read_server(Session& s) {
+  return ordinary_server(s, "no-read-resources", ServerPlan{0, kMessageBytes, 0, IBV_QPS_ERR},
+                         [&s](Expect& e, const ServerSeen& seen) {
+    ibv_qp_attr attr{};
+    ibv_qp_init_attr init{};
+    common::check_rc(ibv_query_qp(s.qp.get(), &attr, IBV_QP_MAX_DEST_RD_ATOMIC, &init), "ibv_query_qp",
+                     "device error: check dmesg");
+    LOG(data, "step 6: server: its QP's max_dest_rd_atomic is %u (ibv_query_qp)", attr.max_dest_rd_atomic);
+    e.that(attr.max_dest_rd_atomic == 0, "the server's QP has READ resources after all");
+    e.qp_state(seen.qp_state, IBV_QPS_ERR);
+    explain("server", "", "",
+            "give the responder READ resources: max_dest_rd_atomic at RTR at least the requester's max_rd_atomic "
+            "(with RDMA CM, the responder_resources of rdma_conn_param: lesson 02)");
+  });
 }
 
 /// Drop CAP_IPC_LOCK from our effective capabilities: with it (root has it) the kernel
@@ -159,6 +208,7 @@ int memlock_client(Session& s) {
   errno = 0;
   ibv_mr* mr = ibv_reg_mr(s.pd.get(), big.data(), big.size(), IBV_ACCESS_LOCAL_WRITE);
   const int err = mr ? 0 : errno;
+  const double took = clock.seconds();
   report_call("client", "ibv_reg_mr of 1 MiB", err, clock);
   if (mr) ibv_dereg_mr(mr);
   Expect expect("client");
@@ -173,6 +223,7 @@ int memlock_client(Session& s) {
             common::reg_mr_remedy());
     expect.call(err, ENOMEM, "ibv_reg_mr");
   }
+  expect.within(took, 0);
   return expect.verdict("memlock");
 }
 
@@ -184,6 +235,8 @@ int no_server(Session&) { return 0; }
 std::vector<Case> memory_cases() {
   Setup read_only;
   read_only.server_mr_access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ;
+  Setup no_read;
+  no_read.server_max_dest_rd_atomic = 0;
   return {
       {"bad-rkey", "an RDMA WRITE with an rkey the server never gave", "client: IBV_WC_REM_ACCESS_ERR", Setup{},
        bad_rkey_client, bad_rkey_server},
@@ -193,6 +246,8 @@ std::vector<Case> memory_cases() {
        out_of_bounds_client, out_of_bounds_server},
       {"deregistered-mr", "an RDMA WRITE with the rkey of an MR the server deregistered",
        "client: IBV_WC_REM_ACCESS_ERR on the second WRITE", Setup{}, dereg_client, dereg_server},
+      {"no-read-resources", "an RDMA READ to a QP with no READ resources (max_dest_rd_atomic 0)",
+       "client: IBV_WC_REM_INV_REQ_ERR; the server's QP goes to ERR", no_read, no_read_client, no_read_server},
       {"memlock", "ibv_reg_mr of 1 MiB under `ulimit -l 64`", "client: ibv_reg_mr fails with ENOMEM", Setup{},
        memlock_client, no_server, false},
   };

@@ -69,6 +69,7 @@ int sq_client(Session& s) {
                                    std::to_string(depth));
   expect.that(ok == posted, std::to_string(ok) + " of the " + std::to_string(posted) + " posted SENDs succeeded");
   expect.qp_state(state, IBV_QPS_RTS);
+  expect.within(clock.seconds(), 0);  // the refusal is immediate; the SENDs that fitted, a round trip
   client_finish(s);
   return expect.verdict("sq-overflow");
 }
@@ -109,6 +110,7 @@ int cq_client(Session& s) {
                                                         std::to_string(cqe));
   // A lost send completion does not fail the QP (rxe_cq_post's caller ignores it).
   expect.qp_state(state, IBV_QPS_RTS);
+  expect.within(clock.seconds(), 0);
   client_finish(s);
   return expect.verdict("cq-overflow");
 }
@@ -151,6 +153,7 @@ int early_post_client(Session& s) {
   expect.call(send_reset, EINVAL, "ibv_post_send in RESET");
   expect.call(send_init, EINVAL, "ibv_post_send in INIT");
   expect.call(recv_init, 0, "ibv_post_recv in INIT");
+  expect.within(clock.seconds(), 0);
   return expect.verdict("post-too-early");
 }
 

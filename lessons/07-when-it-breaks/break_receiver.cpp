@@ -62,6 +62,7 @@ int rnr_client(Session& s, const char* name) {
   expect.that(took >= 0.9 * retries * wait,
               "the SEND failed after " + std::to_string(took) + " s, less than " + std::to_string(retries) +
                   " RNR waits of " + std::to_string(wait) + " s");
+  expect.within(took, retries * wait);
   client_finish(s);
   return expect.verdict(name);
 }
@@ -91,6 +92,7 @@ int rnr7_client(Session& s) {
   LOG(data, "step 5: client: telling the server to post its RECV now");
   s.channel->send(common::encode_ready(), s.timeout());
   const std::optional<ibv_wc> wc = poll_one("client", s.send_cq.get(), s.timeout(), clock);
+  const double took = clock.seconds();
   char why[200];
   std::snprintf(why, sizeof why,
                 "rnr_retry 7 means retry forever: the SEND waited %.2f ms after each RNR NAK until a RECV was there",
@@ -101,6 +103,8 @@ int rnr7_client(Session& s) {
   Expect expect("client");
   expect.none(early, "the SEND, before the server posted a RECV");
   expect.status(wc, IBV_WC_SUCCESS, "the SEND");
+  // The watch, then at most one more RNR wait before the retry that finds the RECV.
+  expect.within(took, kForeverWatch_s + rnr_timer_s(kRnrTimerCode));
   client_finish(s);
   return expect.verdict("rnr-retry-7");
 }
@@ -127,6 +131,7 @@ int small_recv_client(Session& s) {
   const Stopwatch clock;
   post_send_msg(s, 1, kMessageBytes);
   const std::optional<ibv_wc> wc = poll_one("client", s.send_cq.get(), s.timeout(), clock);
+  const double took = clock.seconds();
   const ibv_qp_state state = report_qp_state("client", s.qp.get());
   const bool rxe = s.impl != Implementation::runtime;
   // The spec's answer is the runtime's: NAK invalid request. Kernel rxe 6.1 finds the
@@ -139,6 +144,7 @@ int small_recv_client(Session& s) {
   Expect expect("client");
   expect.status(wc, predicted, "the SEND");
   expect.qp_state(state, IBV_QPS_ERR);
+  expect.within(took, 0);
   client_finish(s);
   return expect.verdict("recv-too-small");
 }
@@ -191,6 +197,7 @@ int killed_client(Session& s) {
   // may start mid-tick: 0.85 of the nominal total is a bound that holds for HZ >= 100.
   expect.that(took >= 0.85 * tries * each, "the SEND failed after " + std::to_string(took) + " s, less than " +
                                               std::to_string(tries) + " ACK timeouts");
+  expect.within(took, tries * each);
   return expect.verdict("peer-killed");
 }
 

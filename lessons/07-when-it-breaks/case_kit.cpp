@@ -95,6 +95,14 @@ int post_write(Session& s, std::uint64_t wr_id, std::uint32_t bytes, std::uint64
   return rc;
 }
 
+int post_read(Session& s, std::uint64_t wr_id, std::uint32_t bytes, std::uint64_t remote_addr, std::uint32_t rkey) {
+  const int rc = post_one(s, IBV_WR_RDMA_READ, wr_id, 0, bytes, remote_addr, rkey);
+  LOG(fast, "step 5: post RDMA READ wr_id %llu of %u bytes from addr 0x%llx rkey 0x%08x: %s",
+      static_cast<unsigned long long>(wr_id), bytes, static_cast<unsigned long long>(remote_addr), rkey,
+      rc == 0 ? "posted" : errno_name(rc).c_str());
+  return rc;
+}
+
 double ack_timeout_s(std::uint8_t timeout) { return 4.096e-6 * std::ldexp(1.0, timeout); }
 
 double rnr_timer_s(std::uint8_t code) {

@@ -58,9 +58,9 @@ void client_connect(Session& s);
 /// The client's last words: DONE, and the server's DONE back.
 void client_finish(Session& s);
 
-/// One signaled work request of @p opcode (SEND or RDMA WRITE) of @p bytes at @p offset of
-/// our buffer; for a WRITE, to @p remote_addr with @p rkey. The errno value ibv_post_send
-/// returned (0: posted). Not logged.
+/// One signaled work request of @p opcode (SEND, RDMA WRITE or RDMA READ) of @p bytes at
+/// @p offset of our buffer; for a WRITE or a READ, to or from @p remote_addr with @p rkey.
+/// The errno value ibv_post_send returned (0: posted). Not logged.
 int post_one(Session& s, ibv_wr_opcode opcode, std::uint64_t wr_id, std::size_t offset, std::uint32_t bytes,
              std::uint64_t remote_addr, std::uint32_t rkey);
 
@@ -70,6 +70,10 @@ int post_send_msg(Session& s, std::uint64_t wr_id, std::uint32_t bytes);
 
 /// One RDMA WRITE of @p bytes to @p remote_addr with @p rkey; the errno value (0: posted).
 int post_write(Session& s, std::uint64_t wr_id, std::uint32_t bytes, std::uint64_t remote_addr, std::uint32_t rkey);
+
+/// One RDMA READ of @p bytes from @p remote_addr with @p rkey into our buffer at offset 0;
+/// the errno value (0: posted). Logged (step 5).
+int post_read(Session& s, std::uint64_t wr_id, std::uint32_t bytes, std::uint64_t remote_addr, std::uint32_t rkey);
 
 /// The ACK timeout as a duration: 4.096 us x 2^timeout.
 double ack_timeout_s(std::uint8_t timeout);

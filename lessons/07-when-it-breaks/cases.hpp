@@ -13,7 +13,7 @@
  *                       a missing modify_qp attribute
  *   break_receiver.cpp  at the receiver: no RECV (RNR), a RECV too small, a peer killed
  *   break_memory.cpp    remote memory: bad rkey, missing right, out of bounds,
- *                       deregistered MR; and memlock
+ *                       deregistered MR, a READ without responder resources; and memlock
  *   break_queues.cpp    local queues: send queue overflow, CQ overflow, posting too early
  *   break_lossy_link.cpp  nothing broken: a stream over a link that loses, repeats and
  *                       reorders packets (the userspace runtime's fault injection)

@@ -192,6 +192,15 @@ void Expect::that(bool ok, const std::string& what) {
   if (!ok) differences_.push_back(what);
 }
 
+void Expect::within(double took, double stated) {
+  const double bound = bound_s(stated);
+  LOG(info, "step 7: %s: ended in %.3f s, bound %.1f s (the stated %.3f s x 3 + 10 s)", side_, took, bound, stated);
+  if (took > bound)
+    differences_.push_back("it ended after " + std::to_string(took) + " s, past its bound of " +
+                           std::to_string(bound) + " s (3 x the stated " + std::to_string(stated) +
+                           " s + 10 s): something waited far longer than the case explains");
+}
+
 int Expect::verdict(const std::string& case_name) const {
   if (differences_.empty()) {
     LOG(info, "%s: case %s: as predicted", side_, case_name.c_str());

@@ -84,6 +84,14 @@ class Expect {
   void event(const std::vector<ibv_event_type>& events, ibv_event_type event);
   /// Any other prediction: @p ok, described by @p what.
   void that(bool ok, const std::string& what);
+  /// The case ended within its stated time: @p took seconds since step 5, against the
+  /// @p stated seconds its explanation gives (0: immediate or one round trip). Logs
+  /// "ended in X s, bound Y s" and predicts took <= bound_s(stated). The bound is
+  /// generous on purpose: it catches a hang, not a slow machine.
+  void within(double took, double stated);
+  /// The upper bound a case is held to: 3 x its stated time + 10 s (a loaded machine
+  /// running emulated guests may be many times slower than the lab's numbers).
+  static double bound_s(double stated) { return 3 * stated + 10; }
   /// Log the verdict; 0 if every prediction held, else 1.
   int verdict(const std::string& case_name) const;
 

@@ -167,6 +167,9 @@ void connect_session(Session& s) {
   rtr.remote_lid = s.peer.qp.lid;
   rtr.remote_gid = s.peer.qp.gid;
   rtr.min_rnr_timer = set.min_rnr_timer;
+  // Responder resources: how many READs the peer may have in flight to us (the client's
+  // stay lesson 01's 1; its max_rd_atomic, at RTS, is 1 too).
+  if (s.server_side) rtr.max_dest_rd_atomic = set.server_max_dest_rd_atomic;
   common::qp_to_rtr(s.qp.get(), rtr);
   common::RtsParams rts;
   rts.local_psn = real_first_psn(s);

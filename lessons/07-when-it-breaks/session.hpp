@@ -63,6 +63,8 @@ struct Setup {
   std::uint8_t retry_cnt = 7;            ///< resends after an ACK timeout (7: rxe never gives up)
   std::uint8_t rnr_retry = 7;            ///< retries after an RNR NAK (7: forever)
   std::uint8_t min_rnr_timer = 12;       ///< the server's RNR NAK asks for 0.64 ms
+  std::uint8_t server_max_dest_rd_atomic = 1;  ///< READs the server's QP serves at once (its
+                                         ///< responder resources, set at RTR; 0: none)
   bool client_ipv6_gid = false;          ///< the client takes a RoCE v2 IPv6 GID if it has one
   std::optional<ibv_mtu> client_path_mtu;  ///< set: the client's path MTU, whatever the peer's
   std::optional<ibv_mtu> server_path_mtu;  ///< set: the server's path MTU, whatever the ports'
