@@ -29,6 +29,7 @@
 #include "common/log.hpp"
 #include "common/options.hpp"
 #include "common/private_data.hpp"
+#include "common/qp_state.hpp"
 #include "lesson02.hpp"
 
 namespace {
@@ -248,9 +249,12 @@ int run_client(const common::Options& opts, const ClientOptions& copts) {
       if (wc.status != IBV_WC_REM_ACCESS_ERR)
         common::fail(std::string("--bad-rkey: expected IBV_WC_REM_ACCESS_ERR, got ") + ibv_wc_status_str(wc.status),
                      "a device must refuse an unknown rkey; report this with both logs");
+      // The failed completion moved our QP to ERROR; ask the device rather than assume it.
+      const ibv_qp_state state = common::query_qp_state(c.res.get());
       LOG(info, "step 11: the server's device refused rkey 0x%08x: NAK (remote access error) on the wire, "
-                "IBV_WC_REM_ACCESS_ERR here; our QP is now in ERR, and so is the server's (its responder moved "
-                "it there when it sent the NAK): this connection can carry nothing more", rkey);
+                "IBV_WC_REM_ACCESS_ERR here; our QP is in %s (ibv_query_qp), and the server's is in ERR too (its "
+                "responder moved it there when it sent the NAK): this connection can carry nothing more",
+          rkey, common::qp_state_name(state));
       std::printf("client: the server refused the bad rkey 0x%08x (IBV_WC_REM_ACCESS_ERR), as it must\n", rkey);
       return 0;
     }

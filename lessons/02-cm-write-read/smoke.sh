@@ -37,7 +37,7 @@ OK_CLIENT="client: wrote [0-9]+ bytes, read back [0-9]+ bytes .*verified"
 # server and client roles use the same list on two hosts. NAME|CLIENT ARGS|EXIT|LOG LINE
 SEQUENCE=(
   "large|-s 3000 --range 0:64|0|verified: 'client-wrote-thisrstu"
-  "badrkey|-s 3000 --bad-rkey|0|refused the bad rkey 0x[0-9a-f]+ \\(IBV_WC_REM_ACCESS_ERR\\)"
+  "badrkey|-s 3000 --bad-rkey|0|refused rkey 0x[0-9a-f]+: NAK \\(remote access error\\) on the wire, IBV_WC_REM_ACCESS_ERR here; our QP is in ERR \\(ibv_query_qp\\)"
   "nordepth|--initiator-depth 0|1|no completion for RDMA_READ within .*: our QP's max_rd_atomic is 0, so our device never sent the READ"
   "short|--bad-private-data short|1|the server says: malformed CM private data: a connect body of 4 bytes; version 1 defines 8"
   "version|--bad-private-data version|1|the server says: malformed CM private data: version 9, this build speaks 1"
