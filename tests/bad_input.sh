@@ -9,11 +9,11 @@
 #
 # Option and file errors need no RDMA device: the programs refuse them before opening
 # one. Cases that need a connection run on the userspace RoCE runtime
-# (scripts/userspace-roce.sh), for lessons 01, 05, 06 and 07. Lessons 02-04 have only cases
-# refused before a device is opened here; their connected cases are in their own smokes
-# (lessons/NN/smoke.sh local: nobody listening in each, a rejected client in 02 and 03, a
-# server stopped with SIGTERM in 02 and 04), which run in the lab and on the runtime
-# (smoke_0N_userspace). Logs in $BUILD_DIR/userspace-roce/test-out/bad_input_NN/.
+# (scripts/userspace-roce.sh), for every lesson: a client with nobody listening, a client
+# the server refuses, a waiting server stopped with SIGTERM and with SIGINT (Ctrl-C), and
+# more per lesson. The RDMA CM servers of lessons 02-04 run at the address
+# 127.0.<PORT / 256>.<PORT % 256> (see CM_ADDR below). Logs in
+# $BUILD_DIR/userspace-roce/test-out/bad_input_NN/.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../userspace-roce/tests/lib.sh"
 lesson=${1:?usage: bad_input.sh LESSON PORT}
@@ -114,19 +114,49 @@ timeout_options() {
     -- "$BIN/$prog" "$@" "$option" -5
 }
 
-# sigterm_case SUMMARY: a server (on the runtime) waiting for its client gets SIGTERM: it
-# must print "stopped by SIGTERM" and its summary line (matching SUMMARY), and exit 143.
-sigterm_case() {
-  new_case sigterm
-  start 120 "$CASE_LOG" "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 60; local spid=$BG_PID
-  if wait_for_line "$CASE_LOG" "listening on TCP port $port" 60; then
-    stop_with TERM "$CASE_ID" server
+# stopped_by SIGNAL ID WHAT LOG PID SUMMARY: the server of case ID (started with `start`,
+# pid PID, output in LOG) gets SIGNAL, TERM as from `kill` or INT as from Ctrl-C: it must
+# say "stopped by SIGTERM" or "stopped by SIGINT (Ctrl-C)" once, print its summary line
+# (matching SUMMARY) once, end as that signal ends a process (exit 143 or 130 in a shell)
+# and leave nothing behind (common/stop.hpp).
+stopped_by() {
+  local sig=$1 id=$2 what=$3 log=$4 pid=$5 summary=$6 want said
+  case $sig in
+    TERM) want=143 said="^stopped by SIGTERM$" ;;
+    INT) want=130 said="^stopped by SIGINT \\(Ctrl-C\\)$" ;;
+    *) fail "$what: test script error: stopped_by takes TERM or INT, not '$sig'"; return ;;
+  esac
+  stop_with "$sig" "$id" server || fail "$what: no server process to send SIG$sig to (it had exited)"
+  reap "$pid"
+  if expect_rc "$what" "$want" "$RC" "$log" && once "$what" "$log" "$said" && once "$what" "$log" "$summary"; then
+    no_leftovers "$what" "$id" && pass "$what (exit $want)"
   else
-    fail "SIGTERM: the server did not start listening"; show "$CASE_LOG"
+    no_leftovers "$what" "$id"
   fi
-  reap "$spid"
-  check "SIGTERM: the server prints its summary and exits 143" 143 "$RC" "$CASE_LOG" \
-    "^stopped by SIGTERM$" "$1" && no_leftovers "SIGTERM" "$CASE_ID"
+}
+
+# signal_case SIGNAL READY SUMMARY CMD...: a server (CMD, on the runtime) that waits for
+# its client, once it has printed its READY line (bounded: 60 s), gets SIGNAL
+# (stopped_by).
+signal_case() {
+  local sig=$1 ready=$2 summary=$3; shift 3
+  new_case "sig${sig,,}"
+  start 120 "$CASE_LOG" "$@"; local spid=$BG_PID
+  local what="SIG$sig: a server waiting for its client prints its summary line"
+  if wait_for_line "$CASE_LOG" "$ready" 60; then
+    stopped_by "$sig" "$CASE_ID" "$what" "$CASE_LOG" "$spid" "$summary"
+  else
+    fail "$what: the server printed no line matching /$ready/ within 60 s"; show "$CASE_LOG"
+    stop_with KILL "$CASE_ID" server
+    reap "$spid"
+    no_leftovers "$what" "$CASE_ID"
+  fi
+}
+
+# stop_cases READY SUMMARY CMD...: signal_case with SIGTERM, then with SIGINT.
+stop_cases() {
+  signal_case TERM "$@"
+  signal_case INT "$@"
 }
 
 # The usage errors every lesson shares.
@@ -198,17 +228,9 @@ cases_01() {
     pass "an interactive client killed mid-session: the server notices its TCP connection closing and exits 1"
   fi
 
-  # SIGTERM (and Ctrl-C) still end a server with its summary line.
-  new_case sigterm
-  start 120 "$CASE_LOG" "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 60; spid=$BG_PID
-  if wait_for_line "$CASE_LOG" "listening on TCP port $port" 60; then
-    stop_with TERM "$CASE_ID" server
-  else
-    fail "SIGTERM: the server did not start listening"; show "$CASE_LOG"
-  fi
-  reap "$spid"
-  check "SIGTERM: the server prints its summary and exits 143" 143 "$RC" "$CASE_LOG" \
-    "^stopped by SIGTERM$" "^server: 0 message\\(s\\) received, verified and echoed$" && no_leftovers "SIGTERM" "$CASE_ID"
+  # SIGTERM and Ctrl-C end a waiting server with its summary line.
+  stop_cases "listening on TCP port $port" "^server: 0 message\\(s\\) received, verified and echoed$" \
+    "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 60
 
   runtime_config_cases
 }
@@ -227,7 +249,61 @@ runtime_config_cases() {
     -- env UROCE_WINDOW=0 "${U[@]}" "${cmd[@]}"
 }
 
-# --- lessons 02-04: RDMA CM; what can be refused before a device is opened -----------------
+# --- lessons 02-04: RDMA CM (connected cases on the runtime) --------------------------------
+# On the userspace runtime every process has an address of its own (a device bound to
+# 127.0.0.x:4791), and an RDMA CM server bound to the wildcard address listens at its
+# process's address only. So the servers here run at CM_ADDR, 127.0.<PORT / 256>.<PORT %
+# 256> (UROCE_ADDR), the rule of the smokes' SMOKE_SERVER_ADDR (scripts/smoke-lib.sh):
+# never in 127.0.0.x, which the runtime hands to the clients, and another one for every
+# PORT, so that two of these tests never share it.
+CM_ADDR=127.0.$((port / 256)).$((port % 256))
+CM_SERVER=(env "UROCE_ADDR=$CM_ADDR" "${U[@]}" "$BIN/server")
+CM_CLIENT=("${U[@]}" "$BIN/client" "$CM_ADDR")
+
+# need_cm_runtime: the runtime's librdmacm.so.1 next to its libibverbs.so.1 (else the
+# system's would look for the kernel's /dev/infiniband/rdma_cm).
+need_cm_runtime() {
+  [ -e "$BUILD_DIR/userspace-roce/lib/librdmacm.so.1" ] && return 0
+  fail "no RDMA CM in the runtime: $BUILD_DIR/userspace-roce/lib/librdmacm.so.1 is missing (cmake --build $BUILD_DIR --target uroce_rdmacm)"
+  return 1
+}
+
+# cm_server_up WHAT READY LOG ARGS...: start the lesson's server at CM_ADDR on PORT (a
+# process of the current case) and wait (at most 60 s) for its READY line: it listens.
+# Its pid in CM_SPID. If the line never comes: FAIL, the server is killed, and 1.
+CM_SPID=""
+cm_server_up() {
+  local what=$1 ready=$2 log=$3; shift 3
+  start 180 "$log" "${CM_SERVER[@]}" -p "$port" "$@"; CM_SPID=$BG_PID
+  wait_for_line "$log" "$ready" 60 && return 0
+  fail "$what: the server printed no line matching /$ready/ within 60 s"; show "$log"
+  stop_with KILL "$CASE_ID" server
+  reap "$CM_SPID"
+  no_leftovers "$what" "$CASE_ID"
+  return 1
+}
+
+# cm_connected_cases READY SUMMARY ARGS...: the cases every RDMA CM lesson shares. A
+# server started with ARGS (it waits for clients) holds CM_ADDR and listens on PORT: on
+# the runtime an address answers a ConnectRequest only while a process holds it, and then
+# answers one for a port nobody listens on with a ConnectReject (invalid service ID), as
+# a kernel host does for every port. A client asks for PORT + 1 there: it retries for its
+# --connect-timeout, then says so once, with the remedy. Then that server, still waiting,
+# gets SIGTERM, and another one SIGINT: each prints its summary line (matching SUMMARY).
+cm_connected_cases() {
+  local ready=$1 summary=$2; shift 2
+  new_case cm-host
+  local id=$CASE_ID log="$CASE_LOG.server"
+  cm_server_up "nobody listening" "$ready" "$log" "$@" || return
+  local spid=$CM_SPID
+  expect "nobody listening on port $((port + 1)): the client gives up after --connect-timeout" 1 60 \
+    "nobody listens on $(re "$CM_ADDR"):$((port + 1)) after [0-9]+ attempts" \
+    "remedy: start the server first.*-p" -- "${CM_CLIENT[@]}" -p $((port + 1)) --connect-timeout 1
+  stopped_by TERM "$id" "SIGTERM: the server that waited meanwhile prints its summary line" "$log" "$spid" "$summary"
+  signal_case INT "$ready" "$summary" "${CM_SERVER[@]}" -p "$port" "$@"
+}
+
+# --- lessons 02-04: what is refused before a device is opened, then the connected cases ----
 cases_02() {
   usage_cases
   timeout_options client --connect-timeout 0 86400 127.0.0.1
@@ -238,6 +314,38 @@ cases_02() {
   expect "--initiator-depth 300" 2 30 "--initiator-depth: Value 300 not in range" "Usage:" \
     -- "$BIN/client" 127.0.0.1 --initiator-depth 300
   expect "server --clients 0" 2 30 "--clients: Value 0 not in range" "Usage:" -- "$BIN/server" --clients 0
+
+  need_cm_runtime || return
+  local ready="step 7: wait for CONNECT_REQUEST"
+  cm_connected_cases "$ready" "^server: 0 client\\(s\\) served, 0 rejected$" --persistent --accept-timeout 60
+
+  # A persistent server rejects what its ConnectRequest says it cannot serve, with the
+  # reason in the ConnectReject's private data, and serves the next client. A --range
+  # past the buffer the server advertised is refused by the client itself, after
+  # connecting: the server counts it as served (its QP saw nothing).
+  new_case rejected
+  local id=$CASE_ID slog="$CASE_LOG.server" refused="ESTABLISHED, got RDMA_CM_EVENT_REJECTED \\(status 28: .*the server says: "
+  cm_server_up "rejected clients" "$ready" "$slog" --persistent --clients 2 --accept-timeout 60 || return
+  local spid=$CM_SPID
+  expect "client --bad-private-data version: rejected with the server's reason" 1 60 \
+    "${refused}malformed CM private data: version 9, this build speaks 1" \
+    "remedy: the server refused the connection; its reason is above" \
+    -- "${CM_CLIENT[@]}" -p "$port" --connect-timeout 30 --bad-private-data version
+  expect "client -s 5000 against a 4096-byte buffer: rejected, told the -s the server needs" 1 60 \
+    "${refused}the client wants to write 5000 bytes; the server's buffer is 4096 \\(start the server with -s 5000\\)" \
+    "remedy: the server refused the connection; its reason is above" \
+    -- "${CM_CLIENT[@]}" -p "$port" --connect-timeout 30 -s 5000
+  expect "client --range 0:5000 past the advertised 4096 bytes: refused before posting" 1 60 \
+    "--range 0:5000 reaches byte 5000 but the server advertised only 4096 bytes; nothing was posted" \
+    "remedy: choose END <= 4096" -- "${CM_CLIENT[@]}" -p "$port" --connect-timeout 30 --range 0:5000
+  expect "a good client after them is served" 0 60 "^client: wrote 17 bytes, read back 4096 bytes .*verified" \
+    "step 14: DISCONNECTED" -- "${CM_CLIENT[@]}" -p "$port" --connect-timeout 30
+  reap "$spid"
+  check "rejected clients: the persistent server carried on, and counts them" 0 "$RC" "$slog" \
+       "rejecting the connection: malformed CM private data: version 9" \
+       "rejecting the connection: the client wants to write 5000 bytes" \
+       "^server: 2 client\\(s\\) served, 2 rejected$"
+  no_leftovers "rejected clients" "$id"
 }
 
 cases_03() {
@@ -246,6 +354,29 @@ cases_03() {
   timeout_options server --accept-timeout 1 86400
   expect "server --slots 0" 2 30 "--slots: Value 0 not in range" "Usage:" -- "$BIN/server" --slots 0
   expect "server --rnr-retry 8" 2 30 "--rnr-retry: Value 8 not in range" "Usage:" -- "$BIN/server" --rnr-retry 8
+
+  need_cm_runtime || return
+  local ready="step 4: wait for CONNECT_REQUEST"
+  cm_connected_cases "$ready" "^server: 0 message\\(s\\) received through 8 slots, each announced by its immediate value$" \
+    --accept-timeout 60
+
+  # Messages larger than the server's slots: it rejects the client with the reason in the
+  # ConnectReject and, serving one client per run, exits 1 naming both remedies.
+  new_case too-big
+  local id=$CASE_ID slog="$CASE_LOG.server"
+  cm_server_up "messages larger than the slots" "$ready" "$slog" --accept-timeout 60 || return
+  local spid=$CM_SPID
+  expect "client -s 128 against 64-byte slots: rejected, told the -s the server needs" 1 60 \
+    "ESTABLISHED, got RDMA_CM_EVENT_REJECTED \\(status 28: .*the server says: messages of 128 bytes do not fit 64-byte slots \\(start the server with -s 128\\)" \
+    "remedy: the server refused the connection; its reason is above" -- "${CM_CLIENT[@]}" -p "$port" --connect-timeout 30 -s 128
+  reap "$spid"
+  if expect_rc "messages larger than the slots: the server" 1 "$RC" "$slog" &&
+     once "messages larger than the slots: the server" "$slog" "ERROR +rejected the client: messages of 128 bytes do not fit 64-byte slots" &&
+     expect_lines "messages larger than the slots: the server" "$slog" "remedy: run the client with a smaller -s, or the server with a larger one"; then
+    no_leftovers "messages larger than the slots" "$id" && pass "messages larger than the slots: the server rejects the client, says why and exits 1"
+  else
+    no_leftovers "messages larger than the slots" "$id"
+  fi
 }
 
 cases_04() {
@@ -275,6 +406,33 @@ cases_04() {
   expect "-r histogram:10:x" 1 30 "argument 2 'x' is not a decimal integer" "e.g. --run count_lt:500" -- "$BIN/client" 127.0.0.1 -r histogram:10:x
   expect "-r sum:1:2:3:4:5" 1 30 "more than 4 arguments" "at most 4 arguments" -- "$BIN/client" 127.0.0.1 -r sum:1:2:3:4:5
   expect "-r no_such_thing.lasm" 1 30 "'no_such_thing.lasm' is neither a catalogue function nor a readable file \\(ENOENT" "$remedy" -- "$BIN/client" 127.0.0.1 -r no_such_thing.lasm
+
+  need_cm_runtime || return
+  local ready="step 4: wait for CONNECT_REQUEST"
+  cm_connected_cases "$ready" "^server: 0 client\\(s\\) served, 0 rejected$" --persistent --accept-timeout 60
+
+  # Programs the server refuses: one its verifier refuses before it runs, one stopped
+  # while it runs. Each client is told which check and where, exits 3, and the server
+  # serves the next client.
+  new_case refused-programs
+  local id=$CASE_ID slog="$CASE_LOG.server" programs="$ROOT/lessons/04-lambda/programs"
+  cm_server_up "refused programs" "$ready" "$slog" --clients 3 --accept-timeout 60 || return
+  local spid=$CM_SPID
+  expect "a jump out of the program: refused by the verifier, exit 3" 3 60 \
+    "^client: .*bad_jump.lasm refused: jump_out_of_range \\(status 7\\) at instruction 1: " \
+    "^client: 1 task\\(s\\), 1 refused or stopped by the server$" \
+    -- "${CM_CLIENT[@]}" -p "$port" --connect-timeout 30 -r "$programs/bad_jump.lasm"
+  expect "a division by zero: stopped by the interpreter, exit 3" 3 60 \
+    "^client: .*bad_div_zero.lasm refused: divide_by_zero \\(status 12\\) at instruction [0-9]+: " \
+    "^client: 1 task\\(s\\), 1 refused or stopped by the server$" \
+    -- "${CM_CLIENT[@]}" -p "$port" --connect-timeout 30 -r "$programs/bad_div_zero.lasm"
+  expect "the next client is served" 0 60 "^client: sum = [0-9]+" "^client: 1 task\\(s\\), 0 refused" \
+    -- "${CM_CLIENT[@]}" -p "$port" --connect-timeout 30 -r sum
+  reap "$spid"
+  check "refused programs: the server carried on" 0 "$RC" "$slog" \
+       "step 8: program refused by the verifier: jump_out_of_range" "divide_by_zero" \
+       "^server: 3 client\\(s\\) served, 0 rejected$"
+  no_leftovers "refused programs" "$id"
 }
 
 # --- lesson 05: TLS, many clients (connected cases on the runtime) -------------------------
@@ -300,17 +458,19 @@ cases_05() {
   local id=$CASE_ID slog="$CASE_LOG.server"
   start 120 "$slog" "${server[@]}" --clients 1; local spid=$BG_PID
   expect "client -s 16 against a server with -s 256: refused, told which -s" 1 120 \
-    "the server refused us: the client's messages are 16 bytes, this server's slots 256" "use the same -s on both sides" \
-    -- "${client[@]}" -s 16 -e "send hi"
+    "the server refused us: the client's messages are 16 bytes, this server's slots 256; use the same -s on both sides" \
+    "remedy: run this client with -s 256 \\(the server's -s\\)$" -- "${client[@]}" -s 16 -e "send hi"
   reap "$spid"
   check "size mismatch: the server counts the session as failed" 0 "$RC" "$slog" \
     "refused 127.0.0.1:[0-9]+: the client's messages are 16 bytes" "^server: 1 session\\(s\\), 1 failed, 0 refused" &&
     no_leftovers "size mismatch" "$id"
 
   # A client killed mid-session is a failed session, not a served one.
+  # While it holds the server's only slot (--max-clients 1), the next client is refused
+  # as "server full", told to come back later.
   new_case killed-client
-  slog="$CASE_LOG.server"; local clog="$CASE_LOG.client"
-  start 120 "$slog" "${server[@]}" --clients 1; spid=$BG_PID
+  id=$CASE_ID slog="$CASE_LOG.server"; local clog="$CASE_LOG.client"
+  start 180 "$slog" "${server[@]}" --clients 1 --max-clients 1; spid=$BG_PID
   local fifo="$OUT/typed-$CASE_N"
   rm -f "$fifo"; mkfifo "$fifo"
   env BAD_INPUT_CASE="$CASE_ID" timeout -k 5 120 "${client[@]}" <"$fifo" >"$clog" 2>&1 &
@@ -319,7 +479,10 @@ cases_05() {
   exec {typing}>"$fifo"
   echo "send hello" >&"$typing"
   if wait_for_line "$clog" "server says 'ack 5 bytes" 120; then
-    stop_with KILL "$CASE_ID" client || fail "killed client: no process to kill"
+    expect "a second client while the only slot is taken: server full, try again later" 1 120 \
+      "the server refused us: server full: 1 clients connected; try again later" \
+      "remedy: try again later, or ask for more --max-clients$" -- "${client[@]}" -e "send too many"
+    stop_with KILL "$id" client || fail "killed client: no process to kill"
   else
     fail "killed client: no acknowledgement within 120 s"; show "$clog"
   fi
@@ -327,9 +490,13 @@ cases_05() {
   exec {typing}>&-
   rm -f "$fifo"
   reap "$spid"
-  check "a client killed mid-session counts as failed" 0 "$RC" "$slog" \
-    "closed its TLS connection after 1 message\\(s\\), without a goodbye" "^server: 1 session\\(s\\), 1 failed, 0 refused" &&
-    no_leftovers "killed client" "$CASE_ID"
+  check "a client killed mid-session counts as failed, the one refused as refused" 0 "$RC" "$slog" \
+    "closed its TLS connection after 1 message\\(s\\), without a goodbye" "^server: 1 session\\(s\\), 1 failed, 1 refused" &&
+    no_leftovers "killed client" "$id"
+
+  # SIGTERM and Ctrl-C end a server waiting for clients with its summary line.
+  stop_cases "listening on TCP port $port" "^server: 0 session\\(s\\), 0 failed, 0 refused \\(server full\\)$" \
+    "${server[@]}"
 
   # Out of descriptors: the server says so once with the remedy, backs off instead of
   # spinning, and serves again once descriptors are free. 40 idle TCP connections
@@ -444,8 +611,9 @@ cases_06() {
     "could not connect to 127.0.0.1:$((port + 1)) after [0-9]+ attempts in 1.0 s: ECONNREFUSED" \
     "nothing listens on TCP port $((port + 1)) there" -- "${U[@]}" "$BIN/client" 127.0.0.1 -p $((port + 1)) --connect-timeout 1
 
-  # SIGTERM ends a server waiting for its client with its summary line.
-  sigterm_case "^server: 0 measurement\\(s\\) served, the data of each checked$"
+  # SIGTERM and Ctrl-C end a server waiting for its client with its summary line.
+  stop_cases "listening on TCP port $port" "^server: 0 measurement\\(s\\) served, the data of each checked$" \
+    "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 60
 
   # Lesson 06's server opens its device only once a client has said what it needs; the
   # client opens its own before it connects.
@@ -475,8 +643,9 @@ cases_07() {
     "nothing listens on TCP port $((port + 1)) there" \
     -- "${U[@]}" "$BIN/client" --break bad-rkey 127.0.0.1 -p $((port + 1)) --connect-timeout 1
 
-  # SIGTERM ends a server waiting for its client with its summary line.
-  sigterm_case "^server: no case run \\(stopped while waiting for a client\\)$"
+  # SIGTERM and Ctrl-C end a server waiting for its client with its summary line.
+  stop_cases "listening on TCP port $port" "^server: no case run \\(stopped while waiting for a client\\)$" \
+    "${U[@]}" "$BIN/server" -p "$port" --accept-timeout 60
 
   # Both programs open their device before anything else.
   runtime_config_cases "$BIN/client" --break bad-rkey 127.0.0.1 -p "$port" --connect-timeout 1

@@ -199,6 +199,19 @@ bool run_command(Session& s, const std::string& line) {
                "commands: send TEXT, write TEXT, read, quit; write-past TEXT, write-at ADDR RKEY TEXT, read-at ADDR RKEY");
 }
 
+/// The remedy for the server's ERROR at step 6. The frame holds only the server's words
+/// (server.cpp), so the remedy is chosen by which refusal they are: server full, or
+/// messages of another size than the server's slots (it names its own -s).
+std::string refusal_remedy(const std::string& reason) {
+  if (reason.rfind("server full", 0) == 0) return "try again later, or ask for more --max-clients";
+  const std::string slots = "this server's slots ";
+  unsigned size = 0;
+  if (const auto at = reason.find(slots);
+      at != std::string::npos && std::sscanf(reason.c_str() + at + slots.size(), "%u", &size) == 1)
+    return "run this client with -s " + std::to_string(size) + " (the server's -s)";
+  return "the server's reason above says what to change";
+}
+
 /// Steps 3-10, once.
 void run_session(const common::Options& opts, const ClientOptions& copts, SSL_CTX* ctx, unsigned round) {
   const double t = opts.timeout_s;
@@ -217,8 +230,10 @@ void run_session(const common::Options& opts, const ClientOptions& copts, SSL_CT
 
   // Step 6: the server's answer: its QP details and our slot, or why it refuses us.
   const common::Message m = tls.receive(t);
-  if (m.type == common::MessageType::error)
-    common::fail("the server refused us: " + common::decode_error(m.body), "try again later, or ask for more --max-clients");
+  if (m.type == common::MessageType::error) {
+    const std::string reason = common::decode_error(m.body);
+    common::fail("the server refused us: " + reason, refusal_remedy(reason));
+  }
   if (m.type != common::MessageType::qp_info)
     common::fail("expected QP_INFO, got " + common::message_type_name(m.type), "is this the lesson 05 server?");
   const common::QpInfo server = common::decode_qp_info(m.body);
