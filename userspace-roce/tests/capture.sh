@@ -19,13 +19,14 @@
 # The runtime's processes use fixed addresses (UROCE_ADDR: server 127.0.186.1, client
 # 127.0.186.2, outside the 127.0.0.x range other runtime processes pick from) and tcpdump
 # records only those, so runtime traffic of tests running at the same time stays out.
-# Needs root and tcpdump (else exit 77: skipped); tshark and python3-scapy for the check.
+# Needs root and tcpdump (else exit 77: skipped; under CI=true a failure, lib.sh's t_skip);
+# tshark and python3-scapy for the check.
 # TCP ports 18620-18626, RDMA CM ports 18627-18628. Pcap, checker output and logs in
 # $BUILD_DIR/userspace-roce/test-out/uroce_capture/.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 t_init uroce_capture
-can_capture || exit 77
+can_capture || t_skip "$NO_CAPTURE" "$NO_CAPTURE_HOW"
 need "$LESSON01/server" "$LESSON01/client" "$BENCH" || t_finish
 "$BENCH" client --help 2>/dev/null | grep -q verify_rw \
   || { fail "$BENCH has no --test verify_rw (rebuild it: cmake --build $BUILD_DIR --target roce_bench)"; t_finish; }

@@ -9,7 +9,7 @@
 #       NAME:   the test's name, for its messages and log directory (default smoke_NN_userspace)
 #       --faults: every process of the smoke runs with the runtime's fault injector on, at
 #               the lesson's rates below (5 % duplicates and reordering; 5 % loss too for
-#               lesson 01). Without it, whatever UROCE_DROP, UROCE_DUPLICATE,
+#               lessons 01 and 06). Without it, whatever UROCE_DROP, UROCE_DUPLICATE,
 #               UROCE_REORDER and UROCE_SEED the environment holds apply.
 #
 # On a runtime built with the sanitizers (SANITIZE=1, or the $BUILD_DIR/asan sub-tree of
@@ -40,8 +40,8 @@ smoke="$ROOT/lessons/$lesson/smoke.sh"
 case $n in 02|03|04) need_rdmacm ;; esac
 
 if [ $faults = 1 ]; then
-  # Rates RC recovers from within its budget: a lost packet costs one ACK timeout (the
-  # lessons use 67 ms) and a go-back-N resend; a QP gives up only after 8 losses in a row
+  # Rates RC recovers from within its budget: a lost packet costs a go-back-N resend, after at
+  # most one ACK timeout (the lessons use 67 ms; sooner at a PSN sequence NAK); a QP gives up only after 8 losses in a row
   # of the same exchange (retry_cnt 7), about (2 x 0.05)^8 = 1e-8 per packet at 5 %. Every
   # process mixes the seed with its own address, so each has its own pattern.
   export UROCE_SEED=$port UROCE_DUPLICATE=0.05 UROCE_REORDER=0.05

@@ -60,6 +60,21 @@ t_cleanup() {
   T_PIDS=()
 }
 
+# t_skip WHY HOW: this host lacks what the test needs to check what it is for (WHY: what
+# is missing; HOW: how to get it, or how to run the test with it). Exit 77, which ctest
+# reports as skipped; but under CI=true (or 1, as CI services set it) a FAIL and exit 1:
+# a skipped check would let CI pass without it. CI must have every package the tests need
+# (scripts/test.sh runs scripts/install-deps.sh first) and run as root for the captures.
+t_skip() {
+  case ${CI:-} in
+    true|TRUE|True|1)
+      echo "${T_NAME:-$(basename "$0")}: FAIL $1 (CI=$CI: in CI a skip is a failure); $2"
+      exit 1 ;;
+  esac
+  echo "${T_NAME:-$(basename "$0")}: SKIP $1; $2"
+  exit 77
+}
+
 # need FILE...: executables the test needs; a missing one is a failure (not a skip).
 need() {
   local f ok=0
@@ -218,10 +233,21 @@ check() {
 }
 
 # --- capture ---------------------------------------------------------------------------
-# can_capture: root and tcpdump present (else the caller skips with 77).
+# can_capture: root and tcpdump present; else 1, with NO_CAPTURE saying what is missing
+# and NO_CAPTURE_HOW the remedy, for the caller's t_skip.
+NO_CAPTURE="" NO_CAPTURE_HOW=""
 can_capture() {
-  [ "$(id -u)" -eq 0 ] || { echo "$T_NAME: SKIP not root: tcpdump cannot capture"; return 1; }
-  command -v tcpdump >/dev/null || { echo "$T_NAME: SKIP no tcpdump (scripts/install-deps.sh)"; return 1; }
+  if [ "$(id -u)" -ne 0 ]; then
+    NO_CAPTURE="not root (uid $(id -u)): tcpdump needs root to capture lo"
+    NO_CAPTURE_HOW="run it as root: cd $BUILD_DIR && sudo ctest -R '^$T_NAME\$'"
+    NO_CAPTURE_HOW+=" (CI: run scripts/test.sh as root)"
+    return 1
+  fi
+  if ! command -v tcpdump >/dev/null; then
+    NO_CAPTURE="no tcpdump"
+    NO_CAPTURE_HOW="install it with scripts/install-deps.sh (as root), then run this test again"
+    return 1
+  fi
 }
 
 # capture_start PCAP FILTER: tcpdump on lo into PCAP, in the background (at most 600 s);

@@ -22,7 +22,8 @@
 #      entry a feature the README lists as not implemented (and the README must still
 #      list it), so that a new skip cannot hide a regression.
 # perftest and python3-pyverbs are installed by scripts/install-deps.sh; if either is
-# missing the script runs it, and skips (77) only if they still cannot be had.
+# missing the script runs it, and skips (77) only if they still cannot be had (under
+# CI=true that fails: lib.sh's t_skip).
 # TCP ports 18620-18622. Logs in $BUILD_DIR/userspace-roce/test-out/uroce_rdma_core_suite/.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -41,10 +42,10 @@ if ! have_deps; then
   echo "    perftest or python3-pyverbs is missing: running scripts/install-deps.sh"
   timeout -k 5 400 "$ROOT/scripts/install-deps.sh" >"$OUT/install-deps.log" 2>&1
   if ! have_deps; then
-    echo "$T_NAME: SKIP perftest (ib_atomic_bw, ib_atomic_lat) or python3-pyverbs ($SUITE_SRC," \
-         "'import pyverbs' in $PYTHON) is missing and scripts/install-deps.sh could not install" \
-         "it (log: $OUT/install-deps.log)"
-    exit 77
+    missing="perftest (ib_atomic_bw, ib_atomic_lat) or python3-pyverbs ($SUITE_SRC,"
+    missing+=" 'import pyverbs' in $PYTHON) is missing and scripts/install-deps.sh could not"
+    missing+=" install it (log: $OUT/install-deps.log)"
+    t_skip "$missing" "run scripts/install-deps.sh as root (or with sudo), then this test again"
   fi
 fi
 for tool in ss gunzip; do

@@ -6,14 +6,14 @@
 #   rdmacm_exports.sh [OURS [THEIRS]]
 # OURS defaults to $BUILD_DIR/userspace-roce/lib/librdmacm.so.1, THEIRS to the system's.
 # Prints PASS/FAIL; exit 0, 1 on a difference, 77 (skip) without objdump or the system
-# library.
+# library (under CI=true a failure: lib.sh's t_skip; scripts/install-deps.sh installs both,
+# binutils with g++, librdmacm1 with librdmacm-dev).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-: "${BUILD_DIR:=$ROOT/build}"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # ROOT, BUILD_DIR, t_skip
 ours=${1:-$BUILD_DIR/userspace-roce/lib/librdmacm.so.1}
 theirs=${2:-/usr/lib/x86_64-linux-gnu/librdmacm.so.1}
-command -v objdump >/dev/null || { echo "SKIP: objdump (binutils) not installed"; exit 77; }
-[ -e "$theirs" ] || { echo "SKIP: no system librdmacm at $theirs (apt install librdmacm1)"; exit 77; }
+command -v objdump >/dev/null || t_skip "objdump (binutils) is not installed" "scripts/install-deps.sh installs it (with g++)"
+[ -e "$theirs" ] || t_skip "no system librdmacm at $theirs" "scripts/install-deps.sh installs it (librdmacm1, with librdmacm-dev)"
 [ -e "$ours" ] || { echo "FAIL: no $ours: build it (cmake --build \$BUILD_DIR --target uroce_rdmacm)"; exit 1; }
 
 # "VERSION NAME" for every defined dynamic symbol (functions and version nodes).

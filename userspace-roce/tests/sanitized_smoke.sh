@@ -12,8 +12,9 @@
 # and 04 take (connect, accept, reject with private data, disconnect, a server serving
 # many clients, "nobody listening") and more, and 03 and 04 would each add a sanitized
 # build of their programs and a run to CI's time for little more of the runtime's code.
-# Registered only in plain builds: a SANITIZE=1 build runs all six lessons' smokes,
-# smoke_01_userspace to smoke_06_userspace, this way itself.
+# Registered only in plain builds: a SANITIZE=1 build runs the smokes of lessons 01 to
+# 06, smoke_01_userspace to smoke_06_userspace, this way itself (and smoke_07_userspace
+# on its sanitized runtime without --faults).
 #
 # TCP ports 18670-18683 (lesson 01), 18690-18696 (lesson 05) and 18654-18658 (lesson
 # 06); RDMA CM ports 18900-18926 (lesson 02, its server at 127.0.73.212). Logs: each

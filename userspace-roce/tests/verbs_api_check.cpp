@@ -25,33 +25,16 @@
 #include <thread>
 #include <vector>
 
+#include "api_check.hpp"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kStepTimeout = std::chrono::seconds(10);  ///< any one step that can wait
 
-int g_failed = 0;
-int g_passed = 0;
-
-void pass(const std::string& name) {
-  ++g_passed;
-  std::printf("PASS %s\n", name.c_str());
-  std::fflush(stdout);
-}
-void fail(const std::string& name, const std::string& why) {
-  ++g_failed;
-  std::printf("FAIL %s: %s\n", name.c_str(), why.c_str());
-  std::fflush(stdout);
-}
-/// PASS if `ok`, else FAIL with `why`; returns `ok`.
-bool check(bool ok, const std::string& name, const std::string& why) {
-  if (ok)
-    pass(name);
-  else
-    fail(name, why);
-  return ok;
-}
-std::string errno_text(int e) { return std::to_string(e) + " (" + std::strerror(e) + ")"; }
+using api_check::check;
+using api_check::errno_text;
+using api_check::fail;
 
 /// A step that may block: runs `f` in a thread and waits for it at most kStepTimeout.
 /// A step that does not return is a hang: said, and the program ends (the thread is stuck).
@@ -60,9 +43,7 @@ auto bounded(const std::string& name, F&& f) -> decltype(f()) {
   auto fut = std::async(std::launch::async, std::forward<F>(f));
   if (fut.wait_for(kStepTimeout) != std::future_status::ready) {
     fail(name, "did not return within 10 s (a hang)");
-    std::printf("%d passed, %d failed\n", g_passed, g_failed);
-    std::fflush(stdout);
-    std::_Exit(1);
+    std::_Exit(api_check::tally());
   }
   return fut.get();
 }
@@ -608,6 +589,5 @@ int main() {
   ibv_dealloc_pd(env.pd);
   ibv_close_device(env.ctx);
   ibv_free_device_list(env.list);
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed ? 1 : 0;
+  return api_check::tally();
 }
