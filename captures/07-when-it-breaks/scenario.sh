@@ -29,5 +29,7 @@ README=""
 PCAP_NAME=lesson07.pcap
 SERVER_CMD='lab-ready -q --timeout 240 server --tcp-listen 18517 -- env SMOKE_CASES="'"$CASES"'" \
   "$LAB_REPO/lessons/07-when-it-breaks/smoke.sh" server >"$LAB_OUT/smoke-server.log" 2>&1'
-CLIENT_CMD='lab-wait -q --timeout 240 server && SMOKE_CASES="'"$CASES"'" \
+# The client role records no capture of its own in the guest (SMOKE_NO_CAPTURE): the lab
+# records the wire, and this script checks that recording.
+CLIENT_CMD='lab-wait -q --timeout 240 server && SMOKE_NO_CAPTURE=1 SMOKE_CASES="'"$CASES"'" \
   "$LAB_REPO/lessons/07-when-it-breaks/smoke.sh" client "$LAB_SERVER_IP" >"$LAB_OUT/smoke-client.log" 2>&1'
