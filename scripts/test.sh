@@ -7,7 +7,7 @@
 #   4. run the unit tests, then every lesson's smoke in the Soft-RoCE lab VMs, then the
 #      capture checks, kernel Soft-RoCE and the userspace runtime against each other in
 #      the lab (interop, both directions, also under netem loss), then the userspace RoCE
-#      runtime's tests (all five lessons' smokes and the tour on it, Debian's verbs tools
+#      runtime's tests (all seven lessons' smokes and the tour on it, Debian's verbs tools
 #      and RDMA CM tools on it, its captures and fault injection), all through ctest
 # Logs of every lab run are under $BUILD_DIR/lab-runs/ and $BUILD_DIR/captures/.
 set -euo pipefail

@@ -3,7 +3,7 @@
  * @brief Lesson 03 server: a ring of slots the client fills with RDMA WRITE_WITH_IMM; each
  *        message announces itself through a RECV completion carrying the slot index.
  *
- * A plain RDMA WRITE is silent: the data lands and the server's CPU never learns of it
+ * A plain RDMA WRITE is silent: the data lands and the server program never learns of it
  * (lesson 02). WRITE_WITH_IMM adds a notification: the data still goes straight to the
  * address the client names, but the last packet also carries 32 bits of immediate data
  * and consumes one RECV the server posted, producing an IBV_WC_RECV_RDMA_WITH_IMM
