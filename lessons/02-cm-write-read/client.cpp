@@ -249,8 +249,15 @@ int run_client(const common::Options& opts, const ClientOptions& copts) {
       if (wc.status != IBV_WC_REM_ACCESS_ERR)
         common::fail(std::string("--bad-rkey: expected IBV_WC_REM_ACCESS_ERR, got ") + ibv_wc_status_str(wc.status),
                      "a device must refuse an unknown rkey; report this with both logs");
-      // The failed completion moved our QP to ERROR; ask the device rather than assume it.
-      const ibv_qp_state state = common::query_qp_state(c.res.get());
+      // Our device moves the QP to ERROR as it reports the failed completion (rxe 6.1 posts
+      // the completion, then moves the QP): ask the device rather than assume it, and give
+      // it up to -t seconds to finish that move.
+      ibv_qp_state state = common::query_qp_state(c.res.get());
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(opts.timeout_s);
+      while (state != IBV_QPS_ERR && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        state = common::query_qp_state(c.res.get());
+      }
       LOG(info, "step 11: the server's device refused rkey 0x%08x: NAK (remote access error) on the wire, "
                 "IBV_WC_REM_ACCESS_ERR here; our QP is in %s (ibv_query_qp), and the server's is in ERR too (its "
                 "responder moved it there when it sent the NAK): this connection can carry nothing more",
