@@ -12,9 +12,13 @@
  */
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "case_kit.hpp"
@@ -161,7 +165,8 @@ int small_recv_server(Session& s) {
 }
 
 /// peer-killed, the client: wait until the server's process is gone (its TCP connection
-/// closes when the kernel tears the process down), then SEND into the void.
+/// closes when the server's witness exits, after the server's process), then SEND into
+/// the void.
 int killed_client(Session& s) {
   client_connect(s);
   LOG(slow, "step 5: client: waiting for the server's process to die (its TCP connection closes)");
@@ -202,9 +207,10 @@ int killed_client(Session& s) {
 }
 
 [[noreturn]] int killed_server(Session& s) {
-  // No RECV posted: should a SEND still reach our QP before the kernel has destroyed it,
-  // it is answered with an RNR NAK (and retried, rnr_retry 7), never ACKed, so the
-  // client's SEND cannot succeed whatever the order in which the process's files close.
+  // The TCP connection outlives this process (leave_witness, called by server.cpp before
+  // the case opened the device), so the client SENDs only once our QP is destroyed. No
+  // RECV is posted either: even a SEND that reached the QP would draw an RNR NAK, never
+  // an ACK.
   connect_session(s);
   s.channel->send(common::encode_ready(), s.timeout());
   LOG(slow, "step 5: server: READY sent; now killing itself with SIGKILL, as a crash or `kill -9` would");
@@ -216,6 +222,40 @@ int killed_client(Session& s) {
 }
 
 }  // namespace
+
+void leave_witness(int tcp_fd, double timeout_s) {
+  // A pidfd names this process for the witness. It becomes readable only once every
+  // thread has exited, and a thread sets that state (do_exit: exit_notify) after it has
+  // dropped its address space and its files and run the releases that queued: the last
+  // release of the device's file destroys the QP (ib_uverbs_close, synchronously).
+  const int self = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
+  if (self < 0)
+    common::fail(std::string("pidfd_open: ") + std::strerror(errno), "peer-killed needs Linux 5.3 or later");
+  const pid_t pid = ::fork();
+  if (pid < 0) common::fail(std::string("fork: ") + std::strerror(errno), "see the error; then run the case again");
+  if (pid == 0) {
+    // The witness: it must hold no device file and map none, either of which would keep
+    // the QP alive until the witness itself exits. It holds none: the start-up check has
+    // closed the device again, and the case opens it only after this fork. It keeps the
+    // TCP socket and the pidfd, nothing else, and takes signals as any process does (the
+    // server blocks its stop signals for the thread that watches for them).
+    const unsigned low = static_cast<unsigned>(std::min(tcp_fd, self));
+    const unsigned high = static_cast<unsigned>(std::max(tcp_fd, self));
+    if (low > 0) ::close_range(0, low - 1, 0);
+    if (high > low + 1) ::close_range(low + 1, high - 1, 0);
+    ::close_range(high + 1, ~0U, 0);
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    pollfd p{self, POLLIN, 0};
+    while (::poll(&p, 1, static_cast<int>(timeout_s * 10 * 1000)) < 0 && errno == EINTR) {
+    }
+    ::_exit(0);  // closes the TCP connection: after this process, or after 10 x -t
+  }
+  ::close(self);
+  LOG(slow, "step 1: server: a witness process (pid %d) holds the TCP connection open until this process has exited",
+      static_cast<int>(pid));
+}
 
 /// The cases of this file, in the README's order (declared in cases.hpp).
 std::vector<Case> receiver_cases() {
@@ -239,7 +279,8 @@ std::vector<Case> receiver_cases() {
        "kernel rxe: server IBV_WC_LOC_QP_OP_ERR, client IBV_WC_REM_OP_ERR; the runtime: IBV_WC_LOC_LEN_ERR and "
        "IBV_WC_REM_INV_REQ_ERR", Setup{}, small_recv_client, small_recv_server},
       {"peer-killed", "the server's process is killed; the client SENDs",
-       "client: IBV_WC_RETRY_EXC_ERR after (retry_cnt + 1) ACK timeouts", killed, killed_client, killed_server},
+       "client: IBV_WC_RETRY_EXC_ERR after (retry_cnt + 1) ACK timeouts", killed, killed_client, killed_server, true,
+       true},
   };
 }
 

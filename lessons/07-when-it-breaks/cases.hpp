@@ -36,7 +36,17 @@ struct Case {
   int (*client)(Session&);               ///< steps 4-7 on the client; returns the verdict
   int (*server)(Session&);               ///< steps 4-7 on the server; returns the verdict
   bool needs_server = true;              ///< false: the client alone (local verbs misuse)
+  bool server_dies = false;              ///< the server's process is killed in step 5
 };
+
+/// peer-killed, the server, before the case opens the device: fork a witness, a process
+/// that shares only the TCP connection @p tcp_fd and holds it open until this process has
+/// exited (or 10 x @p timeout_s). A killed process's files are released in an order no
+/// interface promises; were the TCP socket released first, its FIN could set the client
+/// SENDing while the kernel had not yet destroyed the QP. With the witness, the client's
+/// end of stream comes after the QP is gone (unless another process, a debugger say,
+/// holds the server's device file or address space when it dies).
+void leave_witness(int tcp_fd, double timeout_s);
 
 /// Every case, in the README's order.
 const std::vector<Case>& all_cases();

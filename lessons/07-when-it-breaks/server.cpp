@@ -46,6 +46,7 @@ int run_server(const common::Options& opts, double accept_timeout_s) {
   }
   LOG(info, "step 1: client %s asks for case %s: %s; predicted: %s", channel.peer().c_str(), c->name, c->title, c->fails);
   g_state = "server: stopped in the middle of a case";
+  if (c->server_dies) lesson07::leave_witness(channel.fd(), opts.timeout_s);
   lesson07::Session s;
   s.server_side = true;
   s.opts = opts;

@@ -14,7 +14,7 @@ Blank lines and lines starting with # are ignored. Two kinds of lines:
   step N = TITLE
       What step N of the lesson does, in a few words (the ladder's key of steps).
 
-  [DIR:]LABEL[#K[-L]] [len=N] [reason=N] [conn=N] [refused] [optional] -> STEP | MEANING
+  [DIR:]LABEL[#K[-L]] [len=N] [reason=N] [conn=N] [refused] -> STEP | MEANING
       A rule. LABEL is an event name as roce_capture.py knows it: a RoCE opcode
       (SEND_ONLY, RDMA_WRITE_FIRST, RDMA_READ_REQUEST, ACK ...), a NAK (RNR_NAK,
       NAK_REMOTE_ACCESS_ERROR ...), a CM message (ConnectRequest, ConnectReply,
@@ -30,8 +30,7 @@ Blank lines and lines starting with # are ignored. Two kinds of lines:
       to the N-th connection of the capture (1-based, in the order they started; lesson
       06 runs one technique per connection); refused: a connect refused
       before the server listened (a ConnectRequest and the reject with reason 8 that
-      answered it, see roce_capture.mark_refused); optional: a frame that timing
-      outside the lesson may add (the rule may match nothing).
+      answered it, see roce_capture.mark_refused).
       STEP is the step's number, or `req` for a response (ACK, NAK, RNR NAK, READ
       response): the step of the request it answers (the latest earlier request of its
       connection, sent the other way, whose PSN it covers).
@@ -41,8 +40,7 @@ Blank lines and lines starting with # are ignored. Two kinds of lines:
   Rules are tried in order and the first that matches an event wins. Every event must
   match a rule, and every rule must match at least one event (a rule that matches
   nothing is a sign that the capture and the file no longer agree), except a rule with
-  `refused` (whether a client connects before the server listens is timing) or
-  `optional`.
+  `refused`: whether a client connects before the server listens is timing.
 
 Every frame of the capture belongs to a step: the events it carries (a TLS frame may
 carry several records) by the rules; a TCP segment that carries no message by what it
@@ -110,7 +108,7 @@ def parse_steps(path):
         step, bar, meaning = rest.partition("|")
         if not arrow or not bar or not meaning.strip():
             raise StepsError(f"{where}: '{line}' is neither 'step N = TITLE' nor "
-                             f"'[DIR:]LABEL[#K[-L]] [len=N] [reason=N] [conn=N] [refused] [optional] -> STEP | MEANING'")
+                             f"'[DIR:]LABEL[#K[-L]] [len=N] [reason=N] [conn=N] [refused] -> STEP | MEANING'")
         tokens = match.split()
         if not tokens:
             raise StepsError(f"{where}: no label before '->'")
@@ -122,16 +120,16 @@ def parse_steps(path):
         if first is not None and last is not None and last < first:
             raise StepsError(f"{where}: range #{first}-{last} is empty")
         rule = {"line": number, "where": where, "dir": m[1], "label": m[2], "first": first, "last": last,
-                "len": None, "reason": None, "conn": None, "refused": False, "optional": False, "meaning": meaning.strip(),
+                "len": None, "reason": None, "conn": None, "refused": False, "meaning": meaning.strip(),
                 "used": 0}
         for token in tokens[1:]:
             key, eq, value = token.partition("=")
-            if token in ("refused", "optional"):
-                rule[token] = True
+            if token == "refused":
+                rule["refused"] = True
             elif eq and key in ("len", "reason", "conn") and value.isdigit():
                 rule[key] = int(value)
             else:
-                raise StepsError(f"{where}: unknown condition '{token}' (want len=N, reason=N, conn=N, refused or optional)")
+                raise StepsError(f"{where}: unknown condition '{token}' (want len=N, reason=N, conn=N or refused)")
         step = step.strip()
         if step.isdigit():
             rule["step"] = int(step)
@@ -224,7 +222,7 @@ class Capture:
         self.assign_events()
         self.assign_frames()
         for rule in self.rules:
-            if not rule["used"] and not rule["refused"] and not rule["optional"]:
+            if not rule["used"] and not rule["refused"]:
                 self.problems.append(f"{rule['where']}: the rule for {rule['label']} matches no event of {pcap}")
 
     # -- frames ----------------------------------------------------------------------
