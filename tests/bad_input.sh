@@ -419,11 +419,11 @@ cases_04() {
   cm_server_up "refused programs" "$ready" "$slog" --clients 3 --accept-timeout 60 || return
   local spid=$CM_SPID
   expect "a jump out of the program: refused by the verifier, exit 3" 3 60 \
-    "^client: .*bad_jump.lasm refused: jump_out_of_range \\(status 7\\) at instruction 1: " \
+    "^client: .*bad_jump.lasm refused: jump_out_of_range \\(status 7\\): instruction 1: " \
     "^client: 1 task\\(s\\), 1 refused or stopped by the server$" \
     -- "${CM_CLIENT[@]}" -p "$port" --connect-timeout 30 -r "$programs/bad_jump.lasm"
   expect "a division by zero: stopped by the interpreter, exit 3" 3 60 \
-    "^client: .*bad_div_zero.lasm refused: divide_by_zero \\(status 12\\) at instruction [0-9]+: " \
+    "^client: .*bad_div_zero.lasm refused: divide_by_zero \\(status 12\\): instruction [0-9]+: " \
     "^client: 1 task\\(s\\), 1 refused or stopped by the server$" \
     -- "${CM_CLIENT[@]}" -p "$port" --connect-timeout 30 -r "$programs/bad_div_zero.lasm"
   expect "the next client is served" 0 60 "^client: sum = [0-9]+" "^client: 1 task\\(s\\), 0 refused" \

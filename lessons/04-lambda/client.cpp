@@ -292,10 +292,11 @@ int run_client(const common::Options& opts, const ClientOptions& copts) {
                   static_cast<unsigned long long>(r.steps));
     } else {
       ++refused;
-      LOG(warn, "step 11: answer %u: %s at instruction %u: %s", k, lambda::status_name(r.status), r.pc,
-          r.detail.c_str());
-      std::printf("client: %s refused: %s (status %d) at instruction %u: %s\n", task.label.c_str(),
-                  lambda::status_name(r.status), static_cast<int>(r.status), r.pc, r.detail.c_str());
+      // The detail names the failing instruction itself when there is one (r.pc carries
+      // it too); a refusal of the whole program (too long, no exit at the end) has none.
+      LOG(warn, "step 11: answer %u: %s: %s", k, lambda::status_name(r.status), r.detail.c_str());
+      std::printf("client: %s refused: %s (status %d): %s\n", task.label.c_str(), lambda::status_name(r.status),
+                  static_cast<int>(r.status), r.detail.c_str());
     }
     outcomes.push_back(o);
   }

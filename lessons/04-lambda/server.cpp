@@ -97,8 +97,8 @@ lambda::Response execute(std::span<const std::uint8_t> bytes, std::uint32_t imm,
     std::vector<lambda::Insn> program;
     const lambda::Verdict verdict = lambda::verify(request.program, program);
     if (verdict.status != lambda::Status::ok) {
-      LOG(warn, "step 8: program refused by the verifier: %s at instruction %u: %s",
-          lambda::status_name(verdict.status), verdict.pc, verdict.detail.c_str());
+      LOG(warn, "step 8: program refused by the verifier: %s: %s", lambda::status_name(verdict.status),
+          verdict.detail.c_str());
       response.status = verdict.status;
       response.pc = verdict.pc;
       response.detail = verdict.detail;

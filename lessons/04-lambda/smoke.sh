@@ -58,7 +58,7 @@ check_client() {
       agree "min" "$P/minmax.lasm" r0 "$log" ;;
     bad)
       check "bad programs: each refused or stopped with its own status; the connection goes on" "$want" "$rc" "$log" \
-        "bad_unknown_opcode.lasm refused: unknown_opcode \\(status 4\\) at instruction [0-9]+: .*0xff" \
+        "bad_unknown_opcode.lasm refused: unknown_opcode \\(status 4\\): instruction [0-9]+: .*0xff" \
         "bad_jump.lasm refused: jump_out_of_range \\(status 7\\)" \
         "bad_falls_off_end.lasm refused: falls_off_end \\(status 8\\)" \
         "bad_register.lasm refused: bad_register \\(status 5\\)" \
