@@ -175,33 +175,45 @@ local_ipv4() {
 # start_capture SERVER_IP FILTER: record the wire with tcpdump if we can (root, tcpdump,
 # and a server that is not this host, and SMOKE_NO_CAPTURE unset: a run whose wire is
 # corrupted on purpose is checked by whoever corrupts it). Waits (bounded) until tcpdump
-# is listening.
-CAPTURE_PID="" CAPTURE_FILE=""
+# is listening. The filter also lets through the end marker stop_capture sends.
+CAPTURE_PID="" CAPTURE_FILE="" CAPTURE_SERVER=""
+CAPTURE_MARK_FILTER=""
 start_capture() {
   [ -z "${SMOKE_NO_CAPTURE:-}" ] || { echo "smoke: SMOKE_NO_CAPTURE is set: no capture"; return 0; }
   command -v tcpdump >/dev/null && [ "$(id -u)" -eq 0 ] || { echo "smoke: no tcpdump or not root: no capture"; return 0; }
   local dev
   dev=$(ip route get "$1" 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}' | head -n1)
   [ -n "$dev" ] && [ "$dev" != lo ] || { echo "smoke: server $1 is local: no wire to capture"; return 0; }
+  CAPTURE_SERVER=$1
+  CAPTURE_MARK_FILTER="udp dst port 9 and dst host $1"
   # Write to local disk: tcpdump writes each packet as it comes (-U), and a slow target
   # (a network share) lets it fall behind.
   CAPTURE_FILE=$(mktemp /tmp/smoke-capture.XXXXXX.pcap)
-  timeout 300 tcpdump -Z root -i "$dev" -s 0 -U --immediate-mode -w "$CAPTURE_FILE" "$2" \
+  timeout 300 tcpdump -Z root -i "$dev" -s 0 -U --immediate-mode -w "$CAPTURE_FILE" "($2) or ($CAPTURE_MARK_FILTER)" \
     2>"$SMOKE_OUT/tcpdump.log" &
   CAPTURE_PID=$!
   wait_for_line "$SMOKE_OUT/tcpdump.log" "listening on" 10 || { echo "smoke: tcpdump did not start; see $SMOKE_OUT/tcpdump.log"; kill "$CAPTURE_PID" 2>/dev/null; CAPTURE_PID=""; }
 }
 
-# stop_capture: let tcpdump write out what it has received (its file stops growing; at
-# most 10 s), then stop it (SIGINT drops whatever it has not yet processed), and move
-# the file to $SMOKE_OUT/client-side.pcap.
+# stop_capture: make sure tcpdump has written every packet of the run, stop it, and move
+# the file to $SMOKE_OUT/client-side.pcap. A barrier, not a guess: one marker datagram
+# goes to the server's UDP port 9 (discard) through the captured interface, after every
+# packet of the run; tcpdump writes packets in the order it receives them, so once the
+# marker is in the file, so is everything before it. (Stopping on SIGINT drops what
+# tcpdump has not processed yet.) The marker is then left out of the kept file.
 stop_capture() {
-  local size=-1 now deadline=$((SECONDS + 10))
-  while [ $SECONDS -lt $deadline ]; do
-    now=$(stat -c %s "$CAPTURE_FILE")
-    [ "$now" = "$size" ] && break
-    size=$now
-    sleep 0.5
+  local mark sent=yes deadline=$((SECONDS + 60))
+  mark="smoke-capture-end-$$-$RANDOM$RANDOM"
+  if ! { printf '%s' "$mark" >"/dev/udp/$CAPTURE_SERVER/9"; } 2>"$SMOKE_OUT/capture-mark.log"; then
+    fail "capture: could not send the end marker to $CAPTURE_SERVER:9 ($(cat "$SMOKE_OUT/capture-mark.log")); the capture may lack the run's last packets"
+    sent=no
+  fi
+  while [ $sent = yes ] && ! grep -qaF "$mark" "$CAPTURE_FILE" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ] || ! kill -0 "$CAPTURE_PID" 2>/dev/null; then
+      fail "capture: tcpdump did not write the end marker to $CAPTURE_FILE within 60 s; the capture may lack the run's last packets (see $SMOKE_OUT/tcpdump.log)"
+      break
+    fi
+    sleep 0.1
   done
   # tcpdump may have ended on its own (its timeout): then there is nothing to stop, and
   # its exit status (SIGINT's 130, or timeout's 124) says nothing about the capture.
@@ -209,7 +221,9 @@ stop_capture() {
   kill -INT "$CAPTURE_PID" 2>/dev/null
   wait "$CAPTURE_PID" 2>/dev/null
   set -e
-  mv "$CAPTURE_FILE" "$SMOKE_OUT/client-side.pcap"
+  tcpdump -r "$CAPTURE_FILE" -w "$SMOKE_OUT/client-side.pcap" "not ($CAPTURE_MARK_FILTER)" 2>/dev/null \
+    || fail "capture: could not copy $CAPTURE_FILE without its end marker (tcpdump -r)"
+  rm -f "$CAPTURE_FILE"
 }
 
 # smoke_finish: the tally; exit status 0 only if something passed and nothing failed.
