@@ -195,12 +195,15 @@ start_capture() {
   wait_for_line "$SMOKE_OUT/tcpdump.log" "listening on" 10 || { echo "smoke: tcpdump did not start; see $SMOKE_OUT/tcpdump.log"; kill "$CAPTURE_PID" 2>/dev/null; CAPTURE_PID=""; }
 }
 
-# stop_capture: make sure tcpdump has written every packet of the run, stop it, and move
-# the file to $SMOKE_OUT/client-side.pcap. A barrier, not a guess: one marker datagram
-# goes to the server's UDP port 9 (discard) through the captured interface, after every
-# packet of the run; tcpdump writes packets in the order it receives them, so once the
-# marker is in the file, so is everything before it. (Stopping on SIGINT drops what
-# tcpdump has not processed yet.) The marker is then left out of the kept file.
+# stop_capture: make sure tcpdump has written the run's packets, stop it, and move the
+# file to $SMOKE_OUT/client-side.pcap. A barrier, not a guess: once the run's programs
+# have ended, one marker datagram goes to the server's UDP port 9 (discard) through the
+# captured interface, and tcpdump writes packets in the order the kernel handed them to
+# it; so once the marker is in the file, so is every packet this host had received, and
+# (barring reordering in its send queues) sent, before the marker, unless tcpdump.log
+# reports packets dropped by the kernel. Packets the server sends later may be missing.
+# (Stopping on SIGINT drops what tcpdump has not processed yet.) The marker is then left
+# out of the kept file.
 stop_capture() {
   local mark sent=yes deadline=$((SECONDS + 60))
   mark="smoke-capture-end-$$-$RANDOM$RANDOM"
@@ -210,7 +213,7 @@ stop_capture() {
   fi
   while [ $sent = yes ] && ! grep -qaF "$mark" "$CAPTURE_FILE" 2>/dev/null; do
     if [ $SECONDS -ge $deadline ] || ! kill -0 "$CAPTURE_PID" 2>/dev/null; then
-      fail "capture: tcpdump did not write the end marker to $CAPTURE_FILE within 60 s; the capture may lack the run's last packets (see $SMOKE_OUT/tcpdump.log)"
+      fail "capture: tcpdump had exited, or did not write the end marker to $CAPTURE_FILE within 60 s; the capture may lack the run's last packets (see $SMOKE_OUT/tcpdump.log)"
       break
     fi
     sleep 0.1
@@ -221,8 +224,9 @@ stop_capture() {
   kill -INT "$CAPTURE_PID" 2>/dev/null
   wait "$CAPTURE_PID" 2>/dev/null
   set -e
-  tcpdump -r "$CAPTURE_FILE" -w "$SMOKE_OUT/client-side.pcap" "not ($CAPTURE_MARK_FILTER)" 2>/dev/null \
-    || fail "capture: could not copy $CAPTURE_FILE without its end marker (tcpdump -r)"
+  tcpdump -Z root -r "$CAPTURE_FILE" -w "$SMOKE_OUT/client-side.pcap" "not ($CAPTURE_MARK_FILTER)" \
+    2>>"$SMOKE_OUT/tcpdump.log" \
+    || fail "capture: could not copy $CAPTURE_FILE without its end marker (tcpdump -r; see $SMOKE_OUT/tcpdump.log)"
   rm -f "$CAPTURE_FILE"
 }
 

@@ -293,7 +293,8 @@ int run_client(const common::Options& opts, const ClientOptions& copts) {
     } else {
       ++refused;
       // The detail names the failing instruction itself when there is one (r.pc carries
-      // it too); a refusal of the whole program (too long, no exit at the end) has none.
+      // it too); a refusal of the whole program (empty, not a multiple of 8 bytes, too
+      // long) has none; falls_off_end and step_limit name it in their own words.
       LOG(warn, "step 11: answer %u: %s: %s", k, lambda::status_name(r.status), r.detail.c_str());
       std::printf("client: %s refused: %s (status %d): %s\n", task.label.c_str(), lambda::status_name(r.status),
                   static_cast<int>(r.status), r.detail.c_str());

@@ -238,7 +238,8 @@ void leave_witness(int tcp_fd, double timeout_s) {
     // the QP alive until the witness itself exits. It holds none: the start-up check has
     // closed the device again, and the case opens it only after this fork. It keeps the
     // TCP socket and the pidfd, nothing else, and takes signals as any process does (the
-    // server blocks its stop signals for the thread that watches for them).
+    // server blocks SIGINT and SIGTERM in all its threads so that one thread takes them;
+    // fork copies that mask).
     const unsigned low = static_cast<unsigned>(std::min(tcp_fd, self));
     const unsigned high = static_cast<unsigned>(std::max(tcp_fd, self));
     if (low > 0) ::close_range(0, low - 1, 0);
