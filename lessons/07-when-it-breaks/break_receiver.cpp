@@ -280,8 +280,8 @@ std::vector<Case> receiver_cases() {
        "kernel rxe: server IBV_WC_LOC_QP_OP_ERR, client IBV_WC_REM_OP_ERR; the runtime: IBV_WC_LOC_LEN_ERR and "
        "IBV_WC_REM_INV_REQ_ERR", Setup{}, small_recv_client, small_recv_server},
       {"peer-killed", "the server's process is killed; the client SENDs",
-       "client: IBV_WC_RETRY_EXC_ERR after (retry_cnt + 1) ACK timeouts", killed, killed_client, killed_server, true,
-       true},
+       "client: IBV_WC_RETRY_EXC_ERR after (retry_cnt + 1) ACK timeouts", killed, killed_client, killed_server,
+       /*needs_server=*/true, /*server_dies=*/true},
   };
 }
 
