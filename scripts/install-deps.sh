@@ -24,9 +24,8 @@
 #   plots:     gnuplot-nox (lesson 06's plot.sh: its latency and bandwidth SVG plots)
 #   docs:      doxygen graphviz (the site's diagrams; Doxygen's mscgen is built in)
 #              doxygen-awesome-css (the site's theme; without it the site keeps Doxygen's)
-#   docs tests (ctest -L docs): linkchecker (every link and image of the built site),
-#              chromium chromium-driver python3-selenium (the pages rendered in headless
-#              Chromium, docs/site/render_pages.py)
+#   docs tests (ctest -L docs): chromium chromium-driver python3-selenium (the pages
+#              rendered in headless Chromium, docs/site/render_pages.py)
 set -euo pipefail
 
 build=(cmake g++ make pkg-config libibverbs-dev librdmacm-dev libcli11-dev libssl-dev)
@@ -40,7 +39,7 @@ fuzzing=(clang libclang-rt-dev)
 runtime_tests=(python3-scapy perftest python3-pyverbs)
 plots=(gnuplot-nox)
 docs=(doxygen graphviz doxygen-awesome-css)
-docs_tests=(linkchecker chromium chromium-driver python3-selenium)
+docs_tests=(chromium chromium-driver python3-selenium)
 
 case "${1:-}" in
   "") packages=("${build[@]}" "${certs[@]}" "${run[@]}" "${lab[@]}" "${captures[@]}" "${runtime[@]}"
