@@ -20,6 +20,9 @@
 #   --seed N           the fault injector's seed
 #   --log N            1: QP state changes and errors; 2: every packet; 3: responder detail
 #   --window N         packets a QP may have unacknowledged (default 128)
+#   --ack-delay US     longest wait of an ACK for the application's next request while it
+#                      answers every message (ping-pong), in microseconds (default 100;
+#                      0: every ACK at once, as kernel rxe)
 #   --cm-drop LIST     RDMA CM: drop the first of each named message (req,rep,rtu,rej,dreq,drep)
 #   --print-env        print the environment it would set (for PROGRAM, if one is given
 #                      after --) as VAR=VALUE lines, and exit
@@ -66,6 +69,7 @@ while [ $# -gt 0 ]; do
     --seed) [ $# -ge 2 ] || die "--seed needs a number"; export UROCE_SEED=$2; shift 2 ;;
     --log) [ $# -ge 2 ] || die "--log needs a level (1-3)"; export UROCE_LOG=$2; shift 2 ;;
     --window) [ $# -ge 2 ] || die "--window needs a packet count"; export UROCE_WINDOW=$2; shift 2 ;;
+    --ack-delay) [ $# -ge 2 ] || die "--ack-delay needs a number of microseconds"; export UROCE_ACK_DELAY=$2; shift 2 ;;
     --cm-drop) [ $# -ge 2 ] || die "--cm-drop needs a list of CM messages (req,rep,rtu,rej,dreq,drep)"; export UROCE_CM_DROP=$2; shift 2 ;;
     --print-env) print_env=1; shift ;;
     -h|--help) usage; exit 0 ;;

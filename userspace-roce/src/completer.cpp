@@ -300,12 +300,14 @@ void on_ack(Qp& qp, const Packet& p) {
 namespace uroce {
 
 std::optional<Clock::time_point> qp_deadline(const Qp& qp) {
-  if (qp.rnr_resume_at) return qp.rnr_resume_at;
-  return qp.retransmit_at;
+  std::optional<Clock::time_point> d = qp.rnr_resume_at ? qp.rnr_resume_at : qp.retransmit_at;
+  if (qp.ack_due && (!d || *qp.ack_due < *d)) d = qp.ack_due;
+  return d;
 }
 
 void qp_timers(Qp& qp, Clock::time_point now) {
   using namespace transport;
+  qp_ack_timer(qp, now);  // the responder's delayed ACK (responder.cpp)
   if (qp.state != IBV_QPS_RTS) return;
   if (qp.rnr_resume_at) {
     // While an RNR NAK's wait runs, the retransmission timer does not (arm_retransmit):

@@ -148,6 +148,11 @@ const Config& Config::get() {
     env_whole(c.errors, "UROCE_WINDOW", false, 1, 4096,
               "the window is a whole number of packets from 1 to 4096 (unset: 128)", n);
     c.window = static_cast<uint32_t>(n);
+    n = c.ack_delay_us;
+    env_whole(c.errors, "UROCE_ACK_DELAY", false, 0, 10000,
+              "the ACK delay is a whole number of microseconds from 0 (ACK at once) to 10000 "
+              "(unset: 100)", n);
+    c.ack_delay_us = static_cast<uint32_t>(n);
     // Said once, here, whichever call first reads the settings.
     for (const std::string& e : c.errors) std::fprintf(stderr, "%s\n", e.c_str());
     return c;

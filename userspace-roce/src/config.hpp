@@ -19,6 +19,7 @@ struct Config {
   uint64_t seed = 1;       ///< UROCE_SEED: the fault injector's random seed
   int log = 0;             ///< UROCE_LOG: 1 = connection events, 2 = every packet, 3 = responder decisions
   uint32_t window = 128;   ///< UROCE_WINDOW: unacknowledged packets a QP may have in flight
+  uint32_t ack_delay_us = 100;  ///< UROCE_ACK_DELAY: longest wait of a ping-pong ACK, µs; 0 = none
   /// One line per UROCE_* value refused (already said on stderr); the device list fails
   /// with EINVAL while there is any.
   std::vector<std::string> errors;

@@ -11,7 +11,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,26 @@ namespace {
 
 Device* g_device = nullptr;
 std::mutex g_device_mu;
+
+// Delayed ACKs (responder.cpp) still owed go out when the device closes or the process
+// exits, and none is delayed from then on: the messages they acknowledge did arrive, and
+// rxe would have ACKed them at once. Device::mu held.
+void send_delayed_acks(Device& dev) {
+  dev.no_delayed_acks = true;
+  for (auto& [qpn, qp] : dev.qps) qp_send_delayed_ack(*qp);
+  dev.flush_tx();
+}
+
+// At exit only in the process that opened the device (a forked child shares its socket,
+// not its QPs), and only if the device lock is free within about 100 ms: exit() called
+// from a signal handler may have interrupted the lock's holder on this very thread.
+void send_delayed_acks_at_exit() {
+  std::unique_lock<std::mutex> g(g_device_mu, std::try_to_lock);
+  if (!g.owns_lock() || !g_device || g_device->owner_pid != getpid()) return;
+  std::unique_lock<std::mutex> l(g_device->mu, std::defer_lock);
+  for (int i = 0; i < 100 && !l.try_lock(); ++i) usleep(1000);
+  if (l.owns_lock()) send_delayed_acks(*g_device);
+}
 uint32_t g_requested_ip = 0;  ///< uroce_request_address's, until the device opens
 
 }  // namespace
@@ -163,6 +185,7 @@ Device* device_open(std::string& error) {
   dev->fault_rng.seed(cfg.seed ^ dev->ip);
   dev->open_contexts = 1;
   Device* d = dev.release();
+  d->owner_pid = getpid();
   d->engine = std::thread([d] { d->engine_loop(); });
   if (cfg.log >= 1) {
     char a[INET_ADDRSTRLEN];
@@ -173,6 +196,8 @@ Device* device_open(std::string& error) {
              a, a, 128u << d->active_mtu, d->rcvbuf_bytes, d->window_packets(4096));
   }
   g_device = d;
+  static std::once_flag at_exit;
+  std::call_once(at_exit, [] { std::atexit(send_delayed_acks_at_exit); });
   return d;
 }
 
@@ -181,6 +206,7 @@ void device_close(Device* dev) {
   {
     std::lock_guard<std::mutex> l(dev->mu);
     if (--dev->open_contexts > 0) return;
+    send_delayed_acks(*dev);  // and the engine's last batches ACK at once
     dev->stopping = true;
   }
   uint64_t one = 1;

@@ -59,6 +59,9 @@ struct Device {
   int wake_fd = -1;  ///< eventfd: tells the engine a timer moved earlier or packets wait
   std::thread engine;
   bool stopping = false;
+  /// Closing, or the process exiting: ACKs go at once, none is delayed (responder.cpp).
+  bool no_delayed_acks = false;
+  pid_t owner_pid = 0;  ///< the process that opened the device (a forked child did not)
   int open_contexts = 0;
 
   std::map<uint32_t, Qp*> qps;

@@ -152,6 +152,18 @@ struct Qp {
   size_t read_ring_next = 0;  ///< the slot the next READ takes
   bool nak_sent = false;  ///< a PSN sequence NAK is outstanding: do not repeat it
   bool ack_pending = false;  ///< an ACK is owed at the end of this receive batch
+  bool ack_now = false;      ///< ...and may not wait (a duplicate: the requester is resending)
+  /// Delayed ACKs (responder.cpp, qp_flush_ack): the application answers each message with
+  /// a request of its own (ping-pong), so an ACK waits up to UROCE_ACK_DELAY for that
+  /// request and leaves right behind it, in the same batch.
+  bool ping_pong = false;
+  std::optional<Clock::time_point> ack_due;  ///< a delayed ACK is owed: sent by then at the latest
+  /// When the last message that earned an ACK arrived (ping-pong: a request posted soon after).
+  std::optional<Clock::time_point> acked_request_at;
+  uint32_t last_ack_epsn = 0;  ///< the expected PSN the last ACK we sent covered up to
+  int ack_misses = 0;  ///< delayed ACKs that went by their timer, lately (responder.cpp)
+  int ack_hits = 0;    ///< delayed ACKs in a row that rode behind a request
+  int ack_skip = 0;    ///< ACKs still to send at once after the last miss
   uint64_t bad_pkey_drops = 0;  ///< packets dropped because their P_Key did not match
 
   /// Where the transport reads the time: Clock::now(), unless a test points this at a
@@ -176,8 +188,16 @@ int qp_post_send(Qp& qp, ibv_send_wr* wr, ibv_send_wr** bad);
 int qp_post_recv(Qp& qp, ibv_recv_wr* wr, ibv_recv_wr** bad);
 /// One packet from the peer, already parsed and checked (ICRC, QP number, source).
 void qp_receive(Qp& qp, const wire::Packet& p);
-/// The end of a receive batch: the one coalesced ACK the batch earned, if any.
+/// The end of a receive batch: the one coalesced ACK the batch earned, if any, now or
+/// (ping-pong) delayed until the application's next request or ack_due.
 void qp_flush_ack(Qp& qp);
+/// Sends a delayed ACK now, if one is owed: before the QP changes state or goes away, the
+/// peer gets the ACK rxe would long have sent.
+void qp_send_delayed_ack(Qp& qp);
+/// The delayed ACK's timer: sends it once ack_due has come.
+void qp_ack_timer(Qp& qp, Clock::time_point now);
+/// A request was just posted: a delayed ACK goes with it (after it, in the same batch).
+void qp_piggyback_ack(Qp& qp);
 /// Runs the QP's timers (RNR wait, retransmission) as of `now`.
 void qp_timers(Qp& qp, Clock::time_point now);
 /// When qp_timers has something to do next, if ever.

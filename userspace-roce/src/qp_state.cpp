@@ -214,6 +214,11 @@ void clear_transport(Qp& qp) {
   qp.retrying = false;
   qp.in_msg = Qp::InMsg::none;
   qp.ack_pending = false;
+  qp.ack_now = false;
+  qp.ack_due.reset();
+  qp.ping_pong = false;
+  qp.acked_request_at.reset();
+  qp.ack_misses = qp.ack_hits = qp.ack_skip = 0;
 }
 
 }  // namespace
@@ -223,6 +228,7 @@ namespace uroce {
 
 void qp_enter_error(Qp& qp) {
   using namespace transport;
+  qp_send_delayed_ack(qp);  // the messages it acknowledges did arrive
   qp.state = IBV_QPS_ERR;
   qp.ibv.state = IBV_QPS_ERR;
   // Everything still queued completes with "flushed" (IBV_WC_WR_FLUSH_ERR), in order.
@@ -250,7 +256,9 @@ int qp_modify(Qp& qp, const ibv_qp_attr& a, int mask) {
   uint32_t peer_ip = qp.peer_ip;
   if (int err = check_attributes(qp, a, mask, from, peer_ip)) return err;
 
-  // All checked: apply.
+  // All checked: apply. A delayed ACK goes first: the messages it acknowledges arrived
+  // under the attributes they were sent for.
+  qp_send_delayed_ack(qp);
   apply_attributes(qp, a, mask, peer_ip);
   if (to != from || (mask & IBV_QP_STATE)) {
     if (to == IBV_QPS_RESET || (to == IBV_QPS_INIT && from == IBV_QPS_RESET)) {
@@ -261,7 +269,7 @@ int qp_modify(Qp& qp, const ibv_qp_attr& a, int mask) {
     } else if (to == IBV_QPS_ERR) {
       qp_enter_error(qp);
     } else if (to == IBV_QPS_RTR && from == IBV_QPS_INIT) {
-      qp.epsn = qp.rq_psn;
+      qp.epsn = qp.last_ack_epsn = qp.rq_psn;
       qp.in_msg = Qp::InMsg::none;
     } else if (to == IBV_QPS_RTS && from == IBV_QPS_RTR) {
       qp.next_psn = qp.tx_psn = qp.una_psn = qp.sent_high = qp.acked_psn = qp.sq_psn;

@@ -331,6 +331,7 @@ namespace uroce {
 int qp_post_send(Qp& qp, ibv_send_wr* wr, ibv_send_wr** bad) {
   using namespace transport;
   int err = 0;
+  bool posted = false;
   for (; wr; wr = wr->next) {
     uint64_t length = 0;
     if ((err = check_send_wr(qp, *wr, length)) != 0) {
@@ -345,9 +346,11 @@ int qp_post_send(Qp& qp, ibv_send_wr* wr, ibv_send_wr** bad) {
     w.first_psn = qp.next_psn;
     qp.next_psn = w.end_psn();
     qp.sq.push_back(std::move(w));
+    posted = true;
   }
   // The WRs before a refused one are posted: they go now, not at the next event.
   tx_pump(qp);
+  if (posted) qp_piggyback_ack(qp);
   return err;
 }
 

@@ -23,6 +23,13 @@ namespace {
 constexpr uint32_t kMaxMessageBytes = 1u << 31;  // IBA's largest DMA length (max_msg_sz)
 
 void send_ack(Qp& qp, uint8_t syndrome, uint32_t psn) {
+  // An ACK for the PSN before the one expected, and a NAK or RNR NAK for the expected PSN
+  // itself, acknowledge every PSN before it: a delayed ACK (qp_flush_ack) is owed no
+  // more. (A NAK for an older PSN, a repeated READ's, does not.)
+  if (psn == qp.epsn || psn_add(psn, 1) == qp.epsn) {
+    qp.ack_due.reset();
+    qp.last_ack_epsn = qp.epsn;
+  }
   Packet p;
   p.bth.opcode = kAcknowledge;
   p.bth.psn = psn;
@@ -124,8 +131,10 @@ void on_duplicate(Qp& qp, const Packet& p) {
     return;
   }
   if (is_send(p.bth.opcode) || is_write(p.bth.opcode)) {
-    // A SEND/WRITE we already have: the ACK got lost. Acknowledge again (coalesced).
+    // A SEND/WRITE we already have: the ACK got lost. Acknowledge again (coalesced), at
+    // once: the requester is resending, so it is waiting.
     qp.ack_pending = true;
+    qp.ack_now = true;
   }
   // An atomic was never executed here, so it has no saved result to repeat: dropped.
 }
@@ -328,7 +337,13 @@ void on_request(Qp& qp, const Packet& p) {
   }
   if (!(is_send(op) ? execute_send(qp, p) : execute_write(qp, p))) return;
   qp.epsn = psn_add(qp.epsn, 1);
-  if (p.bth.ack_req) qp.ack_pending = true;
+  if (p.bth.ack_req) {
+    qp.ack_pending = true;
+    // AckReq inside a message: the requester is at the end of its window, or asks every
+    // 16 packets of a long message. It waits for this ACK; the application cannot answer
+    // a message it has not received whole. Never delayed.
+    if (!opcode_info(op).last) qp.ack_now = true;
+  }
 }
 
 }  // namespace uroce::transport
@@ -361,13 +376,95 @@ int qp_post_recv(Qp& qp, ibv_recv_wr* wr, ibv_recv_wr** bad) {
   return 0;
 }
 
+namespace {
+
+// A delayed ACK may cover at most this many PSNs: a requester near the end of its window
+// waits for it (the runtime sends at most UROCE_WINDOW packets unacknowledged, fewer with a
+// small receive buffer).
+constexpr int32_t kMaxDelayedPsns = 8;
+// After a delayed ACK had to go by its timer, the next 2^misses ACKs go at once (misses
+// counts such timeouts, up to kMaxMisses); kHitsToForget ACKs in a row that rode behind a
+// request forget the misses. An application that answers only every other message (it
+// waits for a second one before it answers) so pays the delay once in some 2^kMaxMisses
+// messages, not on every one.
+constexpr int kMaxMisses = 6;
+constexpr int kHitsToForget = 64;
+
+// The longest an ACK may wait: UROCE_ACK_DELAY, and at most an eighth of the QP's own
+// local ACK timeout (its peer's is usually the same, and must not run out first).
+std::chrono::microseconds ack_delay(const Qp& qp) {
+  auto d = std::chrono::microseconds(Config::get().ack_delay_us);
+  if (qp.timeout != 0) d = std::min(d, std::chrono::microseconds(wire::transport_timeout_us(qp.timeout) / 8));
+  return d;
+}
+
+// One ACK covers everything before the PSN we expect next.
+void send_owed_ack(Qp& qp) {
+  transport::send_ack(qp, wire::kAethAck | wire::kAckNoCreditLimit,
+                      wire::psn_add(qp.epsn, wire::kPsnMask));
+}
+
+}  // namespace
+
 void qp_flush_ack(Qp& qp) {
   if (!qp.ack_pending) return;
   qp.ack_pending = false;
+  const bool urgent = qp.ack_now;
+  qp.ack_now = false;
   if (qp.state != IBV_QPS_RTR && qp.state != IBV_QPS_RTS) return;
-  // One ACK covers everything before the PSN we expect next.
-  transport::send_ack(qp, wire::kAethAck | wire::kAckNoCreditLimit,
-                      wire::psn_add(qp.epsn, wire::kPsnMask));
+  if (urgent) {
+    send_owed_ack(qp);
+    return;
+  }
+  const int32_t behind = wire::psn_diff(qp.epsn, qp.last_ack_epsn);
+  if (behind == 0) return;  // an ACK or NAK in this batch already covers it
+  const Clock::time_point now = qp.now();
+  qp.acked_request_at = now;
+  // Ping-pong (ib_write_lat, an RPC): the application answers this message with a request
+  // of its own, and the ACK goes out right behind that request (qp_piggyback_ack). A peer
+  // busy-polling its CQ for this ACK then takes our request in with it, in its own
+  // thread: if it next waits by watching memory, the WRITE is already placed, instead of
+  // waiting for its engine thread to be woken. IBA lets a responder coalesce ACKs (one
+  // ACK acknowledges every PSN before it) as long as the requester's ACK timer does not
+  // run out (ack_delay keeps well below it).
+  const bool skip = qp.ack_skip > 0;
+  if (skip) qp.ack_skip--;
+  const auto delay = ack_delay(qp);
+  if (qp.ping_pong && !skip && !qp.dev->no_delayed_acks && delay.count() > 0 && behind > 0 &&
+      behind <= kMaxDelayedPsns) {
+    if (!qp.ack_due) {
+      qp.ack_due = now + delay;
+      qp.dev->wake_engine_if_needed(*qp.ack_due);
+    }
+    return;
+  }
+  send_owed_ack(qp);
+}
+
+void qp_piggyback_ack(Qp& qp) {
+  // A request soon after a message arrived: the application answers what it receives.
+  const auto delay = ack_delay(qp);
+  if (delay.count() > 0 && qp.acked_request_at && qp.now() - *qp.acked_request_at <= delay)
+    qp.ping_pong = true;
+  if (!qp.ack_due) return;
+  if (++qp.ack_hits >= kHitsToForget) qp.ack_hits = qp.ack_misses = 0;
+  qp_send_delayed_ack(qp);
+}
+
+void qp_send_delayed_ack(Qp& qp) {
+  if (qp.ack_due && (qp.state == IBV_QPS_RTR || qp.state == IBV_QPS_RTS)) send_owed_ack(qp);
+  qp.ack_due.reset();
+}
+
+void qp_ack_timer(Qp& qp, Clock::time_point now) {
+  if (!qp.ack_due || now < *qp.ack_due) return;
+  // No request came in time: this is not ping-pong (any more). ACK at once until a request
+  // follows a message closely again, and for the next 2^misses ACKs in any case.
+  qp.ping_pong = false;
+  qp.ack_hits = 0;
+  if (qp.ack_misses < kMaxMisses) qp.ack_misses++;
+  qp.ack_skip = 1 << qp.ack_misses;
+  qp_send_delayed_ack(qp);
 }
 
 }  // namespace uroce

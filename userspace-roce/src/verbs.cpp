@@ -859,6 +859,8 @@ UROCE_EXPORT int UROCE_V1_1(ibv_destroy_qp)(ibv_qp* ibqp) {
   Qp* qp = reinterpret_cast<Qp*>(ibqp);
   {
     std::lock_guard<std::mutex> l(qp->dev->mu);
+    qp_send_delayed_ack(*qp);  // the peer gets the ACK its last messages earned
+    qp->dev->flush_tx();
     qp->dev->qps.erase(ibqp->qp_num);
     qp->pd->refs--;
     qp->send_cq->qp_refs--;

@@ -24,12 +24,14 @@ for tool in ibv_devices ibv_devinfo; do
 done
 need "$LESSON01/server" || t_finish
 # Nothing from the caller's environment may change what is tested.
-unset UROCE_ADDR UROCE_DROP UROCE_DUPLICATE UROCE_REORDER UROCE_SEED UROCE_LOG UROCE_WINDOW
+unset UROCE_ADDR UROCE_DROP UROCE_DUPLICATE UROCE_REORDER UROCE_SEED UROCE_LOG UROCE_WINDOW \
+  UROCE_ACK_DELAY
 
 SUFFIX="; the device list fails with EINVAL until it is fixed"
 PROBABILITY="a probability is a number from 0 to 1, e.g. 0.05 \\(unset: 0\\)"
 ADDR="an IPv4 unicast address of this host in dotted form, e.g. 127.0.0.2 or 10.0.0.2, or the name of a network interface that exists here, e.g. eth0 \\(unset: the first free 127.0.0.x from 127.0.0.2\\)"
 WINDOW="the window is a whole number of packets from 1 to 4096 \\(unset: 128\\)"
+ACK_DELAY="the ACK delay is a whole number of microseconds from 0 \\(ACK at once\\) to 10000 \\(unset: 100\\)"
 LOG="the log level is 0 \\(quiet\\), 1 \\(connections and errors\\), 2 \\(every packet\\) or 3 \\(responder decisions\\) \\(unset: 0\\)"
 SEED="a seed is a whole number from 0 to 18446744073709551615, decimal or 0x-hex \\(unset: 1\\)"
 
@@ -61,6 +63,8 @@ refused window-big UROCE_WINDOW 4097 4097 "$WINDOW"
 refused window-negative UROCE_WINDOW -1 -1 "$WINDOW"
 refused window-hex UROCE_WINDOW 0x80 0x80 "$WINDOW"
 refused window-junk UROCE_WINDOW 12abc 12abc "$WINDOW"
+refused ack-delay-big UROCE_ACK_DELAY 10001 10001 "$ACK_DELAY"
+refused ack-delay-unit UROCE_ACK_DELAY 100us 100us "$ACK_DELAY"
 refused log-high UROCE_LOG 4 4 "$LOG"
 refused log-word UROCE_LOG verbose verbose "$LOG"
 refused seed-negative UROCE_SEED -1 -1 "$SEED"
@@ -109,13 +113,13 @@ check "scripts/userspace-roce.sh --drop 2: ibv_devinfo is refused by the runtime
 
 # The valid edges.
 UROCE_WINDOW=4096 UROCE_SEED=18446744073709551615 UROCE_DROP=0 UROCE_DUPLICATE=5e-2 \
-  UROCE_REORDER=.5 UROCE_LOG=3 UROCE_ADDR= \
+  UROCE_REORDER=.5 UROCE_LOG=3 UROCE_ADDR= UROCE_ACK_DELAY=10000 \
   timeout -k 5 30 "$RUNTIME" -- ibv_devices >"$OUT/valid.log" 2>&1
-check "valid edges (window 4096, seed 2^64-1, 0, 5e-2, .5, log 3, empty ADDR): ibv_devices lists uroce0" \
+check "valid edges (window 4096, seed 2^64-1, 0, 5e-2, .5, log 3, empty ADDR, ACK delay 10000): ibv_devices lists uroce0" \
   0 $? "$OUT/valid.log" '^[[:space:]]+uroce0[[:space:]]+[0-9a-f]{16}$'
-UROCE_WINDOW=1 UROCE_SEED=0x1F UROCE_DROP=1 UROCE_LOG=0 \
+UROCE_WINDOW=1 UROCE_SEED=0x1F UROCE_DROP=1 UROCE_LOG=0 UROCE_ACK_DELAY=0 \
   timeout -k 5 30 "$RUNTIME" -- ibv_devices >"$OUT/valid2.log" 2>&1
-check "valid edges (window 1, seed 0x1F, drop 1, log 0): ibv_devices lists uroce0" 0 $? \
+check "valid edges (window 1, seed 0x1F, drop 1, log 0, ACK delay 0): ibv_devices lists uroce0" 0 $? \
   "$OUT/valid2.log" '^[[:space:]]+uroce0[[:space:]]+[0-9a-f]{16}$'
 for log in valid valid2; do
   if grep -q refused "$OUT/$log.log"; then fail "a valid value was refused (log: $OUT/$log.log)"; show "$OUT/$log.log"; fi

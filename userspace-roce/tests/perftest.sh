@@ -18,18 +18,16 @@
 #     atomics and EOPNOTSUPP (a memory registration with remote atomic access is accepted,
 #     as on rxe, so it says nothing). A server that asked for none may instead say it lost its client
 #     ("Couldn't read remote address").
-#   - latency: ib_write_lat's typical (median) latency at most 15 x ib_send_lat's, at 64 B
-#     and at 4 KiB, the four runs made one after the other within this test: a ratio of
-#     two measurements seconds apart on the same machine, never an absolute time. The
-#     bound guards against a receive path that waits for anything but the packet: a
-#     runtime whose engine left the socket to an application that had stopped polling
-#     measured 230-300 x. It is not the 2 x the runtime aims for: ib_write_lat's receiver
-#     waits by watching memory, so each of its packets costs a wake-up of the engine
-#     thread (about 20 us on a 2-vCPU VM whose CPUs both run a spinning perftest), while
-#     ib_send_lat's receiver polls its CQ and takes its packets in itself; measured
-#     2.3-7.3 x (README, "Progress without a burnt core"). These four runs are made at
-#     nice -20 where the test may (CAP_SYS_NICE or RLIMIT_NICE), so that other programs
-#     keeping the CPUs busy do not decide the ratio (see section 5).
+#   - latency: ib_write_lat's typical (median) latency at most 2 x ib_send_lat's, at 64 B
+#     and at 4 KiB, measured within this test: a ratio of measurements seconds apart on
+#     the same machine, never an absolute time. ib_write_lat's receiver waits by watching
+#     memory and calls no verb, so without the runtime's delayed ACK each of its packets
+#     waits for the engine thread to be woken (measured 2.3-5.5 x on quiet 2-vCPU VMs,
+#     500 x with other programs busy and the pairs at nice 0); with it, both programs
+#     take their packets in themselves (README, "Delayed ACKs in ping-pong"). The pairs
+#     run at nice -20 where the test may (CAP_SYS_NICE or RLIMIT_NICE), so that other
+#     programs keeping the CPUs busy do not decide the ratio, and three times each,
+#     alternating (see section 5). UROCE_ACK_DELAY is unset: the runtime's default.
 # The -a runs take most of the test's time (5-16 s each here), in perftest itself: at
 # every one of the 23 sizes each process samples the CPU clock for about 0.2 s, busy
 # (get_cpu_mhz), once or twice. Every run is made alone: two pairs at once on two CPUs
@@ -262,41 +260,51 @@ for run in "ib_atomic_lat" "ib_atomic_bw" "ib_atomic_bw -b"; do
 done
 
 # --- 5. latency: ib_write_lat against ib_send_lat, in this run ---------------------------------
-# A WRITE's receiver needs its engine thread scheduled for every packet, a SEND's receiver
-# (which polls its CQ) does not; so on a machine whose CPUs other programs keep busy, the
-# WRITE's latency measures how long the scheduler makes the engine wait for a CPU, not the
-# runtime (measured: 6000 us against 12 us while `stress-ng --cpu 2` ran on 2 CPUs). The
-# pairs run at nice -20 where that is allowed (CAP_SYS_NICE or RLIMIT_NICE), which takes
-# most of other programs' load out of the comparison (a nice-0 program then weighs 1/87
-# of a pair's thread); elsewhere at the default, said on one line. `nice -n` adds to the
+# Both programs' receivers take their packets in themselves (ib_write_lat's thanks to the
+# delayed ACK), so neither waits for the engine to be scheduled in most round trips, and
+# the two latencies are alike. What varies is how a pair's two spinning programs and two
+# engine threads share two CPUs from one run to the next: single runs of 1000 iterations
+# measured write over send 0.46-2.28 under load. So each program runs three times,
+# alternating, and the median of its three medians is compared.
+# The pairs run at nice -20 where that is allowed (CAP_SYS_NICE or RLIMIT_NICE): a nice-0
+# program then weighs 1/87 of a pair's thread, and other programs' load hardly enters
+# the comparison; elsewhere at the default, said on one line. `nice -n` adds to the
 # niceness this test started with: -40 reaches -20 from any start.
+unset UROCE_ACK_DELAY
 if [ "$(nice -n -40 nice 2>/dev/null)" = -20 ]; then
   PAIR_PREFIX=(nice -n -40)
   echo "    latency pairs at nice -20: other programs' load hardly enters the ratio"
 else
   echo "    latency pairs at the default priority (nice -20 is not allowed here): other programs' load enters the ratio"
 fi
+# median3 A B C
+median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 for size in 64 4096; do
-  for prog in ib_send_lat ib_write_lat; do
-    name="$prog-s$size"
-    start_pair "$name" 90 "$prog" -s "$size" -n 1000; finish_pair "$name"
-    expect_ok "$name" lat "$size" "$size" 1000
+  declare -A got=([ib_send_lat]="" [ib_write_lat]="")
+  for round in 1 2 3; do
+    for prog in ib_send_lat ib_write_lat; do
+      name="$prog-s$size-r$round"
+      start_pair "$name" 90 "$prog" -s "$size" -n 1000; finish_pair "$name"
+      expect_ok "$name" lat "$size" "$size" 1000
+      got[$prog]+="$(typical "$OUT/$name-client.log" "$size") "
+    done
   done
-  send=$(typical "$OUT/ib_send_lat-s$size-client.log" "$size")
-  write=$(typical "$OUT/ib_write_lat-s$size-client.log" "$size")
-  if [ -z "$send" ] || [ -z "$write" ]; then
-    fail "write/send latency at $size B: no number (ib_send_lat: '${send}', ib_write_lat: '${write}'; a run failed above)"
+  read -r -a sends <<<"${got[ib_send_lat]}"
+  read -r -a writes <<<"${got[ib_write_lat]}"
+  if [ ${#sends[@]} -ne 3 ] || [ ${#writes[@]} -ne 3 ]; then
+    fail "write/send latency at $size B: not three numbers each (ib_send_lat: '${got[ib_send_lat]}', ib_write_lat: '${got[ib_write_lat]}'; a run failed above)"
     continue
   fi
+  send=$(median3 "${sends[@]}") write=$(median3 "${writes[@]}")
   verdict=$(awk -v w="$write" -v s="$send" 'BEGIN {
     if (s <= 0) { print "bad"; exit }
-    printf "%.2f %s", w / s, (w <= 15 * s) ? "ok" : "over" }')
+    printf "%.2f %s", w / s, (w <= 2 * s) ? "ok" : "over" }')
   ratio=${verdict% *}
-  line="$size B, typical (median) one-way latency: ib_write_lat $write us, ib_send_lat $send us, ratio $ratio"
+  line="$size B, typical (median) one-way latency, median of three runs: ib_write_lat $write us (${writes[*]}), ib_send_lat $send us (${sends[*]}), ratio $ratio"
   case $verdict in
-    *ok) pass "$line <= 15" ;;
-    *over) fail "$line > 15: a WRITE's receiver waits for something other than the packet (logs: $OUT/ib_*_lat-s$size-client.log)" ;;
-    *) fail "write/send latency at $size B: ib_send_lat reports $send us (logs: $OUT/ib_send_lat-s$size-*.log)" ;;
+    *ok) pass "$line <= 2" ;;
+    *over) fail "$line > 2: a WRITE's receiver waits for something a SEND's does not, the engine most likely (logs: $OUT/ib_*_lat-s$size-r*-client.log)" ;;
+    *) fail "write/send latency at $size B: ib_send_lat reports $send us (logs: $OUT/ib_send_lat-s$size-r*.log)" ;;
   esac
 done
 

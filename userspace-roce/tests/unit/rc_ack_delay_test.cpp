@@ -1,0 +1,230 @@
+// The responder's delayed ACK (responder.cpp, qp_flush_ack): while the application
+// answers each message it receives with a request of its own (ping-pong), the ACK a
+// message earned waits for that request, at most UROCE_ACK_DELAY, and then leaves right
+// behind it in the same batch. Otherwise ACKs go at once: the first messages, a
+// duplicate, an AckReq inside a message, a batch that owes more than eight PSNs, and the
+// messages after a delayed ACK had to go by its timer. The clock is the test's own, so
+// every deadline is exact.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <vector>
+
+#include "config.hpp"
+#include "rc_peer.hpp"
+
+namespace uroce::rc_test {
+namespace {
+
+using namespace wire;
+using socketless::RcSetup;
+
+std::chrono::microseconds configured_delay() {
+  return std::chrono::microseconds(Config::get().ack_delay_us);
+}
+
+/// A one-packet RDMA WRITE from the peer into the MR at `offset`, with AckReq set.
+std::vector<uint8_t> write_from_peer(const SocketlessRc& h, uint32_t psn, uint64_t offset = 0) {
+  return from_peer(h, kWriteOnly, psn, bytes_of("ping"), {h.remote_va(offset), h.rkey(), 4});
+}
+
+/// The first packet of a two-packet WRITE (path MTU 1024), with AckReq set as a requester
+/// sets it on the packet that fills its window.
+std::vector<uint8_t> window_edge_write_first(const SocketlessRc& h, uint32_t psn) {
+  wire::Packet p;
+  p.bth.opcode = kWriteFirst;
+  p.bth.dest_qp = h.qp.ibv.qp_num;
+  p.bth.psn = psn;
+  p.bth.ack_req = true;
+  p.reth = {h.remote_va(), h.rkey(), 2048};
+  return socketless::build_packet(p, std::vector<uint8_t>(1024, 0x5A),
+                                  socketless::flow_between(kPeerIp, kLocalIp));
+}
+
+/// The packet must be an ACK covering every PSN before `next_epsn`.
+void expect_ack_upto(const SentPacket& s, uint32_t next_epsn) {
+  EXPECT_EQ(s.p.bth.opcode, kAcknowledge);
+  EXPECT_EQ(s.p.aeth.syndrome & 0xE0, kAethAck) << aeth_text(s.p.aeth.syndrome);
+  EXPECT_EQ(s.p.bth.psn, psn_add(next_epsn, kPsnMask));
+}
+
+/// The peer's next WRITE: the QP (in ping-pong) owes its ACK, and holds it back.
+void owe_ack_for(SocketlessRc& h, uint32_t psn) {
+  h.deliver(write_from_peer(h, psn));
+  EXPECT_TRUE(sent_by(h).empty());
+  ASSERT_TRUE(h.qp.ack_due.has_value());
+}
+
+/// Fixture: one QP whose application has just answered a WRITE with a SEND of its own,
+/// in time: from now on the QP is in ping-pong.
+class AckDelay : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (configured_delay().count() == 0) GTEST_SKIP() << "UROCE_ACK_DELAY=0: no delayed ACKs";
+    // The first message: not ping-pong yet, so its ACK goes at once.
+    h.deliver(write_from_peer(h, 0x100));
+    expect_ack_upto(only_sent(h), 0x101);
+    ASSERT_FALSE(h.qp.ping_pong);
+    // The application answers within the delay: ping-pong.
+    h.advance(configured_delay() / 2);
+    ASSERT_EQ(h.post_send(1, IBV_WR_SEND, 0, 16), 0);
+    const SentPacket send = only_sent(h);
+    EXPECT_EQ(send.p.bth.opcode, kSendOnly);
+    ASSERT_TRUE(h.qp.ping_pong);
+  }
+  SocketlessRc h;
+};
+
+// In ping-pong the ACK waits for the application's next request, and goes behind it.
+TEST_F(AckDelay, TheAckFollowsTheNextRequestInTheSameBatch) {
+  owe_ack_for(h, 0x101);
+  h.advance(configured_delay() / 2);
+  EXPECT_TRUE(sent_by(h).empty());
+  ASSERT_EQ(h.post_send(2, IBV_WR_SEND, 0, 16), 0);
+  const auto sent = sent_by(h);
+  ASSERT_EQ(sent.size(), 2u);
+  // The request first: the peer, polling its CQ for the ACK, has the request in by then.
+  EXPECT_EQ(sent[0].p.bth.opcode, kSendOnly);
+  expect_ack_upto(sent[1], 0x102);
+  EXPECT_FALSE(h.qp.ack_due.has_value());
+  EXPECT_TRUE(h.qp.ping_pong);
+}
+
+// No request within the delay: the ACK goes by its timer, exactly at ack_due, and the QP
+// stops delaying, so the next message is ACKed at once.
+TEST_F(AckDelay, WithoutARequestTheAckGoesAtItsDeadlineAndPingPongEnds) {
+  owe_ack_for(h, 0x101);
+  h.advance(configured_delay() - std::chrono::microseconds(1));
+  EXPECT_TRUE(sent_by(h).empty());
+  h.advance(std::chrono::microseconds(1));
+  expect_ack_upto(only_sent(h), 0x102);
+  EXPECT_FALSE(h.qp.ping_pong);
+  h.deliver(write_from_peer(h, 0x102));
+  expect_ack_upto(only_sent(h), 0x103);
+}
+
+// A request posted later than the delay after a message is no answer to it: the QP does
+// not go into ping-pong.
+TEST(AckDelayStart, ALateRequestStartsNoPingPong) {
+  if (configured_delay().count() == 0) GTEST_SKIP() << "UROCE_ACK_DELAY=0: no delayed ACKs";
+  SocketlessRc h;
+  h.deliver(write_from_peer(h, 0x100));
+  expect_ack_upto(only_sent(h), 0x101);
+  h.advance(configured_delay() + std::chrono::microseconds(1));
+  ASSERT_EQ(h.post_send(1, IBV_WR_SEND, 0, 16), 0);
+  EXPECT_EQ(only_sent(h).p.bth.opcode, kSendOnly);
+  EXPECT_FALSE(h.qp.ping_pong);
+  h.deliver(write_from_peer(h, 0x101));
+  expect_ack_upto(only_sent(h), 0x102);
+}
+
+// A duplicate means the requester is resending, so it is waiting: ACKed at once, also in
+// ping-pong, and covering the message whose ACK was being delayed.
+TEST_F(AckDelay, ADuplicateIsAckedAtOnce) {
+  owe_ack_for(h, 0x101);
+  h.deliver(write_from_peer(h, 0x101));
+  expect_ack_upto(only_sent(h), 0x102);
+  EXPECT_FALSE(h.qp.ack_due.has_value());
+}
+
+// A delayed ACK covers at most eight PSNs: a requester that has sent more may be at the
+// end of its window, waiting for it.
+TEST_F(AckDelay, NinePsnsOwedAreAckedAtOnce) {
+  for (uint32_t psn = 0x101; psn < 0x109; ++psn) {
+    h.deliver(write_from_peer(h, psn));
+    EXPECT_TRUE(sent_by(h).empty()) << "PSN " << psn;
+  }
+  h.deliver(write_from_peer(h, 0x109));
+  expect_ack_upto(only_sent(h), 0x10A);
+  EXPECT_FALSE(h.qp.ack_due.has_value());
+}
+
+// A QP that goes to ERROR (as when its own requester gives up) first sends the ACK it owes:
+// the messages it acknowledges did arrive, and rxe would have ACKed them at once. Then
+// nothing more: an ERROR QP sends no ACK.
+TEST_F(AckDelay, ErrorSendsTheOwedAckFirst) {
+  owe_ack_for(h, 0x101);
+  {
+    std::lock_guard<std::mutex> l(h.dev.mu);
+    qp_enter_error(h.qp);
+  }
+  expect_ack_upto(only_sent(h), 0x102);
+  EXPECT_FALSE(h.qp.ack_due.has_value());
+  EXPECT_FALSE(h.qp.ping_pong);
+  h.advance(configured_delay());
+  EXPECT_TRUE(sent_by(h).empty());
+}
+
+// So does a QP the application modifies (here: back to RESET, to reuse it).
+TEST_F(AckDelay, ModifySendsTheOwedAckFirst) {
+  owe_ack_for(h, 0x101);
+  {
+    std::lock_guard<std::mutex> l(h.dev.mu);
+    ASSERT_EQ(h.to_reset(), 0);
+  }
+  expect_ack_upto(only_sent(h), 0x102);
+  EXPECT_FALSE(h.qp.ack_due.has_value());
+}
+
+// An AckReq inside a message (the requester's window is full, or the 16th packet of a long
+// message) is ACKed at once: the requester waits for it, and the application cannot answer
+// a message it has not received whole.
+TEST_F(AckDelay, AckReqInsideAMessageIsAckedAtOnce) {
+  h.deliver(window_edge_write_first(h, 0x101));
+  expect_ack_upto(only_sent(h), 0x102);
+  EXPECT_FALSE(h.qp.ack_due.has_value());
+}
+
+// An RNR NAK (a SEND with no RECV posted) names the expected PSN, so it acknowledges every
+// PSN before it: the owed ACK goes with it, not after.
+TEST_F(AckDelay, ANakReplacesTheOwedAck) {
+  owe_ack_for(h, 0x101);
+  h.deliver(from_peer(h, kSendOnly, 0x102, bytes_of("no recv")));
+  const SentPacket nak = only_sent(h);
+  EXPECT_EQ(nak.p.bth.opcode, kAcknowledge);
+  EXPECT_EQ(nak.p.aeth.syndrome & 0xE0, kAethRnrNak) << aeth_text(nak.p.aeth.syndrome);
+  EXPECT_EQ(nak.p.bth.psn, 0x102u);
+  EXPECT_FALSE(h.qp.ack_due.has_value());
+  h.advance(configured_delay());
+  EXPECT_TRUE(sent_by(h).empty());
+}
+
+// After a delayed ACK went by its timer, the next 2 ACKs go at once even when the
+// application answers at once again (2^misses, misses = 1): an application that answers
+// only every other message does not pay the delay on every one.
+TEST_F(AckDelay, AfterAMissTheNextAcksGoAtOnce) {
+  owe_ack_for(h, 0x101);
+  h.advance(configured_delay());
+  expect_ack_upto(only_sent(h), 0x102);  // the miss
+  for (uint32_t psn = 0x102; psn < 0x104; ++psn) {
+    h.deliver(write_from_peer(h, psn));
+    expect_ack_upto(only_sent(h), psn + 1);  // at once
+    ASSERT_EQ(h.post_send(psn, IBV_WR_SEND, 0, 16), 0);
+    EXPECT_EQ(only_sent(h).p.bth.opcode, kSendOnly);
+    EXPECT_TRUE(h.qp.ping_pong);
+  }
+  h.deliver(write_from_peer(h, 0x104));
+  EXPECT_TRUE(sent_by(h).empty());  // delayed again
+}
+
+// The delay stays an eighth of the QP's local ACK timeout at most: with timeout 4
+// (4.096 us x 2^4 = 65.5 us) an ACK waits 8 us, not UROCE_ACK_DELAY.
+TEST(AckDelayCap, AnEighthOfTheAckTimeoutAtMost) {
+  if (configured_delay() <= std::chrono::microseconds(8)) GTEST_SKIP() << "UROCE_ACK_DELAY is 8 us or less";
+  RcSetup s;
+  s.timeout = 4;
+  SocketlessRc h(s);
+  h.deliver(write_from_peer(h, 0x100));
+  expect_ack_upto(only_sent(h), 0x101);
+  ASSERT_EQ(h.post_send(1, IBV_WR_SEND, 0, 16), 0);
+  EXPECT_EQ(only_sent(h).p.bth.opcode, kSendOnly);
+  ASSERT_TRUE(h.qp.ping_pong);
+  owe_ack_for(h, 0x101);
+  h.advance(std::chrono::microseconds(7));
+  EXPECT_TRUE(sent_by(h).empty());
+  h.advance(std::chrono::microseconds(1));
+  expect_ack_upto(only_sent(h), 0x102);
+}
+
+}  // namespace
+}  // namespace uroce::rc_test
