@@ -22,7 +22,7 @@
 #   --window N         packets a QP may have unacknowledged (default 128)
 #   --ack-delay US     longest wait of an ACK for the application's next request while it
 #                      answers every message (ping-pong), in microseconds (default 100;
-#                      0: every ACK at once, as kernel rxe)
+#                      0: no ACK waits, one goes at the end of each receive batch)
 #   --cm-drop LIST     RDMA CM: drop the first of each named message (req,rep,rtu,rej,dreq,drep)
 #   --print-env        print the environment it would set (for PROGRAM, if one is given
 #                      after --) as VAR=VALUE lines, and exit

@@ -378,9 +378,9 @@ int qp_post_recv(Qp& qp, ibv_recv_wr* wr, ibv_recv_wr** bad) {
 
 namespace {
 
-// A delayed ACK may cover at most this many PSNs: a requester near the end of its window
-// waits for it (the runtime sends at most UROCE_WINDOW packets unacknowledged, fewer with a
-// small receive buffer).
+// A delayed ACK may cover at most this many PSNs, and at most half the window (this
+// device's, which the runtime assumes its peer's is too): a requester at the end of its
+// window waits for it, and the window may end on a message's last packet.
 constexpr int32_t kMaxDelayedPsns = 8;
 // After a delayed ACK had to go by its timer, the next 2^misses ACKs go at once (misses
 // counts such timeouts, up to kMaxMisses); kHitsToForget ACKs in a row that rode behind a
@@ -430,8 +430,10 @@ void qp_flush_ack(Qp& qp) {
   const bool skip = qp.ack_skip > 0;
   if (skip) qp.ack_skip--;
   const auto delay = ack_delay(qp);
+  const int32_t max_psns =
+      std::min<int32_t>(kMaxDelayedPsns, static_cast<int32_t>(qp.dev->window_packets(qp.mtu) / 2));
   if (qp.ping_pong && !skip && !qp.dev->no_delayed_acks && delay.count() > 0 && behind > 0 &&
-      behind <= kMaxDelayedPsns) {
+      behind <= max_psns) {
     if (!qp.ack_due) {
       qp.ack_due = now + delay;
       qp.dev->wake_engine_if_needed(*qp.ack_due);

@@ -207,6 +207,39 @@ TEST_F(AckDelay, AfterAMissTheNextAcksGoAtOnce) {
   EXPECT_TRUE(sent_by(h).empty());  // delayed again
 }
 
+// Each further miss doubles the ACKs sent at once (2, then 4, ...); 64 ACKs in a row that
+// rode behind a request forget the misses.
+TEST_F(AckDelay, MissesDoubleTheBackoffAndHitsForgetIt) {
+  uint32_t psn = 0x101;
+  uint32_t our_psn = 0x501;  // the fixture's SEND took 0x500
+  // The peer ACKs each of our SENDs, so that the send queue never fills.
+  auto peer_acks = [&] { h.deliver(ack_from_peer(h, our_psn++, kAethAck | kAckNoCreditLimit)); };
+  // answer(): the peer's message, ACKed at once (the backoff), then the application's answer.
+  auto answer = [&] {
+    h.deliver(write_from_peer(h, psn));
+    expect_ack_upto(only_sent(h), psn + 1);
+    ASSERT_EQ(h.post_send(psn, IBV_WR_SEND, 0, 16), 0);
+    EXPECT_EQ(only_sent(h).p.bth.opcode, kSendOnly);
+    peer_acks();
+    psn++;
+  };
+  for (int misses = 1; misses <= 2; ++misses) {
+    owe_ack_for(h, psn++);
+    h.advance(configured_delay());
+    expect_ack_upto(only_sent(h), psn);
+    EXPECT_EQ(h.qp.ack_misses, misses);
+    ASSERT_EQ(h.qp.ack_skip, 1 << misses);
+    for (int i = 0; i < (1 << misses); ++i) answer();
+  }
+  for (int hit = 1; hit <= 64; ++hit) {
+    owe_ack_for(h, psn++);
+    ASSERT_EQ(h.post_send(psn, IBV_WR_SEND, 0, 16), 0);
+    ASSERT_EQ(sent_by(h).size(), 2u);  // the SEND, then the ACK behind it
+    peer_acks();
+    EXPECT_EQ(h.qp.ack_misses, hit < 64 ? 2 : 0) << "after " << hit << " hits";
+  }
+}
+
 // The delay stays an eighth of the QP's local ACK timeout at most: with timeout 4
 // (4.096 us x 2^4 = 65.5 us) an ACK waits 8 us, not UROCE_ACK_DELAY.
 TEST(AckDelayCap, AnEighthOfTheAckTimeoutAtMost) {
