@@ -161,6 +161,7 @@ struct Qp {
   /// When the last message that earned an ACK arrived (ping-pong: a request posted soon after).
   std::optional<Clock::time_point> acked_request_at;
   uint32_t last_ack_epsn = 0;  ///< the expected PSN the last ACK we sent covered up to
+  int ack_answers = 0;  ///< messages in a row answered by a request in time (ping-pong after 8)
   int ack_misses = 0;  ///< delayed ACKs that went by their timer, lately (responder.cpp)
   int ack_hits = 0;    ///< delayed ACKs in a row that rode behind a request
   int ack_skip = 0;    ///< ACKs still to send at once after the last miss

@@ -218,7 +218,7 @@ void clear_transport(Qp& qp) {
   qp.ack_due.reset();
   qp.ping_pong = false;
   qp.acked_request_at.reset();
-  qp.ack_misses = qp.ack_hits = qp.ack_skip = 0;
+  qp.ack_answers = qp.ack_misses = qp.ack_hits = qp.ack_skip = 0;
 }
 
 }  // namespace

@@ -389,6 +389,12 @@ constexpr int32_t kMaxDelayedPsns = 8;
 // messages, not on every one.
 constexpr int kMaxMisses = 6;
 constexpr int kHitsToForget = 64;
+// A QP is in ping-pong after this many messages in a row, each answered by a request
+// within the delay. A short exchange (a handshake of a few messages, then something
+// else) never gets there: there the last message's ACK would wait for an answer that
+// does not come, and its sender with it (perftest -R's two connections: the server, held
+// up, listened again only after the client's second connect had been refused).
+constexpr int kPingPongAfter = 8;
 
 // The longest an ACK may wait: UROCE_ACK_DELAY, and at most an eighth of the QP's own
 // local ACK timeout (its peer's is usually the same, and must not run out first).
@@ -444,10 +450,16 @@ void qp_flush_ack(Qp& qp) {
 }
 
 void qp_piggyback_ack(Qp& qp) {
-  // A request soon after a message arrived: the application answers what it receives.
+  // A request soon after a message arrived answers it; one later, or with no message
+  // since the last request, does not.
   const auto delay = ack_delay(qp);
-  if (delay.count() > 0 && qp.acked_request_at && qp.now() - *qp.acked_request_at <= delay)
-    qp.ping_pong = true;
+  if (delay.count() > 0 && qp.acked_request_at && qp.now() - *qp.acked_request_at <= delay) {
+    if (qp.ack_answers < kPingPongAfter) qp.ack_answers++;
+  } else {
+    qp.ack_answers = 0;
+  }
+  qp.acked_request_at.reset();
+  qp.ping_pong = qp.ack_answers >= kPingPongAfter;
   if (!qp.ack_due) return;
   if (++qp.ack_hits >= kHitsToForget) qp.ack_hits = qp.ack_misses = 0;
   qp_send_delayed_ack(qp);
@@ -463,6 +475,7 @@ void qp_ack_timer(Qp& qp, Clock::time_point now) {
   // No request came in time: this is not ping-pong (any more). ACK at once until a request
   // follows a message closely again, and for the next 2^misses ACKs in any case.
   qp.ping_pong = false;
+  qp.ack_answers = 0;
   qp.ack_hits = 0;
   if (qp.ack_misses < kMaxMisses) qp.ack_misses++;
   qp.ack_skip = 1 << qp.ack_misses;

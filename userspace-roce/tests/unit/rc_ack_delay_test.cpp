@@ -7,6 +7,7 @@
 // every deadline is exact.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -55,24 +56,38 @@ void owe_ack_for(SocketlessRc& h, uint32_t psn) {
   ASSERT_TRUE(h.qp.ack_due.has_value());
 }
 
-/// Fixture: one QP whose application has just answered a WRITE with a SEND of its own,
-/// in time: from now on the QP is in ping-pong.
+/// One round before ping-pong: the peer's WRITE at `psn`, ACKed at once, then the
+/// application's SEND within the delay.
+void answered_round(SocketlessRc& h, uint32_t psn) {
+  h.deliver(write_from_peer(h, psn));
+  expect_ack_upto(only_sent(h), psn + 1);
+  h.advance(configured_delay() / 2);
+  ASSERT_EQ(h.post_send(psn, IBV_WR_SEND, 0, 16), 0);
+  EXPECT_EQ(only_sent(h).p.bth.opcode, kSendOnly);
+}
+
+/// A QP is in ping-pong after this many messages in a row answered in time.
+constexpr uint32_t kRounds = 8;
+
+/// Fixture: one QP whose application has answered 8 WRITEs in a row (PSNs 0xF9-0x100)
+/// with a SEND of its own, each in time: from then on the QP is in ping-pong. The peer's
+/// next PSN is 0x101; the QP's own SENDs took 0x500-0x507.
 class AckDelay : public ::testing::Test {
  protected:
+  static RcSetup setup() {
+    RcSetup s;
+    s.rq_psn = 0x101 - kRounds;
+    return s;
+  }
   void SetUp() override {
     if (configured_delay().count() == 0) GTEST_SKIP() << "UROCE_ACK_DELAY=0: no delayed ACKs";
-    // The first message: not ping-pong yet, so its ACK goes at once.
-    h.deliver(write_from_peer(h, 0x100));
-    expect_ack_upto(only_sent(h), 0x101);
-    ASSERT_FALSE(h.qp.ping_pong);
-    // The application answers within the delay: ping-pong.
-    h.advance(configured_delay() / 2);
-    ASSERT_EQ(h.post_send(1, IBV_WR_SEND, 0, 16), 0);
-    const SentPacket send = only_sent(h);
-    EXPECT_EQ(send.p.bth.opcode, kSendOnly);
+    for (uint32_t psn = 0x101 - kRounds; psn < 0x101; ++psn) {
+      ASSERT_FALSE(h.qp.ping_pong) << "before PSN " << psn;  // until then, ACKs at once
+      answered_round(h, psn);
+    }
     ASSERT_TRUE(h.qp.ping_pong);
   }
-  SocketlessRc h;
+  SocketlessRc h{setup()};
 };
 
 // In ping-pong the ACK waits for the application's next request, and goes behind it.
@@ -189,29 +204,36 @@ TEST_F(AckDelay, ANakReplacesTheOwedAck) {
   EXPECT_TRUE(sent_by(h).empty());
 }
 
-// After a delayed ACK went by its timer, the next 2 ACKs go at once even when the
-// application answers at once again (2^misses, misses = 1): an application that answers
-// only every other message does not pay the delay on every one.
-TEST_F(AckDelay, AfterAMissTheNextAcksGoAtOnce) {
+// After a delayed ACK went by its timer, ping-pong starts over: 8 messages in a row
+// answered in time again, each ACKed at once, before the next ACK waits.
+TEST_F(AckDelay, AfterAMissPingPongStartsOver) {
   owe_ack_for(h, 0x101);
   h.advance(configured_delay());
   expect_ack_upto(only_sent(h), 0x102);  // the miss
-  for (uint32_t psn = 0x102; psn < 0x104; ++psn) {
-    h.deliver(write_from_peer(h, psn));
-    expect_ack_upto(only_sent(h), psn + 1);  // at once
-    ASSERT_EQ(h.post_send(psn, IBV_WR_SEND, 0, 16), 0);
-    EXPECT_EQ(only_sent(h).p.bth.opcode, kSendOnly);
-    EXPECT_TRUE(h.qp.ping_pong);
+  for (uint32_t psn = 0x102; psn < 0x102 + kRounds; ++psn) {
+    EXPECT_FALSE(h.qp.ping_pong);
+    answered_round(h, psn);
   }
-  h.deliver(write_from_peer(h, 0x104));
-  EXPECT_TRUE(sent_by(h).empty());  // delayed again
+  EXPECT_TRUE(h.qp.ping_pong);
+  owe_ack_for(h, 0x102 + kRounds);  // delayed again
+}
+
+// A handshake of a few messages (perftest -R's exchange, then a second connection) never
+// reaches ping-pong: its last message's ACK does not wait for an answer that never comes.
+TEST(AckDelayStart, AShortExchangeNeverWaits) {
+  if (configured_delay().count() == 0) GTEST_SKIP() << "UROCE_ACK_DELAY=0: no delayed ACKs";
+  SocketlessRc h;
+  for (uint32_t psn = 0x100; psn < 0x100 + kRounds - 1; ++psn) answered_round(h, psn);
+  EXPECT_FALSE(h.qp.ping_pong);
+  h.deliver(write_from_peer(h, 0x100 + kRounds - 1));
+  expect_ack_upto(only_sent(h), 0x100 + kRounds);  // at once
 }
 
 // Each further miss doubles the ACKs sent at once (2, then 4, ...); 64 ACKs in a row that
 // rode behind a request forget the misses.
 TEST_F(AckDelay, MissesDoubleTheBackoffAndHitsForgetIt) {
   uint32_t psn = 0x101;
-  uint32_t our_psn = 0x501;  // the fixture's SEND took 0x500
+  uint32_t our_psn = 0x507;  // the fixture's SENDs took 0x500-0x507
   // The peer ACKs each of our SENDs, so that the send queue never fills.
   auto peer_acks = [&] { h.deliver(ack_from_peer(h, our_psn++, kAethAck | kAckNoCreditLimit)); };
   // answer(): the peer's message, ACKed at once (the backoff), then the application's answer.
@@ -229,7 +251,8 @@ TEST_F(AckDelay, MissesDoubleTheBackoffAndHitsForgetIt) {
     expect_ack_upto(only_sent(h), psn);
     EXPECT_EQ(h.qp.ack_misses, misses);
     ASSERT_EQ(h.qp.ack_skip, 1 << misses);
-    for (int i = 0; i < (1 << misses); ++i) answer();
+    // The 2^misses ACKs at once, and ping-pong again after 8 answers in a row.
+    for (int i = 0; i < std::max<int>(1 << misses, kRounds); ++i) answer();
   }
   for (int hit = 1; hit <= 64; ++hit) {
     owe_ack_for(h, psn++);
@@ -246,11 +269,15 @@ TEST(AckDelayCap, AnEighthOfTheAckTimeoutAtMost) {
   if (configured_delay() <= std::chrono::microseconds(8)) GTEST_SKIP() << "UROCE_ACK_DELAY is 8 us or less";
   RcSetup s;
   s.timeout = 4;
+  s.rq_psn = 0x101 - kRounds;
   SocketlessRc h(s);
-  h.deliver(write_from_peer(h, 0x100));
-  expect_ack_upto(only_sent(h), 0x101);
-  ASSERT_EQ(h.post_send(1, IBV_WR_SEND, 0, 16), 0);
-  EXPECT_EQ(only_sent(h).p.bth.opcode, kSendOnly);
+  // Rounds answered within 4 us: within the capped delay, too.
+  for (uint32_t psn = 0x101 - kRounds; psn < 0x101; ++psn) {
+    h.deliver(write_from_peer(h, psn));
+    expect_ack_upto(only_sent(h), psn + 1);
+    ASSERT_EQ(h.post_send(psn, IBV_WR_SEND, 0, 16), 0);
+    EXPECT_EQ(only_sent(h).p.bth.opcode, kSendOnly);
+  }
   ASSERT_TRUE(h.qp.ping_pong);
   owe_ack_for(h, 0x101);
   h.advance(std::chrono::microseconds(7));
