@@ -19,9 +19,12 @@
 # (computed by hand, cross-checked by scapy on the first packet of each opcode), and
 # the opcodes the steps must produce are there; for netem, both sides retransmitted. For
 # corrupt, the wire must show corrupted packets (a wrong ICRC) from both sides, which are
-# then the only packets allowed to be wrong: the programs' own data checks passing means
-# each receiver dropped them rather than deliver their bytes, and the runtime's log says
-# it did. Logs: $BUILD_DIR/lab-runs/interop-GROUP-DIRECTION/.
+# then the only packets allowed to be wrong, with those whose flipped bit the ICRC cannot
+# show (an Ethernet address or the IPv4 header checksum, which it does not cover, or a UDP
+# length that hides where it is; a flipped MAC bit leaves the RoCE packet itself intact).
+# The programs' own data checks passing means each receiver dropped the packets with a
+# wrong ICRC rather than deliver their bytes, and the runtime's log says it did.
+# Logs: $BUILD_DIR/lab-runs/interop-GROUP-DIRECTION/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 usage="usage: lab_interop.sh verbs|cm|netem|corrupt rxe-server|runtime-server"

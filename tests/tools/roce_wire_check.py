@@ -72,8 +72,9 @@ Options:
   --allow-bad-icrc           a packet whose ICRC is wrong (corrupted on the way, e.g. by
                              netem corrupt) is counted, not a failure, and so is anything
                              else wrong with that packet, and with a packet whose IPv4
-                             header checksum is wrong or whose UDP length does not fit;
-                             every other packet must be right
+                             header checksum is wrong, whose UDP length does not fit, or
+                             whose source or destination MAC is not the one its IP
+                             address has in most frames; every other packet must be right
   --expect-bad-icrc-from IP  fail unless some packet from this source address has a wrong
                              ICRC (repeatable, or a comma list; implies --allow-bad-icrc)
   --expect-cm-retransmission NAME
@@ -460,6 +461,9 @@ class Scan:
         # Frames damaged below the ICRC's reach: a wrong IPv4 header checksum, or a UDP
         # length that does not fit the IP packet (only --allow-bad-icrc looks at them).
         self.header_bad = {}  # frame -> source address as text
+        # Ethernet frames: frame -> (source IP, source MAC, destination IP, destination MAC),
+        # for ethernet_damaged(), which finds the MACs a flipped bit changed.
+        self.ether = {}
         self.opcodes = collections.Counter()
         self.first_of_name = {}  # name -> frame number
         self.problems = []  # (frame, text)
@@ -498,6 +502,11 @@ def scan_capture(path, keep_for_scapy=True):
             continue
         s.roce[n] = None
         version = frame[ip] >> 4
+        if linktype == LINKTYPE_EN10MB:
+            addrs = (ip + 12, ip + 16, ip + 20) if version == 4 else (ip + 8, ip + 24, ip + 40)
+            if len(frame) >= addrs[2]:
+                s.ether[n] = (bytes(frame[addrs[0]:addrs[1]]), bytes(frame[6:12]),
+                              bytes(frame[addrs[1]:addrs[2]]), bytes(frame[0:6]))
         if version == 4:
             s.ipv4 += 1
             if ipv4_header_sum(frame, ip, udp) != 0xFFFF:
@@ -730,6 +739,21 @@ def tshark_problems(s, rows):
     return problems
 
 
+def ethernet_damaged(s):
+    """Frames whose Ethernet header a flipped bit changed (netem corrupt flips a bit
+    anywhere in the frame): a source or destination MAC that is not the one its IP address
+    has in most frames of the capture. The ICRC does not cover the Ethernet header, so such
+    a frame's ICRC is still right. Returns frame -> source address as text."""
+    votes = collections.defaultdict(collections.Counter)  # IP -> MAC -> frames
+    for src_ip, src_mac, dst_ip, dst_mac in s.ether.values():
+        votes[src_ip][src_mac] += 1
+        votes[dst_ip][dst_mac] += 1
+    usual = {ip: counts.most_common(1)[0][0] for ip, counts in votes.items()}
+    return {n: str(ipaddress.ip_address(src_ip))
+            for n, (src_ip, src_mac, dst_ip, dst_mac) in s.ether.items()
+            if src_mac != usual[src_ip] or dst_mac != usual[dst_ip]}
+
+
 def plural(n, what):
     return f"{n} {what}{'' if n == 1 else 's'}"
 
@@ -758,7 +782,9 @@ def check_capture(path, args):
         # A packet corrupted on the way (netem corrupt): whatever else is wrong with it
         # (a flipped opcode bit, a length tshark no longer likes) follows from that. So
         # does a packet damaged below the ICRC's reach: a wrong IPv4 header checksum (any
-        # receiver's IP layer drops it), a UDP length that does not fit the IP packet.
+        # receiver's IP layer drops it), a UDP length that does not fit the IP packet, and
+        # one whose Ethernet addresses a flipped bit changed (e.g. into a group address).
+        s.header_bad.update({n: src for n, src in ethernet_damaged(s).items() if n not in s.header_bad})
         bad_frames = {b["frame"] for b in s.icrc_bad} | set(s.header_bad)
         problems = [p for p in problems if p[0] not in bad_frames]
     for n, text in problems:
@@ -778,7 +804,7 @@ def check_capture(path, args):
         by_source = ", ".join(f"{k} from {a}" for a, k in sorted(corrupted.items())) or "none"
         print(f"corrupted (ICRC wrong, allowed by --allow-bad-icrc): {len(s.icrc_bad)} ({by_source})")
         headers = len(set(s.header_bad) - {b["frame"] for b in s.icrc_bad})
-        print(f"corrupted below the ICRC (IPv4 header checksum or UDP length wrong, allowed too): {headers}")
+        print(f"corrupted below the ICRC (IPv4 header checksum, UDP length or an Ethernet address wrong, allowed too): {headers}")
     print("opcodes:")
     # By opcode; NAKs next to ACKNOWLEDGE, undefined opcodes last.
     order = {name: (op, name) for op, name in OPCODE_NAMES.items()}
@@ -1048,6 +1074,21 @@ def self_test():
         expect(sorted(texts) == [5, 6, 7] and "Q_Key 0x00001234" in texts[5] and "200 bytes" in texts[6]
                and "attribute ID 0x0033" in texts[7],
                "CM MADs: the wrong Q_Key, the short MAD and the undefined attribute are reported, nothing else")
+    # 9. Ethernet damage: a flipped bit made frame 3's source MAC a group address and frame
+    # 5's destination MAC another host's; the ICRC cannot see either. Only those two are
+    # reported, with their source addresses.
+    a, b = "02:00:00:00:00:01", "02:00:00:00:00:02"
+    def eth(src_mac, dst_mac, src="10.0.0.1", dst="10.0.0.2"):
+        return Ether(src=src_mac, dst=dst_mac) / IP(src=src, dst=dst, flags="DF") / \
+            UDP(sport=4791, dport=4791, chksum=0) / BTH(opcode="RC_SEND_ONLY", dqpn=0x11, psn=1) / Raw(bytes(8))
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "eth.pcap")
+        wrpcap(path, [eth(a, b), eth(b, a, "10.0.0.2", "10.0.0.1"), eth("03:00:00:00:00:01", b),
+                      eth(a, b), eth(a, "02:00:00:00:00:06"), eth(b, a, "10.0.0.2", "10.0.0.1")])
+        s = scan_capture(path)
+        expect(ethernet_damaged(s) == {3: "10.0.0.1", 5: "10.0.0.1"} and s.icrc_ok == 6,
+               "Ethernet damage: the group source MAC (frame 3) and the wrong destination MAC (frame 5) "
+               "are found, their ICRCs are right")
     print(f"self-test: {'PASS' if not failed else f'FAIL ({len(failed)} checks)'}")
     return len(failed)
 
