@@ -152,19 +152,20 @@ struct Qp {
   size_t read_ring_next = 0;  ///< the slot the next READ takes
   bool nak_sent = false;  ///< a PSN sequence NAK is outstanding: do not repeat it
   bool ack_pending = false;  ///< an ACK is owed at the end of this receive batch
-  bool ack_now = false;      ///< ...and may not wait (a duplicate: the requester is resending)
+  bool ack_now = false;  ///< ...and may not wait (a duplicate, or AckReq inside a message)
   /// Delayed ACKs (responder.cpp, qp_flush_ack): the application answers each message with
   /// a request of its own (ping-pong), so an ACK waits up to UROCE_ACK_DELAY for that
   /// request and leaves right behind it, in the same batch.
   bool ping_pong = false;
   std::optional<Clock::time_point> ack_due;  ///< a delayed ACK is owed: sent by then at the latest
-  /// When the last message that earned an ACK arrived (ping-pong: a request posted soon after).
+  /// When the last message that earned an ACK arrived, until the application's first
+  /// request after it (its answer) comes.
   std::optional<Clock::time_point> acked_request_at;
   uint32_t last_ack_epsn = 0;  ///< the expected PSN the last ACK we sent covered up to
-  int ack_answers = 0;  ///< messages in a row answered by a request in time (ping-pong after 8)
+  int ack_answers = 0;  ///< messages in a row each answered in time (ping-pong after 8)
   int ack_misses = 0;  ///< delayed ACKs that went by their timer, lately (responder.cpp)
   int ack_hits = 0;    ///< delayed ACKs in a row that rode behind a request
-  int ack_skip = 0;    ///< ACKs still to send at once after the last miss
+  int ack_skip = 0;    ///< ACKs that could wait still to send at once after the last miss
   uint64_t bad_pkey_drops = 0;  ///< packets dropped because their P_Key did not match
 
   /// Where the transport reads the time: Clock::now(), unless a test points this at a

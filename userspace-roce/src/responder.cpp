@@ -41,6 +41,9 @@ void send_ack(Qp& qp, uint8_t syndrome, uint32_t psn) {
 // A responder error the requester must hear about (IBA class C): NAK it, then ERROR.
 bool responder_fatal(Qp& qp, uint8_t nak_code, uint32_t psn, const char* why) {
   if (logging(1)) log_line("QP 0x%x: %s; NAK and moving to ERROR", qp.qpn(), why);
+  // No delayed ACK after the NAK either (qp_enter_error would send one): one for a later
+  // PSN than a repeated READ's NAK names would contradict it.
+  qp.ack_due.reset();
   send_ack(qp, kAethNak | nak_code, psn);
   qp_enter_error(qp);
   return false;
@@ -304,7 +307,11 @@ void execute_read(Qp& qp, const Packet& p) {
   save_read(qp, p);
   qp.msn = psn_add(qp.msn, 1);  // a READ counts as done once executed (IBA C9-148, as rxe)
   answer_read(qp, p.bth.psn, p.reth.va, p.reth.rkey, p.reth.length);
+  // Its responses acknowledge it, so with nothing owed before it nothing is owed after
+  // (else 2^24 PSNs of READs would look like nothing owed to qp_flush_ack).
+  const bool nothing_owed = qp.epsn == qp.last_ack_epsn;
   qp.epsn = psn_add(qp.epsn, packets_for(p.reth.length, qp.mtu));
+  if (nothing_owed) qp.last_ack_epsn = qp.epsn;
 }
 
 }  // namespace
@@ -382,19 +389,21 @@ namespace {
 // device's, which the runtime assumes its peer's is too): a requester at the end of its
 // window waits for it, and the window may end on a message's last packet.
 constexpr int32_t kMaxDelayedPsns = 8;
-// After a delayed ACK had to go by its timer, the next 2^misses ACKs go at once (misses
-// counts such timeouts, up to kMaxMisses); kHitsToForget ACKs in a row that rode behind a
-// request forget the misses. An application that answers only every other message (it
-// waits for a second one before it answers) so pays the delay once in some 2^kMaxMisses
-// messages, not on every one.
+// A QP is in ping-pong after this many messages in a row, each answered within the delay
+// by the application's first request after it. A message left unanswered that long starts
+// the count again, so an application that answers only some messages never gets there;
+// nor does a short exchange (a handshake of a few messages, then something else), where
+// the last message's ACK would wait for an answer that does not come, and its sender with
+// it (perftest -R's two connections: the server, held up, listened again only after the
+// client's second connect had been refused).
+constexpr int kPingPongAfter = 8;
+// After a delayed ACK had to go by its timer (a miss), ping-pong ends; once it is back,
+// the next 2^misses ACKs that could wait go at once all the same (misses counts such
+// timeouts, up to kMaxMisses), and kHitsToForget ACKs in a row that rode behind a request
+// forget the misses. An application that answers runs of messages with a gap now and
+// then so pays the delay once in 8 + 2^misses messages at most.
 constexpr int kMaxMisses = 6;
 constexpr int kHitsToForget = 64;
-// A QP is in ping-pong after this many messages in a row, each answered by a request
-// within the delay. A short exchange (a handshake of a few messages, then something
-// else) never gets there: there the last message's ACK would wait for an answer that
-// does not come, and its sender with it (perftest -R's two connections: the server, held
-// up, listened again only after the client's second connect had been refused).
-constexpr int kPingPongAfter = 8;
 
 // The longest an ACK may wait: UROCE_ACK_DELAY, and at most an eighth of the QP's own
 // local ACK timeout (its peer's is usually the same, and must not run out first).
@@ -425,6 +434,12 @@ void qp_flush_ack(Qp& qp) {
   const int32_t behind = wire::psn_diff(qp.epsn, qp.last_ack_epsn);
   if (behind == 0) return;  // an ACK or NAK in this batch already covers it
   const Clock::time_point now = qp.now();
+  const auto delay = ack_delay(qp);
+  if (qp.acked_request_at && now - *qp.acked_request_at >= delay) {
+    // The previous message went unanswered for the whole delay: no ping-pong (yet).
+    qp.ack_answers = 0;
+    qp.ping_pong = false;
+  }
   qp.acked_request_at = now;
   // Ping-pong (ib_write_lat, an RPC): the application answers this message with a request
   // of its own, and the ACK goes out right behind that request (qp_piggyback_ack). A peer
@@ -433,13 +448,13 @@ void qp_flush_ack(Qp& qp) {
   // waiting for its engine thread to be woken. IBA lets a responder coalesce ACKs (one
   // ACK acknowledges every PSN before it) as long as the requester's ACK timer does not
   // run out (ack_delay keeps well below it).
-  const bool skip = qp.ack_skip > 0;
-  if (skip) qp.ack_skip--;
-  const auto delay = ack_delay(qp);
   const int32_t max_psns =
       std::min<int32_t>(kMaxDelayedPsns, static_cast<int32_t>(qp.dev->window_packets(qp.mtu) / 2));
-  if (qp.ping_pong && !skip && !qp.dev->no_delayed_acks && delay.count() > 0 && behind > 0 &&
-      behind <= max_psns) {
+  const bool may_wait = qp.ping_pong && !qp.dev->no_delayed_acks && delay.count() > 0 &&
+                        behind > 0 && behind <= max_psns;
+  if (may_wait && qp.ack_skip > 0) {
+    qp.ack_skip--;  // the backoff after a miss
+  } else if (may_wait) {
     if (!qp.ack_due) {
       qp.ack_due = now + delay;
       qp.dev->wake_engine_if_needed(*qp.ack_due);
@@ -450,15 +465,20 @@ void qp_flush_ack(Qp& qp) {
 }
 
 void qp_piggyback_ack(Qp& qp) {
-  // A request soon after a message arrived answers it; one later, or with no message
-  // since the last request, does not.
-  const auto delay = ack_delay(qp);
-  if (delay.count() > 0 && qp.acked_request_at && qp.now() - *qp.acked_request_at <= delay) {
-    if (qp.ack_answers < kPingPongAfter) qp.ack_answers++;
-  } else {
-    qp.ack_answers = 0;
+  const Clock::time_point now = qp.now();
+  qp_ack_timer(qp, now);  // already due: a miss, even if the engine has not run the timer yet
+  // The first request after a message answers it if it comes within the delay; one later
+  // does not. Further requests before the next message (a WRITE, then a SEND, for one
+  // answer) neither answer nor break the count.
+  if (qp.acked_request_at) {
+    const auto delay = ack_delay(qp);
+    if (delay.count() > 0 && now - *qp.acked_request_at < delay) {
+      if (qp.ack_answers < kPingPongAfter) qp.ack_answers++;
+    } else {
+      qp.ack_answers = 0;
+    }
+    qp.acked_request_at.reset();
   }
-  qp.acked_request_at.reset();
   qp.ping_pong = qp.ack_answers >= kPingPongAfter;
   if (!qp.ack_due) return;
   if (++qp.ack_hits >= kHitsToForget) qp.ack_hits = qp.ack_misses = 0;

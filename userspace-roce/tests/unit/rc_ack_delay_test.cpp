@@ -2,9 +2,9 @@
 // answers each message it receives with a request of its own (ping-pong), the ACK a
 // message earned waits for that request, at most UROCE_ACK_DELAY, and then leaves right
 // behind it in the same batch. Otherwise ACKs go at once: the first messages, a
-// duplicate, an AckReq inside a message, a batch that owes more than eight PSNs, and the
-// messages after a delayed ACK had to go by its timer. The clock is the test's own, so
-// every deadline is exact.
+// duplicate, an AckReq inside a message, an ACK that would cover more than eight PSNs,
+// and the messages after a delayed ACK had to go by its timer. The clock is the test's
+// own, so every deadline is exact.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -60,13 +60,14 @@ void owe_ack_for(SocketlessRc& h, uint32_t psn) {
 /// application's SEND within the delay.
 void answered_round(SocketlessRc& h, uint32_t psn) {
   h.deliver(write_from_peer(h, psn));
-  expect_ack_upto(only_sent(h), psn + 1);
+  expect_ack_upto(only_sent(h), psn_add(psn, 1));
   h.advance(configured_delay() / 2);
   ASSERT_EQ(h.post_send(psn, IBV_WR_SEND, 0, 16), 0);
   EXPECT_EQ(only_sent(h).p.bth.opcode, kSendOnly);
 }
 
-/// A QP is in ping-pong after this many messages in a row answered in time.
+/// A QP is in ping-pong after this many messages in a row, each answered in time by the
+/// application's first request after it.
 constexpr uint32_t kRounds = 8;
 
 /// Fixture: one QP whose application has answered 8 WRITEs in a row (PSNs 0xF9-0x100)
@@ -205,17 +206,20 @@ TEST_F(AckDelay, ANakReplacesTheOwedAck) {
 }
 
 // After a delayed ACK went by its timer, ping-pong starts over: 8 messages in a row
-// answered in time again, each ACKed at once, before the next ACK waits.
+// answered in time again, each ACKed at once, then the backoff's 2 ACKs at once, before
+// the next ACK waits.
 TEST_F(AckDelay, AfterAMissPingPongStartsOver) {
   owe_ack_for(h, 0x101);
   h.advance(configured_delay());
   expect_ack_upto(only_sent(h), 0x102);  // the miss
-  for (uint32_t psn = 0x102; psn < 0x102 + kRounds; ++psn) {
+  uint32_t psn = 0x102;
+  for (; psn < 0x102 + kRounds; ++psn) {
     EXPECT_FALSE(h.qp.ping_pong);
     answered_round(h, psn);
   }
   EXPECT_TRUE(h.qp.ping_pong);
-  owe_ack_for(h, 0x102 + kRounds);  // delayed again
+  for (; psn < 0x102 + kRounds + 2; ++psn) answered_round(h, psn);  // the backoff: 2^1
+  owe_ack_for(h, psn);  // delayed again
 }
 
 // A handshake of a few messages (perftest -R's exchange, then a second connection) never
@@ -229,8 +233,9 @@ TEST(AckDelayStart, AShortExchangeNeverWaits) {
   expect_ack_upto(only_sent(h), 0x100 + kRounds);  // at once
 }
 
-// Each further miss doubles the ACKs sent at once (2, then 4, ...); 64 ACKs in a row that
-// rode behind a request forget the misses.
+// After a miss, ping-pong needs 8 answers in a row again, and then the next 2^misses ACKs
+// that could wait go at once all the same (2, then 4, ...); 64 ACKs in a row that rode
+// behind a request forget the misses.
 TEST_F(AckDelay, MissesDoubleTheBackoffAndHitsForgetIt) {
   uint32_t psn = 0x101;
   uint32_t our_psn = 0x507;  // the fixture's SENDs took 0x500-0x507
@@ -251,8 +256,12 @@ TEST_F(AckDelay, MissesDoubleTheBackoffAndHitsForgetIt) {
     expect_ack_upto(only_sent(h), psn);
     EXPECT_EQ(h.qp.ack_misses, misses);
     ASSERT_EQ(h.qp.ack_skip, 1 << misses);
-    // The 2^misses ACKs at once, and ping-pong again after 8 answers in a row.
-    for (int i = 0; i < std::max<int>(1 << misses, kRounds); ++i) answer();
+    // 8 answers in a row bring ping-pong back; the 2^misses ACKs after them still go at once.
+    for (uint32_t i = 0; i < kRounds; ++i) answer();
+    EXPECT_TRUE(h.qp.ping_pong);
+    EXPECT_EQ(h.qp.ack_skip, 1 << misses);
+    for (int i = 0; i < (1 << misses); ++i) answer();
+    EXPECT_EQ(h.qp.ack_skip, 0);
   }
   for (int hit = 1; hit <= 64; ++hit) {
     owe_ack_for(h, psn++);
@@ -261,6 +270,99 @@ TEST_F(AckDelay, MissesDoubleTheBackoffAndHitsForgetIt) {
     peer_acks();
     EXPECT_EQ(h.qp.ack_misses, hit < 64 ? 2 : 0) << "after " << hit << " hits";
   }
+}
+
+// An application may answer with several requests (a WRITE, then a SEND): the first
+// carries the ACK, the others neither answer nor break ping-pong.
+TEST_F(AckDelay, FurtherRequestsForOneAnswerKeepPingPong) {
+  owe_ack_for(h, 0x101);
+  ASSERT_EQ(h.post_send(1, IBV_WR_RDMA_WRITE, 0, 16, 0x9000, 0x77), 0);
+  const auto sent = sent_by(h);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].p.bth.opcode, kWriteOnly);
+  expect_ack_upto(sent[1], 0x102);
+  ASSERT_EQ(h.post_send(2, IBV_WR_SEND, 0, 16), 0);
+  EXPECT_EQ(only_sent(h).p.bth.opcode, kSendOnly);
+  EXPECT_TRUE(h.qp.ping_pong);
+  owe_ack_for(h, 0x102);  // still delayed
+}
+
+// An application that answers only every second message (it waits for two before it
+// answers) never gets into ping-pong: the message it leaves unanswered for the whole delay
+// starts the count again, so every ACK goes at once.
+TEST(AckDelayStart, AnsweringEverySecondMessageStartsNoPingPong) {
+  if (configured_delay().count() == 0) GTEST_SKIP() << "UROCE_ACK_DELAY=0: no delayed ACKs";
+  SocketlessRc h;
+  uint32_t psn = 0x100;
+  for (uint32_t round = 0; round < 4 * kRounds; ++round) {
+    h.deliver(write_from_peer(h, psn));
+    expect_ack_upto(only_sent(h), psn + 1);
+    psn++;
+    h.advance(configured_delay());  // not answered
+    h.deliver(write_from_peer(h, psn));
+    expect_ack_upto(only_sent(h), psn + 1);
+    psn++;
+    ASSERT_EQ(h.post_send(round, IBV_WR_SEND, 0, 16), 0);  // the answer to both
+    EXPECT_EQ(only_sent(h).p.bth.opcode, kSendOnly);
+    ASSERT_FALSE(h.qp.ping_pong) << "round " << round;
+    if (round % 16 == 15) h.deliver(ack_from_peer(h, 0x500 + round, kAethAck | kAckNoCreditLimit));
+  }
+}
+
+// A request posted once the delayed ACK is due is late, even if the engine has not run
+// the timer yet: a miss, not an answer.
+TEST_F(AckDelay, ARequestAtTheDeadlineIsAMiss) {
+  owe_ack_for(h, 0x101);
+  h.clock += configured_delay();  // the time has come; the timers have not run
+  ASSERT_EQ(h.post_send(1, IBV_WR_SEND, 0, 16), 0);
+  const auto sent = sent_by(h);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].p.bth.opcode, kSendOnly);
+  expect_ack_upto(sent[1], 0x102);
+  EXPECT_EQ(h.qp.ack_misses, 1);
+  EXPECT_FALSE(h.qp.ping_pong);
+}
+
+// A PSN sequence error NAK names the expected PSN, so it too acknowledges every PSN
+// before it: the owed ACK is replaced, not sent after it.
+TEST_F(AckDelay, ASequenceNakReplacesTheOwedAck) {
+  owe_ack_for(h, 0x101);
+  h.deliver(write_from_peer(h, 0x104));  // 0x102 and 0x103 lost
+  const SentPacket nak = only_sent(h);
+  EXPECT_EQ(nak.p.bth.opcode, kAcknowledge);
+  EXPECT_EQ(nak.p.aeth.syndrome, kAethNak | kNakPsnSequence) << aeth_text(nak.p.aeth.syndrome);
+  EXPECT_EQ(nak.p.bth.psn, 0x102u);
+  EXPECT_FALSE(h.qp.ack_due.has_value());
+  h.advance(configured_delay());
+  EXPECT_TRUE(sent_by(h).empty());
+}
+
+// Ping-pong across the PSN wrap (0xFFFFFF to 0): the rounds count and the ACK waits and
+// covers the right PSN.
+TEST(AckDelayWrap, PingPongAcrossThePsnWrap) {
+  if (configured_delay().count() == 0) GTEST_SKIP() << "UROCE_ACK_DELAY=0: no delayed ACKs";
+  RcSetup s;
+  s.rq_psn = kPsnMask - 3;
+  SocketlessRc h(s);
+  uint32_t psn = s.rq_psn;
+  for (uint32_t i = 0; i < kRounds; ++i, psn = psn_add(psn, 1)) answered_round(h, psn);
+  ASSERT_EQ(psn, kRounds - 4);
+  ASSERT_TRUE(h.qp.ping_pong);
+  owe_ack_for(h, psn);
+  ASSERT_EQ(h.post_send(9, IBV_WR_SEND, 0, 16), 0);
+  const auto sent = sent_by(h);
+  ASSERT_EQ(sent.size(), 2u);
+  expect_ack_upto(sent[1], psn_add(psn, 1));
+}
+
+// A READ's responses acknowledge it: with nothing owed before a READ, nothing is owed
+// after it (the expected PSN the last ACK covered moves with it).
+TEST(AckDelayRead, AReadLeavesNothingOwed) {
+  SocketlessRc h;
+  h.deliver(from_peer(h, kReadRequest, 0x100, {}, {h.remote_va(0), h.rkey(), 3000}));
+  EXPECT_EQ(h.qp.epsn, 0x103u);  // three response packets at path MTU 1024
+  EXPECT_EQ(h.qp.last_ack_epsn, h.qp.epsn);
+  for (const SentPacket& s : sent_by(h)) EXPECT_NE(s.p.bth.opcode, kAcknowledge);
 }
 
 // The delay stays an eighth of the QP's local ACK timeout at most: with timeout 4
