@@ -14,7 +14,7 @@
 #   ib_write_bw -s 65536   RDMA WRITE bandwidth, perftest's default depth (128 in flight)
 #   ib_send_lat -s 64      SEND/RECV ping-pong latency
 # (-n: the same iterations as roce_bench's runs, --iters),
-# and udp_ceiling: bare UDP datagrams of RoCE's size (4112 bytes), sent the way the
+# and udp_ceiling: bare UDP datagrams of RoCE's size (4112 bytes), sent much as the
 # runtime sends them, the most this kernel moves over loopback in that shape.
 # The verbs and perftest runs start server and client each through
 # scripts/userspace-roce.sh (so each process gets its own 127.0.0.x and GID index 0 is
@@ -298,7 +298,7 @@ or_dash() { if [ -n "$1" ]; then echo "$1 $2"; else echo "-"; fi; }
 echo "  for information: tcp write_bw 64 KiB $(or_dash "$(kv "$TBW" gbytes_per_s)" GB/s) (TCP loopback moves 64 KiB"
 echo "  segments); p99 one way at 64 B: roce_bench $(or_dash "$(kv "$VPP" p99_us)" us), ib_send_lat" \
      "$(or_dash "$(kv "$PLAT" p99_us)" us), tcp $(or_dash "$(kv "$TPP" p99_us)" us)"
-echo "  udp: udp_ceiling, bare 4112-byte datagrams sent as the runtime sends them (this kernel's"
+echo "  udp: udp_ceiling, bare 4112-byte datagrams sent much as the runtime sends them (this kernel's"
 echo "  ceiling for RoCE at MTU 4096); bandwidth: roce_bench 16 WRITEs in flight, ib_write_bw 128;"
 echo "  latency one way: roce_bench median of round trip / 2, ib_send_lat t_typical (its median)"
 echo "  (GB/s = 10^9 bytes/s; RESULT lines in $OUT/results.txt)"
