@@ -14,10 +14,12 @@
 # The others show nothing new on the wire, or nothing at all (rejected locally), or (the
 # RNR cases with more retries) many RNR NAK pairs; the README covers them. Each case's
 # resend count is fixed by its QP attributes (retry_cnt, rnr_retry) and its timeouts,
-# not by timing, so --check compares every frame.
+# not by timing, so --check compares every frame, resends included (not
+# scripts/capture.sh's default --without-resends).
 # Commands run inside the guests, with BUILD_DIR exported; LAB_OUT and LAB_SERVER_IP come
 # from the lab; the smoke script writes its logs to LAB_OUT (SMOKE_OUT defaults to it).
 PORT=18517
+COMPARE_ARGS=()
 CASES="psn-ahead psn-behind before-rtr rnr-retry-1 recv-too-small peer-killed bad-rkey"
 REQUIRE=SEND_ONLY,ACK,RDMA_WRITE_ONLY,RNR_NAK,NAK_PSN_SEQUENCE_ERROR,NAK_REMOTE_OPERATIONAL_ERROR,NAK_REMOTE_ACCESS_ERROR
 # No --client-log: psn-ahead and psn-behind send on purpose from a PSN other than the one

@@ -17,12 +17,12 @@ LAB_ARGS=(--server-runtime kernel --client-runtime userspace)
 # No README check: lessons/01-verbs-send-recv/README.md quotes the client's device and
 # GID lines as rxe prints them (rxe0, GID index 1); on the runtime they say uroce0, GID 0.
 README=
-# Compared with a fresh run, repeated requests and ACKs are left out: under load the
-# runtime's ACK, in an emulated guest, can take tens of milliseconds, and kernel rxe's
+# Compared with a fresh run, requests resent with no NAK asking for them and repeated
+# ACKs are left out (scripts/capture.sh's default COMPARE_ARGS): under load the runtime's
+# ACK, in an emulated guest, can take tens of milliseconds, and kernel rxe's
 # retransmission timer, armed for an earlier SEND and not restarted for a later one, then
 # expires a few milliseconds after the later SEND and resends it (a CI run on a busy host
 # saw the echo SEND twice, 6 ms apart, and both ACKed). See roce_capture.py, without_resends.
-COMPARE_ARGS=(--without-resends)
 SERVER_CMD='bin=$BUILD_DIR/lessons/01-verbs-send-recv
 for run in 1 2; do
   lab-ready -q run$run --tcp-listen 18515 -- "$bin/server" -s 4096 --accept-timeout 60 || exit 1

@@ -64,8 +64,9 @@ Subcommands:
       side in capture order (lesson 06: with many requests in flight, where the ACKs fall
       between the requests is timing; see roce_direction_order).
       --without-resends (without --exact): a RoCE request packet that repeats an earlier
-      one (same direction, QP, opcode and PSN) and an ACK that repeats an earlier ACK
-      are left out (interop: a resend that only a slow ACK caused; see without_resends).
+      one (same direction, QP, opcode and PSN) with no NAK asking for it in between, and
+      an ACK that repeats an earlier ACK, are left out (a resend that only a slow ACK
+      caused; see without_resends).
   compare PCAP_A PCAP_B [--port P] [--by-direction] [--without-resends]
       Exit 0 when both captures show the same deterministic story (summary without
       --exact, and with --by-direction and --without-resends if given), else print a
@@ -886,25 +887,42 @@ def roce_direction_order(events):
 
 
 def without_resends(events):
-    """With --without-resends (the interop capture): a RoCE request packet that repeats an
-    earlier one (same direction, destination QP, opcode and PSN), and an ACK that repeats
-    an earlier one (same direction, QP, PSN and syndrome), are left out.
+    """With --without-resends: a RoCE request packet that repeats an earlier one (same
+    direction, destination QP, opcode and PSN) with no NAK in between that asked for it,
+    and an ACK that repeats an earlier ACK (same direction, QP and PSN), are left out.
+    NAKs, and resends a NAK asked for (RNR NAK, PSN sequence error), stay: they are the
+    story.
 
     Kernel rxe arms its retransmission timer when it sends with the timer idle and does
     not restart it for later requests (rxe_req.c: mod_timer only if !timer_pending), so
-    when an ACK is slow (the runtime in an emulated guest on a busy host took 44 ms), the
-    timer armed for an earlier request can expire a few milliseconds after a later one
-    was sent, and rxe resends that one although its ACK is on its way; the ACK then comes
-    twice. (rxe_comp.c restarts the timer only while packets are outstanding, and says
-    "we still might get spurious timeouts".) Whether that happens is timing; what each
-    side sent first is not."""
-    seen, out = set(), []
+    when an ACK is slow (an emulated guest on a busy host took 44 ms), the timer armed for
+    an earlier request can expire a few milliseconds after a later one was sent, and rxe
+    resends that one although its ACK is on its way; the ACK then comes twice. (rxe_comp.c
+    restarts the timer only while packets are outstanding, and says "we still might get
+    spurious timeouts".) Whether that happens is timing; what each side sent first is
+    not."""
+    seen = {}  # request key -> index in `out` of its last instance
+    naks = []  # (index in `out`, direction of the requests it concerns, PSN)
+    acks, out = set(), []
     for ev in events:
-        if ev["kind"] == "roce" and ev["decoded"] and (ev["op"] in REQUEST_OPS or ev["op"] == ACK_OP):
-            key = (ev["dir"], ev["destqp"], ev["op"], ev["psn"], ev["syndrome"] if ev["op"] == ACK_OP else None)
+        if ev["kind"] == "roce" and ev["decoded"] and ev["op"] == ACK_OP:
+            if ev["nak"]:
+                naks.append((len(out), "s>c" if ev["dir"] == "c>s" else "c>s", ev["psn"]))
+            else:
+                key = (ev["dir"], ev["destqp"], ev["psn"])
+                if key in acks:
+                    continue
+                acks.add(key)
+        elif ev["kind"] == "roce" and ev["decoded"] and ev["op"] in REQUEST_OPS:
+            key = (ev["dir"], ev["destqp"], ev["op"], ev["psn"])
             if key in seen:
-                continue
-            seen.add(key)
+                # A NAK since then for this PSN or an earlier one (a sequence error NAK
+                # names the first PSN to resend; an RNR NAK the request itself).
+                asked = any(i > seen[key] and d == ev["dir"] and (ev["psn"] - psn) % (1 << 24) < (1 << 23)
+                            for i, d, psn in naks)
+                if not asked:
+                    continue
+            seen[key] = len(out)
         out.append(ev)
     return out
 
@@ -1663,7 +1681,7 @@ def main():
         p.add_argument("--by-direction", action="store_true",
                        help="without --exact: each stretch of RoCE packets client's first (roce_direction_order)")
         p.add_argument("--without-resends", action="store_true",
-                       help="without --exact: repeated request packets and ACKs left out (without_resends)")
+                       help="without --exact: request packets resent with no NAK asking, and repeated ACKs, left out (without_resends)")
     a = ap.parse_args()
     return {"check": cmd_check, "summary": cmd_summary, "compare": cmd_compare, "render": cmd_render}[a.cmd](a)
 
