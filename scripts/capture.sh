@@ -35,11 +35,12 @@
 # whose quoted log lines must be lines of this run's logs, default
 # lessons/LESSON/README.md, empty for no such check; COMPARE_ARGS: an array of
 # `roce_capture.py compare` options for --check, default (--without-resends): a request
-# resent with no NAK asking for it, and a repeated ACK, are left out (kernel rxe's
-# retransmission timer, armed for an earlier request and not restarted for a later one,
-# can expire just after the later one was sent when an emulated guest is slow, and rxe
-# then resends it although its ACK is on its way: timing, not the lesson's story; NAKs
-# and the resends they ask for stay); e.g. (--by-direction --without-resends): many
+# resent although it had arrived (no NAK asked for it, and the responder answered twice),
+# and the repeated answer, are left out (kernel rxe's retransmission timer, armed for an
+# earlier request and not restarted for a later one, can expire just after the later one
+# was sent when an emulated guest is slow, and rxe then resends it although its ACK is on
+# its way: timing, not the lesson's story; NAKs, the resends they ask for, and resends of
+# requests that had not arrived stay); e.g. (--by-direction --without-resends): many
 # requests in flight, so where the ACKs fall between them is timing),
 # walkthrough.md.in (the narration, with {{...}} placeholders filled from the capture and
 # the logs by tests/tools/roce_capture.py render) and steps (which step of the lesson each

@@ -16,8 +16,9 @@
 # client). With many requests in flight, where the server's ACKs (or READ responses) fall
 # between the client's requests is timing, so --check compares each side's packets of a
 # measurement in order, not how the two sides interleave, and leaves out a request rxe
-# resent with no NAK asking for it (COMPARE_ARGS; scripts/capture.sh says why: a CI run
-# on a busy host saw the server's echo SEND twice, and the client's ACK twice).
+# resent although it had arrived, and the repeated answer (COMPARE_ARGS;
+# scripts/capture.sh says why: a CI run on a busy host saw the server's echo SEND twice,
+# and the client's ACK twice).
 # Commands run inside the guests, with BUILD_DIR exported; LAB_OUT and LAB_SERVER_IP come
 # from the lab.
 PORT=18516

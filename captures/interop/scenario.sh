@@ -17,8 +17,8 @@ LAB_ARGS=(--server-runtime kernel --client-runtime userspace)
 # No README check: lessons/01-verbs-send-recv/README.md quotes the client's device and
 # GID lines as rxe prints them (rxe0, GID index 1); on the runtime they say uroce0, GID 0.
 README=
-# Compared with a fresh run, requests resent with no NAK asking for them and repeated
-# ACKs are left out (scripts/capture.sh's default COMPARE_ARGS): under load the runtime's
+# Compared with a fresh run, requests resent although they had arrived, and the repeated
+# answers, are left out (scripts/capture.sh's default COMPARE_ARGS): under load the runtime's
 # ACK, in an emulated guest, can take tens of milliseconds, and kernel rxe's
 # retransmission timer, armed for an earlier SEND and not restarted for a later one, then
 # expires a few milliseconds after the later SEND and resends it (a CI run on a busy host

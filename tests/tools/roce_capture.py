@@ -63,10 +63,10 @@ Subcommands:
       two exchange messages lists the client's packets first, then the server's, each
       side in capture order (lesson 06: with many requests in flight, where the ACKs fall
       between the requests is timing; see roce_direction_order).
-      --without-resends (without --exact): a RoCE request packet that repeats an earlier
-      one (same direction, QP, opcode and PSN) with no NAK asking for it in between, and
-      an ACK that repeats an earlier ACK, are left out (a resend that only a slow ACK
-      caused; see without_resends).
+      --without-resends (without --exact): a request resent although the first one had
+      arrived (no NAK asked for it, and the responder answered twice), and repeated ACKs
+      and READ responses, are left out (a resend that only a slow ACK caused; see
+      without_resends).
   compare PCAP_A PCAP_B [--port P] [--by-direction] [--without-resends]
       Exit 0 when both captures show the same deterministic story (summary without
       --exact, and with --by-direction and --without-resends if given), else print a
@@ -887,40 +887,56 @@ def roce_direction_order(events):
 
 
 def without_resends(events):
-    """With --without-resends: a RoCE request packet that repeats an earlier one (same
-    direction, destination QP, opcode and PSN) with no NAK in between that asked for it,
-    and an ACK that repeats an earlier ACK (same direction, QP and PSN), are left out.
-    NAKs, and resends a NAK asked for (RNR NAK, PSN sequence error), stay: they are the
-    story.
+    """With --without-resends: a request packet the requester resent although the first
+    one had arrived, and the answers repeated for it, are left out. A resend counts as
+    such when it repeats an earlier request (same direction, destination QP, opcode and
+    PSN), no NAK in the other direction since then asked for it (a sequence error NAK
+    names the first PSN to resend, an RNR NAK the request itself), and the responder
+    answered twice: some ACK or READ response in the other direction, for this PSN or a
+    later one, came again (a responder answers a duplicate by repeating its answer). A
+    repeated ACK or READ response is left out. NAKs stay, and so do resends a NAK asked
+    for, and resends of a request that had not arrived (lost, or dropped by a responder
+    not yet ready: then nothing is answered twice): those are the story.
 
     Kernel rxe arms its retransmission timer when it sends with the timer idle and does
     not restart it for later requests (rxe_req.c: mod_timer only if !timer_pending), so
     when an ACK is slow (an emulated guest on a busy host took 44 ms), the timer armed for
     an earlier request can expire a few milliseconds after a later one was sent, and rxe
-    resends that one although its ACK is on its way; the ACK then comes twice. (rxe_comp.c
-    restarts the timer only while packets are outstanding, and says "we still might get
-    spurious timeouts".) Whether that happens is timing; what each side sent first is
-    not."""
+    resends that one although its ACK is on its way. (rxe_comp.c restarts the timer only
+    while packets are outstanding, and says "we still might get spurious timeouts".)
+    Whether that happens is timing; what each side sent first is not."""
+    def roce(ev, ops):
+        return ev["kind"] == "roce" and ev["decoded"] and ev["op"] in ops
+    def other(direction):
+        return "s>c" if direction == "c>s" else "c>s"
+    def at_or_after(psn, first):  # 24-bit PSN order
+        return (psn - first) % (1 << 24) < (1 << 23)
+    answers = [ev for ev in events if roce(ev, RESPONSE_OPS) and not ev["nak"]]
+    seen_answers, repeated = set(), []  # (direction, PSN) of each answer that came again
+    for ev in answers:
+        key = (ev["dir"], ev["destqp"], ev["op"], ev["psn"])
+        if key in seen_answers:
+            repeated.append((ev["dir"], ev["psn"]))
+        seen_answers.add(key)
     seen = {}  # request key -> index in `out` of its last instance
     naks = []  # (index in `out`, direction of the requests it concerns, PSN)
-    acks, out = set(), []
+    answered, out = set(), []
     for ev in events:
-        if ev["kind"] == "roce" and ev["decoded"] and ev["op"] == ACK_OP:
+        if roce(ev, RESPONSE_OPS):
             if ev["nak"]:
-                naks.append((len(out), "s>c" if ev["dir"] == "c>s" else "c>s", ev["psn"]))
+                naks.append((len(out), other(ev["dir"]), ev["psn"]))
             else:
-                key = (ev["dir"], ev["destqp"], ev["psn"])
-                if key in acks:
+                key = (ev["dir"], ev["destqp"], ev["op"], ev["psn"])
+                if key in answered:
                     continue
-                acks.add(key)
-        elif ev["kind"] == "roce" and ev["decoded"] and ev["op"] in REQUEST_OPS:
+                answered.add(key)
+        elif roce(ev, REQUEST_OPS):
             key = (ev["dir"], ev["destqp"], ev["op"], ev["psn"])
             if key in seen:
-                # A NAK since then for this PSN or an earlier one (a sequence error NAK
-                # names the first PSN to resend; an RNR NAK the request itself).
-                asked = any(i > seen[key] and d == ev["dir"] and (ev["psn"] - psn) % (1 << 24) < (1 << 23)
+                asked = any(i > seen[key] and d == ev["dir"] and at_or_after(ev["psn"], psn)
                             for i, d, psn in naks)
-                if not asked:
+                arrived = any(d == other(ev["dir"]) and at_or_after(psn, ev["psn"]) for d, psn in repeated)
+                if not asked and arrived:
                     continue
             seen[key] = len(out)
         out.append(ev)
@@ -1681,7 +1697,7 @@ def main():
         p.add_argument("--by-direction", action="store_true",
                        help="without --exact: each stretch of RoCE packets client's first (roce_direction_order)")
         p.add_argument("--without-resends", action="store_true",
-                       help="without --exact: request packets resent with no NAK asking, and repeated ACKs, left out (without_resends)")
+                       help="without --exact: requests resent although they had arrived, and repeated answers, left out (without_resends)")
     a = ap.parse_args()
     return {"check": cmd_check, "summary": cmd_summary, "compare": cmd_compare, "render": cmd_render}[a.cmd](a)
 
