@@ -20,8 +20,11 @@
 # the opcodes the steps must produce are there; for netem, both sides retransmitted. For
 # corrupt, the wire must show corrupted packets (a wrong ICRC) from both sides, which are
 # then the only packets allowed to be wrong, with those whose flipped bit the ICRC cannot
-# show (an Ethernet address or the IPv4 header checksum, which it does not cover, or a UDP
-# length that hides where it is; a flipped MAC bit leaves the RoCE packet itself intact).
+# show: in an Ethernet address (one bit off the MAC its IP address has in most frames),
+# in the IPv4 header fields it masks (TOS, TTL, the header checksum: seen through the
+# header checksum), or in the UDP length (which hides where the ICRC is). A flip in the
+# UDP checksum or the BTH's masked byte shows nowhere in this check (a receiver's UDP
+# layer drops a packet whose checksum went wrong).
 # The programs' own data checks passing means each receiver dropped the packets with a
 # wrong ICRC rather than deliver their bytes, and the runtime's log says it did.
 # Logs: $BUILD_DIR/lab-runs/interop-GROUP-DIRECTION/.

@@ -740,18 +740,30 @@ def tshark_problems(s, rows):
 
 
 def ethernet_damaged(s):
-    """Frames whose Ethernet header a flipped bit changed (netem corrupt flips a bit
-    anywhere in the frame): a source or destination MAC that is not the one its IP address
-    has in most frames of the capture. The ICRC does not cover the Ethernet header, so such
-    a frame's ICRC is still right. Returns frame -> source address as text."""
+    """Frames whose Ethernet header a flipped bit changed (netem corrupt flips one bit
+    anywhere in the frame): a source or destination MAC one bit away from the MAC its IP
+    address has in most frames of the capture (a clear majority: no tie). The ICRC does
+    not cover the Ethernet header, so such a frame's ICRC is still right. Returns frame ->
+    source address as text."""
     votes = collections.defaultdict(collections.Counter)  # IP -> MAC -> frames
     for src_ip, src_mac, dst_ip, dst_mac in s.ether.values():
         votes[src_ip][src_mac] += 1
         votes[dst_ip][dst_mac] += 1
-    usual = {ip: counts.most_common(1)[0][0] for ip, counts in votes.items()}
+    usual = {}
+    for ip, counts in votes.items():
+        top = counts.most_common(2)
+        if len(top) == 1 or top[0][1] > top[1][1]:
+            usual[ip] = top[0][0]
+
+    def one_bit_off(mac, ip):
+        if ip not in usual:
+            return False
+        diff = int.from_bytes(mac, "big") ^ int.from_bytes(usual[ip], "big")
+        return diff != 0 and diff & (diff - 1) == 0
+
     return {n: str(ipaddress.ip_address(src_ip))
             for n, (src_ip, src_mac, dst_ip, dst_mac) in s.ether.items()
-            if src_mac != usual[src_ip] or dst_mac != usual[dst_ip]}
+            if one_bit_off(src_mac, src_ip) or one_bit_off(dst_mac, dst_ip)}
 
 
 def plural(n, what):
@@ -1075,8 +1087,9 @@ def self_test():
                and "attribute ID 0x0033" in texts[7],
                "CM MADs: the wrong Q_Key, the short MAD and the undefined attribute are reported, nothing else")
     # 9. Ethernet damage: a flipped bit made frame 3's source MAC a group address and frame
-    # 5's destination MAC another host's; the ICRC cannot see either. Only those two are
-    # reported, with their source addresses.
+    # 5's destination MAC another; the ICRC cannot see either. Only those two are reported,
+    # with their source addresses: not frame 7's source MAC, more than one bit away (a
+    # second interface, not a flipped bit), nor anything of 10.0.0.3, whose two frames tie.
     a, b = "02:00:00:00:00:01", "02:00:00:00:00:02"
     def eth(src_mac, dst_mac, src="10.0.0.1", dst="10.0.0.2"):
         return Ether(src=src_mac, dst=dst_mac) / IP(src=src, dst=dst, flags="DF") / \
@@ -1084,9 +1097,11 @@ def self_test():
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "eth.pcap")
         wrpcap(path, [eth(a, b), eth(b, a, "10.0.0.2", "10.0.0.1"), eth("03:00:00:00:00:01", b),
-                      eth(a, b), eth(a, "02:00:00:00:00:06"), eth(b, a, "10.0.0.2", "10.0.0.1")])
+                      eth(a, b), eth(a, "02:00:00:00:00:06"), eth(b, a, "10.0.0.2", "10.0.0.1"),
+                      eth("02:00:00:00:00:f0", b), eth("02:00:00:00:00:03", b, "10.0.0.3"),
+                      eth("02:00:00:00:00:07", b, "10.0.0.3")])
         s = scan_capture(path)
-        expect(ethernet_damaged(s) == {3: "10.0.0.1", 5: "10.0.0.1"} and s.icrc_ok == 6,
+        expect(ethernet_damaged(s) == {3: "10.0.0.1", 5: "10.0.0.1"} and s.icrc_ok == 9,
                "Ethernet damage: the group source MAC (frame 3) and the wrong destination MAC (frame 5) "
                "are found, their ICRCs are right")
     print(f"self-test: {'PASS' if not failed else f'FAIL ({len(failed)} checks)'}")
