@@ -7,11 +7,12 @@
 //   udp_ceiling [--datagrams N] [--size BYTES]
 //
 // One process, two threads: a sender with sendmmsg batches of 32 from an unconnected
-// socket with "don't fragment", as the runtime sends (but one buffer per datagram where
-// the runtime gathers header, payload and ICRC, a blocking socket, and the UDP checksum
-// left on where the runtime sends 0), and a receiver
-// that busy-polls recvmmsg and does nothing else: the best case for the runtime's engine,
-// which sleeps when the socket is empty. Prints one line:
+// socket with "don't fragment", as the runtime sends (but always 32 where the runtime
+// sends what one post or receive batch produced, up to 32; one buffer per datagram where
+// it gathers header, payload and ICRC; and a blocking socket with the UDP checksum on,
+// which on loopback cost nothing), and a receiver that busy-polls recvmmsg and does
+// nothing else: the best case for the runtime's engine, which sleeps when the socket is
+// empty. Prints one line:
 //   RESULT transport=udp test=datagram_ceiling size=4112 datagrams=N received=M gbytes_per_s=X
 // where X counts 4096 payload bytes per received datagram. Exit 1 if nothing arrived.
 #include <arpa/inet.h>

@@ -307,8 +307,9 @@ void execute_read(Qp& qp, const Packet& p) {
   save_read(qp, p);
   qp.msn = psn_add(qp.msn, 1);  // a READ counts as done once executed (IBA C9-148, as rxe)
   answer_read(qp, p.bth.psn, p.reth.va, p.reth.rkey, p.reth.length);
-  // Its responses acknowledge it, so with nothing owed before it nothing is owed after
-  // (else 2^24 PSNs of READs would look like nothing owed to qp_flush_ack).
+  // Its responses acknowledge it, so with nothing owed before it nothing is owed after:
+  // a READ's PSNs do not count towards the 8 a delayed ACK may cover (and 2^24 of them
+  // cannot look like nothing owed).
   const bool nothing_owed = qp.epsn == qp.last_ack_epsn;
   qp.epsn = psn_add(qp.epsn, packets_for(p.reth.length, qp.mtu));
   if (nothing_owed) qp.last_ack_epsn = qp.epsn;
@@ -431,9 +432,12 @@ void qp_flush_ack(Qp& qp) {
     send_owed_ack(qp);
     return;
   }
+  const Clock::time_point now = qp.now();
+  // A delayed ACK already due is a miss, even if this batch came in before the engine ran
+  // the timer (it takes packets in before it runs timers); it covers this batch too.
+  qp_ack_timer(qp, now);
   const int32_t behind = wire::psn_diff(qp.epsn, qp.last_ack_epsn);
   if (behind == 0) return;  // an ACK or NAK in this batch already covers it
-  const Clock::time_point now = qp.now();
   const auto delay = ack_delay(qp);
   if (qp.acked_request_at && now - *qp.acked_request_at >= delay) {
     // The previous message went unanswered for the whole delay: no ping-pong (yet).

@@ -323,6 +323,28 @@ TEST_F(AckDelay, ARequestAtTheDeadlineIsAMiss) {
   EXPECT_FALSE(h.qp.ping_pong);
 }
 
+// So is a message that arrives once the delayed ACK is due, before the engine has run
+// the timer: one ACK covers both, and ping-pong ends.
+TEST_F(AckDelay, AMessageAtTheDeadlineIsAMiss) {
+  owe_ack_for(h, 0x101);
+  h.clock += configured_delay();  // the time has come; the timers have not run
+  h.deliver(write_from_peer(h, 0x102));
+  expect_ack_upto(only_sent(h), 0x103);
+  EXPECT_EQ(h.qp.ack_misses, 1);
+  EXPECT_FALSE(h.qp.ping_pong);
+  EXPECT_FALSE(h.qp.ack_due.has_value());
+}
+
+// A READ's response packets do not count towards the 8 PSNs a delayed ACK may cover: in
+// ping-pong, a 9-packet READ and then a WRITE, whose ACK still waits.
+TEST_F(AckDelay, AReadDoesNotCountTowardsTheEightPsns) {
+  h.deliver(from_peer(h, kReadRequest, 0x101, {}, {h.remote_va(0), h.rkey(), 9 * 1024}));
+  for (const SentPacket& s : sent_by(h)) EXPECT_NE(s.p.bth.opcode, kAcknowledge);
+  h.deliver(write_from_peer(h, 0x10A));
+  EXPECT_TRUE(sent_by(h).empty());
+  EXPECT_TRUE(h.qp.ack_due.has_value());
+}
+
 // A PSN sequence error NAK names the expected PSN, so it too acknowledges every PSN
 // before it: the owed ACK is replaced, not sent after it.
 TEST_F(AckDelay, ASequenceNakReplacesTheOwedAck) {
