@@ -73,8 +73,9 @@ Options:
                              netem corrupt) is counted, not a failure, and so is anything
                              else wrong with that packet, and with a packet whose IPv4
                              header checksum is wrong, whose UDP length does not fit, or
-                             whose source or destination MAC is not the one its IP
-                             address has in most frames; every other packet must be right
+                             whose source or destination MAC is one bit off the MAC its
+                             IP address has in a clear majority of frames; every other
+                             packet must be right
   --expect-bad-icrc-from IP  fail unless some packet from this source address has a wrong
                              ICRC (repeatable, or a comma list; implies --allow-bad-icrc)
   --expect-cm-retransmission NAME
