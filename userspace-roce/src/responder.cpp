@@ -307,12 +307,15 @@ void execute_read(Qp& qp, const Packet& p) {
   save_read(qp, p);
   qp.msn = psn_add(qp.msn, 1);  // a READ counts as done once executed (IBA C9-148, as rxe)
   answer_read(qp, p.bth.psn, p.reth.va, p.reth.rkey, p.reth.length);
-  // Its responses acknowledge it, so with nothing owed before it nothing is owed after:
-  // a READ's PSNs do not count towards the 8 a delayed ACK may cover (and 2^24 of them
-  // cannot look like nothing owed).
-  const bool nothing_owed = qp.epsn == qp.last_ack_epsn;
+  // Its responses acknowledge it and, implicitly, every request before it: a requester
+  // takes a READ response as proof that the responder executed those (rxe_comp.c
+  // check_psn completes an earlier SEND or WRITE on it; so does completer.cpp). So nothing
+  // is owed after a READ: a delayed ACK owed for the messages before it has been answered
+  // by the responses, and is neither sent nor counted as a miss when its time comes. A
+  // READ's PSNs never count towards the 8 a delayed ACK may cover.
   qp.epsn = psn_add(qp.epsn, packets_for(p.reth.length, qp.mtu));
-  if (nothing_owed) qp.last_ack_epsn = qp.epsn;
+  qp.last_ack_epsn = qp.epsn;
+  qp.ack_due.reset();
 }
 
 }  // namespace

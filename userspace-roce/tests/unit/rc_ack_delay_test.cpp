@@ -387,6 +387,25 @@ TEST(AckDelayRead, AReadLeavesNothingOwed) {
   for (const SentPacket& s : sent_by(h)) EXPECT_NE(s.p.bth.opcode, kAcknowledge);
 }
 
+// A READ after a message whose ACK is being held back: the READ's responses acknowledge
+// that message too (the requester completes it on them), so the owed ACK is not sent when
+// its time comes, and is no miss: the QP stays in ping-pong.
+TEST_F(AckDelay, AReadAnswersTheOwedAck) {
+  owe_ack_for(h, 0x101);
+  h.deliver(from_peer(h, kReadRequest, 0x102, {}, {h.remote_va(0), h.rkey(), 3000}));
+  const auto sent = sent_by(h);
+  ASSERT_EQ(sent.size(), 3u);  // three response packets at path MTU 1024, no ACK
+  EXPECT_EQ(sent[0].p.bth.opcode, kReadResponseFirst);
+  EXPECT_EQ(sent[0].p.bth.psn, 0x102u);
+  EXPECT_EQ(sent[2].p.bth.opcode, kReadResponseLast);
+  EXPECT_FALSE(h.qp.ack_due.has_value());
+  EXPECT_EQ(h.qp.last_ack_epsn, 0x105u);
+  h.advance(configured_delay() * 2);
+  EXPECT_TRUE(sent_by(h).empty());
+  EXPECT_EQ(h.qp.ack_misses, 0);
+  EXPECT_TRUE(h.qp.ping_pong);
+}
+
 // The delay stays an eighth of the QP's local ACK timeout at most: with timeout 4
 // (4.096 us x 2^4 = 65.5 us) an ACK waits 8 us, not UROCE_ACK_DELAY.
 TEST(AckDelayCap, AnEighthOfTheAckTimeoutAtMost) {
