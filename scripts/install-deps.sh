@@ -13,6 +13,7 @@
 #   unit tests: libgtest-dev (GoogleTest)
 #   certs:     openssl (the command, for scripts/make-certs.sh)
 #   run:       ibverbs-providers (the rxe user-space driver), ibverbs-utils, rdmacm-utils, iproute2 (rdma)
+#              procps (pkill, pgrep, ps: how the smokes and tests stop what they started)
 #   lab VMs:   qemu-system-x86 busybox-static cpio kmod xz-utils (the guest kernel comes from apt too)
 #   captures:  tshark tcpdump python3
 #   runtime:   zlib1g-dev (the userspace RoCE runtime's crc32 for the ICRC)
@@ -31,7 +32,7 @@ set -euo pipefail
 build=(cmake g++ make pkg-config libibverbs-dev librdmacm-dev libcli11-dev libssl-dev)
 unit_tests=(libgtest-dev)
 certs=(openssl)
-run=(ibverbs-providers ibverbs-utils rdmacm-utils iproute2)
+run=(ibverbs-providers ibverbs-utils rdmacm-utils iproute2 procps)
 lab=(qemu-system-x86 busybox-static cpio kmod xz-utils)
 captures=(tshark tcpdump python3)
 runtime=(zlib1g-dev)

@@ -256,6 +256,8 @@ if [ -x "$BUILD_DIR/userspace-roce/bench/udp_ceiling" ]; then
     echo "ok"
   else
     echo "FAILED (log: $OUT/udp_ceiling.log)"; UDP="" UDP_WHY="udp_ceiling failed"
+    tail -n 8 "$OUT/udp_ceiling.log" | sed 's/^/    | /'
+    FAILED+=(udp_ceiling)
   fi
 else
   UDP_WHY="udp_ceiling is not built (cmake --build $BUILD_DIR --target udp_ceiling)"

@@ -1,44 +1,73 @@
 #!/usr/bin/env bash
-# uroce_bench: the benchmark (userspace-roce/bench/run.sh --quick) runs from end to end.
-# It checks that every measurement was made, never how fast: this machine's speed decides
-# the numbers and their PASS/MISS verdicts, and a test must not depend on it.
-#   - run.sh exits 0: roce_bench's four runs (verbs and TCP, bandwidth and ping-pong),
-#     perftest's ib_write_bw and ib_send_lat on the runtime and udp_ceiling all succeeded,
-#     both sides of each pair; roce_bench refuses to print a number for data that did not
-#     check out, so that includes "the bytes were right".
-#   - its results.txt holds the seven RESULT lines, each with the size and the iterations
-#     asked for (--quick: 1000 bandwidth and 3000 ping-pong iterations) and a positive
-#     measurement: GB/s for the bandwidth runs and the ceiling (which must have received
-#     datagrams), median and p99 one-way microseconds for the ping-pongs, 0 < median <= p99.
+# uroce_bench: the benchmark (userspace-roce/bench/run.sh --quick --iters 1000) runs from
+# end to end. It checks that every measurement was made, never how fast: this machine's
+# speed decides the numbers and their PASS/MISS verdicts, and a test must not depend on it.
+#   - run.sh exits 0: roce_bench's four runs (verbs and TCP, bandwidth and ping-pong) and
+#     perftest's ib_write_bw and ib_send_lat on the runtime succeeded on both sides (server
+#     and client), and udp_ceiling succeeded; roce_bench refuses to print a number for data
+#     that did not check out, so that includes "the bytes were right".
+#   - its results.txt holds exactly seven RESULT lines, one per run, each with the size and
+#     the iterations asked for (1000 of every kind; udp_ceiling's 200000 datagrams) and a
+#     positive, finite measurement: GB/s for the bandwidth runs and the ceiling (which must
+#     have received datagrams), the median one-way microseconds for the ping-pongs, with
+#     their p99 present.
 #   - its table has the four target rows, each with a ratio and a verdict (PASS or MISS),
 #     none saying "no number".
+# Time bounds, sized for a loaded machine (where a 64-byte round trip can take 10 ms of
+# scheduler time slices, so 1000 of them 10 s): roce_bench gives up after 60 s without
+# progress (--timeout), every process run.sh starts is killed after 120 s (BENCH_GUARD),
+# and run.sh's seven runs take at most 4 x 120 s (roce_bench's four) + 2 x (60 s waiting
+# for perftest's server to listen + 120 s) + 60 s (udp_ceiling) = 900 s, so the whole run
+# is stopped after 960 s; whatever it left running (each run's `timeout` is in a process
+# group of its own) is killed with it, by session.
 # TCP ports 18600-18605 (run.sh's own). Logs in $BUILD_DIR/userspace-roce/test-out/uroce_bench/.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 t_init uroce_bench
 need "$BENCH" "$BUILD_DIR/userspace-roce/bench/udp_ceiling"
-for tool in ib_write_bw ib_send_lat ss; do
+for tool in ib_write_bw ib_send_lat ss setsid pkill; do
   command -v "$tool" >/dev/null \
-    || { fail "$tool is not installed (perftest, iproute2: scripts/install-deps.sh)"; t_finish; }
+    || { fail "$tool is not installed (perftest, iproute2, util-linux, procps: scripts/install-deps.sh)"; t_finish; }
 done
 
-# run.sh waits for nothing without a bound: roce_bench --timeout 60 (seconds without
-# progress, sized for a loaded machine), and every process is killed after BENCH_GUARD.
+# run.sh in a session of its own, whose id it writes down first, so that everything in
+# it can be killed if the 960 s run out.
+LIMIT=960
 rc=0
-BENCH_GUARD=240 timeout 600 "$ROOT/userspace-roce/bench/run.sh" --quick --timeout 60 \
-  --port 18600 --out "$OUT/run" >"$OUT/run.log" 2>&1 || rc=$?
+# shellcheck disable=SC2016  # $$ is the inner shell's: the new session's id
+BENCH_GUARD=120 timeout -k 10 "$LIMIT" setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ \
+  "$OUT/session" "$ROOT/userspace-roce/bench/run.sh" --quick --iters 1000 --timeout 60 --port 18600 \
+  --out "$OUT/run" >"$OUT/run.log" 2>&1 || rc=$?
+sid=$(cat "$OUT/session" 2>/dev/null)
+if [[ $sid =~ ^[1-9][0-9]*$ ]] && [ "$sid" != "$(ps -o sid= $$ | tr -d ' ')" ]; then
+  pkill -KILL -s "$sid" 2>/dev/null
+fi
 cat "$OUT/run.log"
 if [ "$rc" -eq 0 ]; then
-  pass "run.sh --quick exited 0: every run succeeded"
+  pass "run.sh exited 0: every run succeeded"
+elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+  fail "run.sh did not finish within $LIMIT s (stopped; the runs' logs in $OUT/run)"
 else
-  fail "run.sh --quick exited $rc (log above; the runs' logs in $OUT/run)"
+  fail "run.sh exited $rc (log above; the runs' logs in $OUT/run)"
+fi
+
+RESULTS="$OUT/run/results.txt"
+if [ ! -s "$RESULTS" ]; then
+  fail "run.sh wrote no $RESULTS: no measurement to check"
+  t_finish
+fi
+lines=$(grep -c '^RESULT ' "$RESULTS")
+if [ "$lines" -eq 7 ]; then
+  pass "results.txt holds 7 RESULT lines"
+else
+  fail "results.txt holds $lines RESULT lines, not 7: $(tr '\n' '|' <"$RESULTS")"
 fi
 
 # result PATTERN: the RESULT line in results.txt matching PATTERN (a grep -E expression).
-RESULTS="$OUT/run/results.txt"
-result() { grep -E "^RESULT .*$1" "$RESULTS" 2>/dev/null | head -n 1; }
+result() { grep -E "^RESULT .*$1" "$RESULTS" | head -n 1; }
 kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
-positive() { awk -v v="$1" 'BEGIN { exit !(v + 0 > 0) }'; }
+# positive V: V is a number above 0 and finite (mawk reads "inf" as a number).
+positive() { awk -v v="$1" 'BEGIN { exit !(v ~ /^[0-9.]+$/ && v + 0 > 0 && v + 0 < 1e30) }'; }
 
 # check_bw LABEL PATTERN SIZE ITERS: a bandwidth RESULT line for SIZE x ITERS, GB/s > 0.
 check_bw() {
@@ -52,15 +81,16 @@ check_bw() {
     fail "$1: expected size=$3 iters=$4 and gbytes_per_s > 0 in: $line"
   fi
 }
-# check_lat LABEL PATTERN MEDIAN_KEY ITERS: a 64-byte ping-pong line for ITERS round trips
-# with 0 < median <= p99.
+# check_lat LABEL PATTERN MEDIAN_KEY ITERS: a 64-byte ping-pong line for ITERS round trips,
+# its median one way (MEDIAN_KEY) positive and its p99 present (both come from the same
+# sorted samples, so p99 >= median is checked only as a sign the line was read right).
 check_lat() {
   local line med p99
   line=$(result "$2")
   if [ -z "$line" ]; then fail "$1: no RESULT line in $RESULTS"; return; fi
   med=$(kv "$line" "$3") p99=$(kv "$line" p99_us)
   if [ "$(kv "$line" size)" = 64 ] && [ "$(kv "$line" iters)" = "$4" ] && positive "$med" \
-     && awk -v m="$med" -v p="$p99" 'BEGIN { exit !(m <= p) }'; then
+     && positive "$p99" && awk -v m="$med" -v p="$p99" 'BEGIN { exit !(m + 0 <= p + 0) }'; then
     pass "$1: 64 B x $4, one way $med us ($3), p99 $p99 us"
   else
     fail "$1: expected size=64 iters=$4 and 0 < $3 <= p99_us in: $line"
@@ -68,16 +98,16 @@ check_lat() {
 }
 check_bw "roce_bench verbs write_bw" "transport=verbs test=write_bw" 65536 1000
 check_bw "roce_bench tcp write_bw" "transport=tcp test=write_bw" 65536 1000
-check_lat "roce_bench verbs pingpong" "transport=verbs test=pingpong" median_us 3000
-check_lat "roce_bench tcp pingpong" "transport=tcp test=pingpong" median_us 3000
+check_lat "roce_bench verbs pingpong" "transport=verbs test=pingpong" median_us 1000
+check_lat "roce_bench tcp pingpong" "transport=tcp test=pingpong" median_us 1000
 check_bw "perftest ib_write_bw" "program=ib_write_bw" 65536 1000
-check_lat "perftest ib_send_lat" "program=ib_send_lat" typical_us 3000
+check_lat "perftest ib_send_lat" "program=ib_send_lat" typical_us 1000
 udp=$(result "transport=udp test=datagram_ceiling")
-if [ -n "$udp" ] && [ "$(kv "$udp" size)" = 4112 ] && positive "$(kv "$udp" received)" \
-   && positive "$(kv "$udp" gbytes_per_s)"; then
+if [ -n "$udp" ] && [ "$(kv "$udp" size)" = 4112 ] && [ "$(kv "$udp" datagrams)" = 200000 ] \
+   && positive "$(kv "$udp" received)" && positive "$(kv "$udp" gbytes_per_s)"; then
   pass "udp_ceiling: $(kv "$udp" received) of $(kv "$udp" datagrams) datagrams of 4112 B, $(kv "$udp" gbytes_per_s) GB/s"
 else
-  fail "udp_ceiling: expected size=4112, received > 0 and gbytes_per_s > 0 in: ${udp:-(no RESULT line in $RESULTS)}"
+  fail "udp_ceiling: expected size=4112 datagrams=200000, received > 0 and gbytes_per_s > 0 in: ${udp:-(no RESULT line in $RESULTS)}"
 fi
 
 # The table: each target row has a ratio and a verdict.
