@@ -304,15 +304,18 @@ void execute_read(Qp& qp, const Packet& p) {
     responder_fatal(qp, kNakRemoteAccess, p.bth.psn, "READ with a bad rkey, range or right");
     return;
   }
+  // A delayed ACK already due goes first, and is a miss, as it would be for any packet
+  // taken in after its deadline (qp_flush_ack).
+  qp_ack_timer(qp, qp.now());
   save_read(qp, p);
   qp.msn = psn_add(qp.msn, 1);  // a READ counts as done once executed (IBA C9-148, as rxe)
   answer_read(qp, p.bth.psn, p.reth.va, p.reth.rkey, p.reth.length);
   // Its responses acknowledge it and, implicitly, every request before it: a requester
   // takes a READ response as proof that the responder executed those (rxe_comp.c
-  // check_psn completes an earlier SEND or WRITE on it; so does completer.cpp). So nothing
-  // is owed after a READ: a delayed ACK owed for the messages before it has been answered
-  // by the responses, and is neither sent nor counted as a miss when its time comes. A
-  // READ's PSNs never count towards the 8 a delayed ACK may cover.
+  // check_psn completes an earlier SEND or WRITE on any later response; completer.cpp on
+  // an in-order one). So nothing is owed after a READ: a delayed ACK still owed for the
+  // messages before it has been answered by the responses, and is neither sent nor
+  // counted as a miss. A READ's PSNs never count towards the 8 a delayed ACK may cover.
   qp.epsn = psn_add(qp.epsn, packets_for(p.reth.length, qp.mtu));
   qp.last_ack_epsn = qp.epsn;
   qp.ack_due.reset();

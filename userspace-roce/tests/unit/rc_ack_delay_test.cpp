@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <mutex>
 #include <vector>
 
 #include "config.hpp"
@@ -404,6 +405,38 @@ TEST_F(AckDelay, AReadAnswersTheOwedAck) {
   EXPECT_TRUE(sent_by(h).empty());
   EXPECT_EQ(h.qp.ack_misses, 0);
   EXPECT_TRUE(h.qp.ping_pong);
+}
+
+// A message and a READ in one receive batch: the READ's responses acknowledge the
+// message, and the batch owes no ACK.
+TEST_F(AckDelay, AMessageAndAReadInOneBatchOweNoAck) {
+  const auto write = write_from_peer(h, 0x101);
+  const auto read = from_peer(h, kReadRequest, 0x102, {}, {h.remote_va(0), h.rkey(), 1000});
+  {
+    std::lock_guard<std::mutex> l(h.dev.mu);
+    h.dev.handle_packet(write.data(), write.size(), kPeerIp);
+    h.dev.handle_packet(read.data(), read.size(), kPeerIp);
+    qp_flush_ack(h.qp);
+  }
+  EXPECT_EQ(only_sent(h).p.bth.opcode, kReadResponseOnly);
+  EXPECT_FALSE(h.qp.ack_due.has_value());
+  h.advance(configured_delay() * 2);
+  EXPECT_TRUE(sent_by(h).empty());
+  EXPECT_TRUE(h.qp.ping_pong);
+}
+
+// A READ taken in after the owed ACK's deadline, before the engine ran the timer: the ACK
+// goes first and is a miss, as for any packet that late; then the responses.
+TEST_F(AckDelay, AReadAfterTheDeadlineFindsTheAckDue) {
+  owe_ack_for(h, 0x101);
+  h.clock += configured_delay();  // the time has come; the timers have not run
+  h.deliver(from_peer(h, kReadRequest, 0x102, {}, {h.remote_va(0), h.rkey(), 1000}));
+  const auto sent = sent_by(h);
+  ASSERT_EQ(sent.size(), 2u);
+  expect_ack_upto(sent[0], 0x102);
+  EXPECT_EQ(sent[1].p.bth.opcode, kReadResponseOnly);
+  EXPECT_EQ(h.qp.ack_misses, 1);
+  EXPECT_FALSE(h.qp.ping_pong);
 }
 
 // The delay stays an eighth of the QP's local ACK timeout at most: with timeout 4
