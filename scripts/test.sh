@@ -28,5 +28,20 @@ step "4/4 tests: unit, lab smoke, captures, interop, userspace RoCE runtime"
 # own step instead of inside the first smoke test's time.
 "$ROOT/scripts/lab/build-image.sh"
 cd "$BUILD_DIR"
-ctest --output-on-failure --timeout 900 "$@"
+rc=0
+ctest --output-on-failure --timeout 900 "$@" || rc=$?
+if [ $rc -ne 0 ]; then
+  # A failing test's own verdict is at the end of its output, which ctest printed
+  # hundreds of lines up: repeat each one's last lines here, at the end of the log.
+  log=Testing/Temporary/LastTest.log
+  for name in $(sed 's/^[0-9]*://' Testing/Temporary/LastTestsFailed.log 2>/dev/null); do
+    echo "test.sh: ---- the last 60 lines of failed test $name (all of it: $BUILD_DIR/$log) ----"
+    awk -v t="$name" '$0 ~ "^[0-9]+/[0-9]+ Test: " t "$" {on=1; next}
+                      on && /^<end of output>$/ {exit}
+                      on && out {print}
+                      on && /^Output:$/ {getline; out=1}' "$log" | tail -n 60
+  done
+  echo "test.sh: ctest failed (exit $rc) after $((SECONDS - start)) s"
+  exit $rc
+fi
 echo "test.sh: all passed in $((SECONDS - start)) s"

@@ -13,9 +13,12 @@
 #   bad-rkey        an RDMA WRITE with a wrong rkey: a remote access error NAK
 # The others show nothing new on the wire, or nothing at all (rejected locally), or (the
 # RNR cases with more retries) many RNR NAK pairs; the README covers them. Each case's
-# resend count is fixed by its QP attributes (retry_cnt, rnr_retry) and its timeouts,
-# not by timing, so --check compares every frame, resends included (not
-# scripts/capture.sh's default --without-resends).
+# resend count is fixed by its QP attributes (retry_cnt, rnr_retry) and its timeouts as
+# long as every answer comes within one ACK timeout (timeout 14 = 67 ms; the slowest ACK
+# or NAK in twelve runs in the lab with both host CPUs kept busy came after 15 ms), so
+# --check compares every frame, resends included (not scripts/capture.sh's default
+# --without-resends). A TCP segment sent twice is timing and tells nothing
+# (roce_capture.py reads the exchange by sequence number).
 # Commands run inside the guests, with BUILD_DIR exported; LAB_OUT and LAB_SERVER_IP come
 # from the lab; the smoke script writes its logs to LAB_OUT (SMOKE_OUT defaults to it).
 PORT=18517

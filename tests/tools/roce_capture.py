@@ -204,7 +204,7 @@ NO_LISTENER = 8
 NAK_CODES = {0: "NAK_PSN_SEQUENCE_ERROR", 1: "NAK_INVALID_REQUEST", 2: "NAK_REMOTE_ACCESS_ERROR",
              3: "NAK_REMOTE_OPERATIONAL_ERROR", 4: "NAK_INVALID_RD_REQUEST"}
 FIELDS = ["frame.number", "frame.time_relative", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport",
-          "tcp.payload", "udp.dstport", "udp.length", "infiniband.bth.opcode",
+          "tcp.seq", "tcp.payload", "udp.dstport", "udp.length", "infiniband.bth.opcode",
           "infiniband.bth.destqp", "infiniband.bth.psn", "infiniband.bth.a",
           "infiniband.aeth.syndrome", "_ws.col.Protocol", "frame.len",
           "infiniband.bth.padcnt", "infiniband.reth.va", "infiniband.reth.r_key",
@@ -415,14 +415,33 @@ def aeth_name(syndrome):
 
 
 def tcp_events(r, to_server, streams, n):
-    """The exchange messages completed by this TCP segment (a message may span segments)."""
+    """The exchange messages completed by this TCP segment (a message may span segments).
+    The bytes are put in order by their sequence numbers (tshark's relative ones), so a
+    segment TCP sent again (a retransmission, or a tail loss probe a few milliseconds after
+    the original on a slow guest: timing, not the scenario) adds nothing it already had,
+    and one that arrives ahead of a gap waits for the gap to fill."""
     key = (r["tcp.srcport"] if to_server else r["tcp.dstport"], to_server)
     payload = hex_bytes(r["tcp.payload"]) or b""
     if not payload:
         return []
-    buf = streams.get(key, b"") + payload
-    msgs, used = parse_messages(buf)
-    streams[key] = buf[used:]
+    # tshark numbers a connection's bytes from 1 (its first byte after the SYN, or the first
+    # one the capture holds).
+    stream = streams.setdefault(key, {"next": 1, "buf": b"", "ahead": {}})
+    seq = int(r["tcp.seq"])
+    stream["ahead"][seq] = max(stream["ahead"].get(seq, b""), payload, key=len)
+    progressed = True
+    while progressed:  # take every held segment that now starts at or before the next byte
+        progressed = False
+        for start in sorted(stream["ahead"]):
+            if start > stream["next"]:
+                break
+            data = stream["ahead"].pop(start)
+            new = data[stream["next"] - start:]
+            stream["buf"] += new
+            stream["next"] += len(new)
+            progressed = True
+    msgs, used = parse_messages(stream["buf"])
+    stream["buf"] = stream["buf"][used:]
     return [{"frame": n, "dir": "c>s" if to_server else "s>c", "kind": "tcp", "conn": key[0], **m}
             for m in msgs]
 
@@ -505,7 +524,7 @@ def story(pcap, port):
     capture order."""
     rows = tshark_rows(pcap, port)
     server_ips = server_addresses(rows, port)
-    streams = {}  # (client port, direction) -> pending bytes
+    streams = {}  # (client port, direction) -> that byte stream's reassembly (tcp_events)
     tls_conns = tls_connections(rows, port)
     records = tls_records(pcap, port) if tls_conns else {}
     events = []
