@@ -202,6 +202,20 @@ Device* device_open(std::string& error) {
 }
 
 void device_close(Device* dev) {
+  if (dev->owner_pid != getpid()) {
+    // A child made by fork() has a copy of the device but not its engine thread (fork
+    // copies only the calling thread), so there is nothing to join, and the QPs' traffic
+    // stays the parent's business: no delayed ACK goes out from here. The locks are not
+    // taken: a thread of the parent may have held them at fork(), and it does not exist
+    // in the child. The child's copies of the socket and eventfd close (the parent's stay
+    // open); the copied Device is left as it is, as its locks may be held.
+    if (--dev->open_contexts > 0) return;
+    dev->engine.detach();
+    close(dev->sock);
+    close(dev->wake_fd);
+    if (g_device == dev) g_device = nullptr;
+    return;
+  }
   std::lock_guard<std::mutex> g(g_device_mu);
   {
     std::lock_guard<std::mutex> l(dev->mu);

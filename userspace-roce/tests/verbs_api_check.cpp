@@ -10,7 +10,10 @@
 // timeout; a call that never returns fails its check and ends the program.
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <infiniband/verbs.h>
 
@@ -137,6 +140,30 @@ int post_one_recv(ibv_qp* qp, ibv_mr* mr) {
   wr.num_sge = 1;
   ibv_recv_wr* bad = nullptr;
   return ibv_post_recv(qp, &wr, &bad);
+}
+
+/// An RDMA WRITE of 8 bytes from `src` to `dst` (both in `mr`) on a QP connected to itself,
+/// and its completion: true if it completed successfully with the data at `dst`; `said`
+/// tells what happened.
+bool write_to_self(ibv_qp* qp, ibv_cq* cq, ibv_mr* mr, uint64_t* src, uint64_t* dst, std::string& said) {
+  ibv_sge sge{reinterpret_cast<uintptr_t>(src), 8, mr->lkey};
+  ibv_send_wr wr{};
+  wr.wr_id = 2;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_RDMA_WRITE;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.wr.rdma.remote_addr = reinterpret_cast<uintptr_t>(dst);
+  wr.wr.rdma.rkey = mr->rkey;
+  ibv_send_wr* bad = nullptr;
+  ibv_wc wc{};
+  const int rc = ibv_post_send(qp, &wr, &bad);
+  const bool got = rc == 0 && poll_one(cq, wc);
+  said = "post rc " + std::to_string(rc) +
+         (got ? std::string(", completion status ") + ibv_wc_status_str(wc.status) +
+                    (*dst == *src ? ", data arrived" : ", data missing")
+              : std::string(", no completion within 10 s"));
+  return got && wc.status == IBV_WC_SUCCESS && wc.wr_id == 2 && *dst == *src;
 }
 
 // ---- 1. vendor fields ------------------------------------------------------------------
@@ -335,23 +362,9 @@ void check_atomic_post(Env& env) {
   }
   // The refusal left the QP usable: an RDMA WRITE to itself completes.
   mem[0] = 0x1122334455667788ull;
-  ibv_sge sge{reinterpret_cast<uintptr_t>(&mem[0]), 8, mr->lkey};
-  ibv_send_wr wr{};
-  wr.wr_id = 2;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.opcode = IBV_WR_RDMA_WRITE;
-  wr.send_flags = IBV_SEND_SIGNALED;
-  wr.wr.rdma.remote_addr = reinterpret_cast<uintptr_t>(&mem[16]);
-  wr.wr.rdma.rkey = mr->rkey;
-  ibv_send_wr* bad = nullptr;
-  ibv_wc wc{};
-  int rc = ibv_post_send(qp, &wr, &bad);
-  bool got = rc == 0 && poll_one(cq, wc);
-  check(got && wc.status == IBV_WC_SUCCESS && wc.wr_id == 2 && mem[16] == mem[0],
-        "after the refused atomics, an RDMA WRITE on the same QP completes with the data",
-        "post rc " + std::to_string(rc) + (got ? std::string(", completion status ") + ibv_wc_status_str(wc.status)
-                                               : std::string(", no completion within 10 s")));
+  std::string said;
+  check(write_to_self(qp, cq, mr, &mem[0], &mem[16], said),
+        "after the refused atomics, an RDMA WRITE on the same QP completes with the data", said);
   ibv_destroy_qp(qp);
   ibv_dereg_mr(mr);
   ibv_destroy_cq(cq);
@@ -549,6 +562,61 @@ void check_port_mtu(Env& env) {
 
 }  // namespace
 
+// ---- 7. ibv_close_device in a forked child ------------------------------------------------
+// fork() copies only the calling thread, so a child has the device's memory but not the
+// runtime's engine thread. A child that closes every context (as a program's cleanup or
+// an exit path may) must get 0 back at once, and the parent's device must go on working.
+void check_close_in_forked_child(Env& env) {
+  const std::string name = "ibv_close_device of every context in a forked child: 0, and the parent's QP still works";
+  ibv_context* second = ibv_open_device(env.list[0]);
+  ibv_cq* cq = ibv_create_cq(env.ctx, 16, nullptr, nullptr, 0);
+  static uint64_t mem[32];
+  ibv_mr* mr = ibv_reg_mr(env.pd, mem, sizeof mem, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+  ibv_qp* qp = second && cq && mr ? make_rc_qp(env, cq) : nullptr;
+  if (!qp || to_init(qp) || connect_to_self(env, qp)) {
+    fail(name, "setup failed (second context, CQ, MR or self-connected QP), errno " + errno_text(errno));
+    return;
+  }
+  const pid_t child = fork();
+  if (child == 0) {
+    alarm(10);  // a close that hangs ends the child by SIGALRM, which the parent reports
+    const int rc_second = ibv_close_device(second);
+    const int rc_first = ibv_close_device(env.ctx);
+    _exit(rc_second == 0 && rc_first == 0 ? 0 : 3);
+  }
+  int status = 0;
+  pid_t done = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(15);
+  while (child > 0 && (done = waitpid(child, &status, WNOHANG)) == 0 && Clock::now() < deadline)
+    usleep(10000);
+  if (child > 0 && done == 0) {
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+  }
+  std::string child_said;
+  if (child < 0)
+    child_said = "fork failed: " + errno_text(errno);
+  else if (done == 0)
+    child_said = "the child was still running after 15 s";
+  else if (WIFSIGNALED(status))
+    child_said = std::string("the child was killed by ") + strsignal(WTERMSIG(status)) +
+                 (WTERMSIG(status) == SIGALRM ? " (its ibv_close_device did not return within 10 s)" : "");
+  else if (WEXITSTATUS(status) != 0)
+    child_said = "an ibv_close_device in the child did not return 0";
+  // The parent's engine and socket are untouched: an RDMA WRITE to itself completes.
+  mem[0] = 0x0123456789abcdefull;
+  std::string said;
+  const bool parent_ok = write_to_self(qp, cq, mr, &mem[0], &mem[8], said);
+  const int rc_close = ibv_close_device(second);
+  check(child_said.empty() && parent_ok && rc_close == 0, name,
+        (child_said.empty() ? std::string("the child's closes returned 0") : child_said) +
+            "; the parent's WRITE: " + said + "; the parent's close of its second context returned " +
+            std::to_string(rc_close));
+  ibv_destroy_qp(qp);
+  ibv_dereg_mr(mr);
+  ibv_destroy_cq(cq);
+}
+
 int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   Env env;
@@ -583,6 +651,7 @@ int main() {
   check_destroy_with_pending_event(env, mr);
   check_destroy_waits_for_ack(env, mr);
   check_destroy_races_get_event(env, mr);
+  check_close_in_forked_child(env);
 
   ibv_destroy_cq(cq);
   ibv_dereg_mr(mr);
