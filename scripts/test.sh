@@ -34,13 +34,15 @@ if [ $rc -ne 0 ]; then
   # A failing test's own verdict is at the end of its output, which ctest printed
   # hundreds of lines up: repeat each one's last lines here, at the end of the log.
   log=Testing/Temporary/LastTest.log
-  for name in $(sed 's/^[0-9]*://' Testing/Temporary/LastTestsFailed.log 2>/dev/null); do
+  [ -f "$log" ] && while IFS= read -r name; do
     echo "test.sh: ---- the last 60 lines of failed test $name (all of it: $BUILD_DIR/$log) ----"
-    awk -v t="$name" '$0 ~ "^[0-9]+/[0-9]+ Test: " t "$" {on=1; next}
-                      on && /^<end of output>$/ {exit}
-                      on && out {print}
-                      on && /^Output:$/ {getline; out=1}' "$log" | tail -n 60
-  done
+    # The name compared as a string, not a pattern (a test name may hold regex characters).
+    awk -v t="$name" '!on { s = $0; if (sub(/^[0-9]+\/[0-9]+ Test: /, "", s) && s == t) on = 1; next }
+                      /^<end of output>$/ {exit}
+                      out {print}
+                      /^Output:$/ {getline; out = 1}' "$log" | tail -n 60
+  done < <(sed 's/^[0-9]*://' Testing/Temporary/LastTestsFailed.log 2>/dev/null)
+  # (no LastTest.log: ctest stopped before running a test, and said why above)
   echo "test.sh: ctest failed (exit $rc) after $((SECONDS - start)) s"
   exit $rc
 fi

@@ -141,12 +141,32 @@ pingpong() {  # [PORT]: 100 x 4096 B, each message 4 packets at path MTU 1024, c
   expect_lines "$log" "^819200 bytes in .* seconds" 1 && expect_lines "$log" "^100 iters in" 1
 }
 
+# rping_teardown_race LOG COUNT: true if rping failed only at its exit, after every ping.
+# rping of rdma-core 44 (Debian 12) never stops its CM thread: main destroys the event
+# channel while that thread may still be going back to rdma_get_cm_event after handling
+# the DISCONNECTED event, which then fails with EBADF and the thread calls exit(-1).
+# (Later rping versions wake the thread through an eventfd and join it first.) Whether
+# that happens is timing; the connection's work is not. So: the DISCONNECT EVENT line,
+# every ping's data line, no other error of rping's, and its last line that EBADF.
+rping_teardown_race() {
+  local log=$1 count=$2 last
+  last=$(grep -v "^userspace-roce\[" "$log" | tail -n 1)
+  [ "$last" = "rdma_get_cm_event: Bad file descriptor" ] || return 1
+  grep -qE "^(server|client) DISCONNECT EVENT\.\.\.$" "$log" || return 1
+  ! grep -qE "data mismatch|cq completion failed|rping (client|server) failed|post send error|wait for RDMA_(WRITE_ADV|WRITE_COMPLETE|READ_COMPLETE)" "$log" || return 1
+  [ "$(grep -cE "^(server )?ping data: rdma-ping-" "$log")" -ge "$count" ] || return 1
+  echo "interop: rping exited with 'rdma_get_cm_event: Bad file descriptor' after all $count pings" \
+       "and the disconnect: rdma-core 44's rping reads its CM event channel after main closed it" \
+       "(a race in the tool's own exit, not in the connection); counted as passed"
+}
+
 rping_run() {  # NAME COUNT SIZE: rping with data verification
   local count=$2 size=$3 log="$LAB_OUT/$1/rping.log" side=(-s)
   # -V: the client also compares the data that came back with what it sent.
   [ "$role" = client ] && side=(-c -V)
   listening cm 18524 "$log"
-  on_side "$log" 240 "$1" rping "${side[@]}" -a "$LAB_SERVER_IP" -p 18524 -C "$count" -S "$size" -v || return 1
+  on_side "$log" 240 "$1" rping "${side[@]}" -a "$LAB_SERVER_IP" -p 18524 -C "$count" -S "$size" -v ||
+    rping_teardown_race "$log" "$count" || return 1
   tail -n 3 "$log"
   # -v: each side prints the data of every ping ("server ping data: rdma-ping-N: ...").
   expect_lines "$log" "^(server )?ping data: rdma-ping-" "$count" || return 1

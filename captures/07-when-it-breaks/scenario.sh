@@ -14,11 +14,14 @@
 # The others show nothing new on the wire, or nothing at all (rejected locally), or (the
 # RNR cases with more retries) many RNR NAK pairs; the README covers them. Each case's
 # resend count is fixed by its QP attributes (retry_cnt, rnr_retry) and its timeouts as
-# long as every answer comes within one ACK timeout (timeout 14 = 67 ms; the slowest ACK
-# or NAK in twelve runs in the lab with both host CPUs kept busy came after 15 ms), so
-# --check compares every frame, resends included (not scripts/capture.sh's default
-# --without-resends). A TCP segment sent twice is timing and tells nothing
-# (roce_capture.py reads the exchange by sequence number).
+# long as every answer comes within one ACK timeout (timeout 14: 67 ms nominal, 64 ms in
+# rxe at HZ 250; the slowest ACK or NAK in twelve runs in the lab with both host CPUs
+# kept busy came after 15 ms), and, for before-rtr (timeout 18, 1.07 s), as long as the
+# server reaches RTR within about 0.57 s of the client's READY (it told the server after
+# 0.5 s). rnr-retry-1's count also rests on rxe deferring a retry that falls due during
+# an RNR wait to the RNR timer. So --check compares every frame, resends included (not
+# scripts/capture.sh's default --without-resends). A TCP segment sent twice is timing
+# and tells nothing (roce_capture.py reads the exchange by sequence number).
 # Commands run inside the guests, with BUILD_DIR exported; LAB_OUT and LAB_SERVER_IP come
 # from the lab; the smoke script writes its logs to LAB_OUT (SMOKE_OUT defaults to it).
 PORT=18517

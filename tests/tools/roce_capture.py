@@ -204,7 +204,7 @@ NO_LISTENER = 8
 NAK_CODES = {0: "NAK_PSN_SEQUENCE_ERROR", 1: "NAK_INVALID_REQUEST", 2: "NAK_REMOTE_ACCESS_ERROR",
              3: "NAK_REMOTE_OPERATIONAL_ERROR", 4: "NAK_INVALID_RD_REQUEST"}
 FIELDS = ["frame.number", "frame.time_relative", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport",
-          "tcp.seq", "tcp.payload", "udp.dstport", "udp.length", "infiniband.bth.opcode",
+          "tcp.stream", "tcp.seq_raw", "tcp.flags.syn", "tcp.payload", "udp.dstport", "udp.length", "infiniband.bth.opcode",
           "infiniband.bth.destqp", "infiniband.bth.psn", "infiniband.bth.a",
           "infiniband.aeth.syndrome", "_ws.col.Protocol", "frame.len",
           "infiniband.bth.padcnt", "infiniband.reth.va", "infiniband.reth.r_key",
@@ -416,19 +416,31 @@ def aeth_name(syndrome):
 
 def tcp_events(r, to_server, streams, n):
     """The exchange messages completed by this TCP segment (a message may span segments).
-    The bytes are put in order by their sequence numbers (tshark's relative ones), so a
-    segment TCP sent again (a retransmission, or a tail loss probe a few milliseconds after
-    the original on a slow guest: timing, not the scenario) adds nothing it already had,
-    and one that arrives ahead of a gap waits for the gap to fill."""
-    key = (r["tcp.srcport"] if to_server else r["tcp.dstport"], to_server)
+    Each connection (tshark's tcp.stream) and direction is one byte stream, put in order by
+    the segments' sequence numbers as sent (tcp.seq_raw, so no Wireshark preference
+    changes them): it starts after the SYN's number, or, in a capture without the SYN, at
+    the first data segment. A segment sent again (a retransmission, or a tail loss probe:
+    the sender's TCP resends its last segment when no ACK came within about two round
+    trips, which a slow lab guest can take) adds nothing already taken, and a segment
+    that arrives ahead of a gap waits for the gap to fill (unfilled_gaps names any left)."""
+    key = (r["tcp.stream"], to_server)
+    conn = r["tcp.srcport"] if to_server else r["tcp.dstport"]
+    seq = int(r["tcp.seq_raw"])
+    stream = streams.setdefault(key, {"base": None, "next": 0, "buf": b"", "ahead": {}, "conn": conn})
+    if r["tcp.flags.syn"] in ("1", "True"):
+        stream["base"] = (seq + 1) % (1 << 32)
+        return []
     payload = hex_bytes(r["tcp.payload"]) or b""
     if not payload:
         return []
-    # tshark numbers a connection's bytes from 1 (its first byte after the SYN, or the first
-    # one the capture holds).
-    stream = streams.setdefault(key, {"next": 1, "buf": b"", "ahead": {}})
-    seq = int(r["tcp.seq"])
-    stream["ahead"][seq] = max(stream["ahead"].get(seq, b""), payload, key=len)
+    if stream["base"] is None:
+        stream["base"] = seq
+    # The segment's offset from the stream's first byte; a segment from before it (only
+    # possible without the SYN) counts as already taken.
+    offset = (seq - stream["base"]) % (1 << 32)
+    if offset >= 1 << 31:
+        offset -= 1 << 32
+    stream["ahead"][offset] = max(stream["ahead"].get(offset, b""), payload, key=len)
     progressed = True
     while progressed:  # take every held segment that now starts at or before the next byte
         progressed = False
@@ -442,8 +454,15 @@ def tcp_events(r, to_server, streams, n):
             progressed = True
     msgs, used = parse_messages(stream["buf"])
     stream["buf"] = stream["buf"][used:]
-    return [{"frame": n, "dir": "c>s" if to_server else "s>c", "kind": "tcp", "conn": key[0], **m}
+    return [{"frame": n, "dir": "c>s" if to_server else "s>c", "kind": "tcp", "conn": conn, **m}
             for m in msgs]
+
+
+def unfilled_gaps(streams):
+    """After the last frame: each byte stream whose held segments never became contiguous
+    (a segment the capture lacks), as 'client port P, c>s: from byte N'."""
+    return [f"client port {st['conn']}, {'c>s' if to_server else 's>c'}: bytes from {st['next']} missing"
+            for (_, to_server), st in streams.items() if st["ahead"]]
 
 
 def roce_event(r, n, direction):
@@ -524,7 +543,7 @@ def story(pcap, port):
     capture order."""
     rows = tshark_rows(pcap, port)
     server_ips = server_addresses(rows, port)
-    streams = {}  # (client port, direction) -> that byte stream's reassembly (tcp_events)
+    streams = {}  # (tcp.stream, direction) -> that byte stream's reassembly (tcp_events)
     tls_conns = tls_connections(rows, port)
     records = tls_records(pcap, port) if tls_conns else {}
     events = []
@@ -541,6 +560,9 @@ def story(pcap, port):
         elif r["udp.dstport"] == "4791":
             direction = "c>s" if r["ip.dst"] in server_ips else "s>c"
             events.append(cm_event(r, n, direction) if is_cm(r) else roce_event(r, n, direction))
+    for gap in unfilled_gaps(streams):
+        print(f"capture: {pcap}: the TCP exchange has a gap ({gap}): the messages after it are not read",
+              file=sys.stderr)
     events = collapse_resends(events)
     mark_refused(events)
     return events

@@ -204,13 +204,14 @@ Device* device_open(std::string& error) {
 void device_close(Device* dev) {
   if (dev->owner_pid != getpid()) {
     // A child made by fork() has a copy of the device but not its engine thread (fork
-    // copies only the calling thread), so there is nothing to join, and the QPs' traffic
-    // stays the parent's business: no delayed ACK goes out from here. The locks are not
-    // taken: a thread of the parent may have held them at fork(), and it does not exist
-    // in the child. The child's copies of the socket and eventfd close (the parent's stay
-    // open); the copied Device is left as it is, as its locks may be held.
+    // copies only the calling thread), so there is nothing to join or detach (the copied
+    // handle may even name a thread the child made since), and the QPs' traffic stays the
+    // parent's business: no delayed ACK goes out from here. The device's lock is not
+    // taken: a thread of the parent may have held it at fork(), and that thread does not
+    // exist in the child. The child's copies of the socket and eventfd close (the
+    // parent's stay open); the copied Device is left as it is, never destroyed, as its
+    // lock may be held and its std::thread still looks joinable.
     if (--dev->open_contexts > 0) return;
-    dev->engine.detach();
     close(dev->sock);
     close(dev->wake_fd);
     if (g_device == dev) g_device = nullptr;

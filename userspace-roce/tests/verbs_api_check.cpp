@@ -17,6 +17,7 @@
 
 #include <infiniband/verbs.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -580,8 +581,17 @@ void check_close_in_forked_child(Env& env) {
   const pid_t child = fork();
   if (child == 0) {
     alarm(10);  // a close that hangs ends the child by SIGALRM, which the parent reports
+    // A thread of the child's own, running across the closes: glibc may give it the
+    // memory of a parent's thread, so the copied engine handle can name it, and a close
+    // that detached or joined that handle would act on this thread (its join would fail).
+    std::atomic<bool> closed{false};
+    std::thread own([&closed] {
+      while (!closed) usleep(1000);
+    });
     const int rc_second = ibv_close_device(second);
     const int rc_first = ibv_close_device(env.ctx);
+    closed = true;
+    own.join();
     _exit(rc_second == 0 && rc_first == 0 ? 0 : 3);
   }
   int status = 0;
@@ -596,12 +606,14 @@ void check_close_in_forked_child(Env& env) {
   std::string child_said;
   if (child < 0)
     child_said = "fork failed: " + errno_text(errno);
+  else if (done < 0)
+    child_said = "waitpid failed: " + errno_text(errno);
   else if (done == 0)
     child_said = "the child was still running after 15 s";
   else if (WIFSIGNALED(status))
     child_said = std::string("the child was killed by ") + strsignal(WTERMSIG(status)) +
                  (WTERMSIG(status) == SIGALRM ? " (its ibv_close_device did not return within 10 s)" : "");
-  else if (WEXITSTATUS(status) != 0)
+  else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     child_said = "an ibv_close_device in the child did not return 0";
   // The parent's engine and socket are untouched: an RDMA WRITE to itself completes.
   mem[0] = 0x0123456789abcdefull;
