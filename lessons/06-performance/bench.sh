@@ -32,7 +32,7 @@
 #                 -n or --sizes say otherwise)
 #   --out DIR     where the logs, the CSVs, the plots and tables.md go (default: a new
 #                 /tmp/lesson06-bench.XXXXXX)
-#   --port P      the TCP port of both runs (default 18606; 18600-18605 are
+#   --port P      the TCP port of both runs (default 18606; 18590-18598 are
 #                 userspace-roce/bench/run.sh's, 18607-18609 agreement.sh's)
 #   --sizes LIST  the sweep's sizes in bytes, comma-separated (client --sizes)
 #   -n ITERS      iterations of every measurement (client -n; default: the client's)

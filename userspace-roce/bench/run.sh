@@ -13,6 +13,8 @@
 # then perftest (Debian's, unmodified) on the runtime, server and client again:
 #   ib_write_bw -s 65536   RDMA WRITE bandwidth, perftest's default depth (128 in flight)
 #   ib_send_lat -s 64      SEND/RECV ping-pong latency
+#   ib_write_lat -s 64     RDMA WRITE ping-pong latency (each side watches memory for the
+#                          peer's WRITE), and both latencies again at -s 4096
 # (-n: the same iterations as roce_bench's runs, --iters),
 # and udp_ceiling: bare UDP datagrams of RoCE's size (4112 bytes), sent much as the
 # runtime sends them, the most this kernel moves over loopback in that shape.
@@ -35,19 +37,20 @@
 #   bandwidth: 64 KiB RDMA WRITE (roce_bench, and perftest) / UDP ceiling   >= 0.9
 #   latency:   64 B ping-pong one way (roce_bench median, perftest typical) / TCP's
 #              median one way                                               <= 0.5
+#   WRITE/SEND: ib_write_lat typical / ib_send_lat typical, at 64 B and 4 KiB <= 2
 # with TCP's bandwidth and the p99 latencies for information. This is a benchmark, not a
 # test: the exit status is 0 whenever every run succeeded (whatever the numbers), 1 if a
 # run failed (its log tail is shown), 2 for bad usage. roce_bench itself refuses to
 # report a number when the data it moved does not check out, so "succeeded" includes
 # "the bytes were right". Without perftest installed (or `ss`, which waits for its
-# server), its two rows stay empty and say why; that is not a failure.
+# server), its four rows stay empty and say why; that is not a failure.
 #
 # Options:
 #   --iters N      measured iterations of every run (default: 5000 for the bandwidth runs,
 #                  20000 for the latency runs; roce_bench's warmups are 200 / 1000)
 #   --quick        fewer iterations (1000 / 3000, warmups 50 / 200): a smoke run
 #   --timeout SEC  roce_bench --timeout: seconds any wait may go without progress (15)
-#   --port P       first TCP port; the six runs use P .. P+5 (default 18600)
+#   --port P       first TCP port; the nine runs use P .. P+8 (default 18590)
 #   --out DIR      where the logs go (default: a new /tmp/roce-bench.XXXXXX)
 #
 # Environment:
@@ -82,7 +85,7 @@ die_usage() {
 die() { printf 'run.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 
 # --- arguments -----------------------------------------------------------------------
-ITERS="" QUICK=0 TIMEOUT=15 PORT=18600 OUT=""
+ITERS="" QUICK=0 TIMEOUT=15 PORT=18590 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
@@ -103,8 +106,8 @@ if [ -n "$ITERS" ]; then
   [[ $ITERS =~ ^[1-9][0-9]*$ ]] || die_usage "--iters must be a positive whole number, not '$ITERS'"
 fi
 [[ $TIMEOUT =~ ^[0-9]+([.][0-9]+)?$ ]] || die_usage "--timeout must be a number of seconds, not '$TIMEOUT'"
-if ! [[ $PORT =~ ^[1-9][0-9]*$ ]] || [ "$PORT" -gt 65530 ]; then
-  die_usage "--port must be a TCP port up to 65530 (the runs use P .. P+5), not '$PORT'"
+if ! [[ $PORT =~ ^[1-9][0-9]*$ ]] || [ "$PORT" -gt 65527 ]; then
+  die_usage "--port must be a TCP port up to 65527 (the runs use P .. P+8), not '$PORT'"
 fi
 [[ $GUARD =~ ^[1-9][0-9]*$ ]] || die "BENCH_GUARD must be a number of seconds, not '$GUARD'"
 
@@ -173,7 +176,7 @@ run_one() {
 # once the server listens on PORT; both must exit 0. Sets PT_LOG to the client's log, ""
 # if the run failed (or could not be made: PT_WHY says why).
 PT_OK=1 PT_WHY=""
-for tool in ib_write_bw ib_send_lat ss; do
+for tool in ib_write_bw ib_send_lat ib_write_lat ss; do
   if ! command -v "$tool" >/dev/null; then
     PT_OK=0 PT_WHY="no $tool here (perftest, iproute2: scripts/install-deps.sh)"
     break
@@ -223,16 +226,16 @@ run_perftest() {
   done
 }
 
-# perftest_result LOG KIND SIZE: perftest's table row for SIZE as a RESULT line like
-# roce_bench's (bw: gbytes_per_s, from perftest's MB/s of 2^20 bytes; lat: typical_us,
-# the median one-way time, and p99_us). Nothing if LOG has no such row.
+# perftest_result LOG PROGRAM KIND SIZE: perftest's table row for SIZE as a RESULT line
+# like roce_bench's (bw: gbytes_per_s, from perftest's MB/s of 2^20 bytes; lat: min_us,
+# typical_us, the median one-way time, and p99_us). Nothing if LOG has no such row.
 perftest_result() {
   [ -n "$1" ] || return 0
-  awk -v kind="$2" -v size="$3" '/#bytes/ { t = 1; next }
+  awk -v prog="$2" -v kind="$3" -v size="$4" '/#bytes/ { t = 1; next }
     t && $1 == size && kind == "bw" && NF >= 5 {
-      printf "RESULT transport=verbs program=ib_write_bw size=%s iters=%s gbytes_per_s=%.3f\n", $1, $2, $4 * 1048576 / 1e9; exit }
+      printf "RESULT transport=verbs program=%s size=%s iters=%s gbytes_per_s=%.3f\n", prog, $1, $2, $4 * 1048576 / 1e9; exit }
     t && $1 == size && kind == "lat" && NF >= 9 {
-      printf "RESULT transport=verbs program=ib_send_lat size=%s iters=%s typical_us=%s p99_us=%s\n", $1, $2, $5, $8; exit }' "$1"
+      printf "RESULT transport=verbs program=%s size=%s iters=%s min_us=%s typical_us=%s p99_us=%s\n", prog, $1, $2, $3, $5, $8; exit }' "$1"
 }
 
 # kv "RESULT ..." KEY: the value of KEY=value in a RESULT line.
@@ -245,9 +248,18 @@ run_one tcp-write_bw tcp write_bw "$((PORT + 1))" "$BW_ITERS" "$BW_WARMUP"; TBW=
 run_one verbs-pingpong verbs pingpong "$((PORT + 2))" "$PP_ITERS" "$PP_WARMUP"; VPP=$RESULT
 run_one tcp-pingpong tcp pingpong "$((PORT + 3))" "$PP_ITERS" "$PP_WARMUP"; TPP=$RESULT
 run_perftest perftest-write_bw "$((PORT + 4))" ib_write_bw -s 65536 -n "$BW_ITERS"
-PBW=$(perftest_result "$PT_LOG" bw 65536)
+PBW=$(perftest_result "$PT_LOG" ib_write_bw bw 65536)
 run_perftest perftest-send_lat "$((PORT + 5))" ib_send_lat -s 64 -n "$PP_ITERS"
-PLAT=$(perftest_result "$PT_LOG" lat 64)
+PLAT=$(perftest_result "$PT_LOG" ib_send_lat lat 64)
+# A WRITE's receiver calls no verb: it watches memory for the peer's WRITE, so nothing
+# takes that WRITE in but the runtime's engine, unless the delayed ACK (README, "Delayed
+# ACKs in ping-pong") let the peer's application take it in with the ACK it polls for.
+run_perftest perftest-write_lat "$((PORT + 6))" ib_write_lat -s 64 -n "$PP_ITERS"
+PWLAT=$(perftest_result "$PT_LOG" ib_write_lat lat 64)
+run_perftest perftest-send_lat4k "$((PORT + 7))" ib_send_lat -s 4096 -n "$PP_ITERS"
+PLAT4K=$(perftest_result "$PT_LOG" ib_send_lat lat 4096)
+run_perftest perftest-write_lat4k "$((PORT + 8))" ib_write_lat -s 4096 -n "$PP_ITERS"
+PWLAT4K=$(perftest_result "$PT_LOG" ib_write_lat lat 4096)
 # The kernel's own ceiling for RoCE-sized UDP datagrams on loopback (see udp_ceiling.cpp).
 UDP="" UDP_WHY=""
 if [ -x "$BUILD_DIR/userspace-roce/bench/udp_ceiling" ]; then
@@ -262,7 +274,7 @@ if [ -x "$BUILD_DIR/userspace-roce/bench/udp_ceiling" ]; then
 else
   UDP_WHY="udp_ceiling is not built (cmake --build $BUILD_DIR --target udp_ceiling)"
 fi
-printf '%s\n' "$VBW" "$TBW" "$VPP" "$TPP" "$PBW" "$PLAT" "$UDP" | sed '/^$/d' >"$OUT/results.txt"
+printf '%s\n' "$VBW" "$TBW" "$VPP" "$TPP" "$PBW" "$PLAT" "$PWLAT" "$PLAT4K" "$PWLAT4K" "$UDP" | sed '/^$/d' >"$OUT/results.txt"
 
 # --- the table -------------------------------------------------------------------------
 # row LABEL UNIT VALUE REF REF_NAME OP LIMIT WHY: the ratio VALUE/REF against the target
@@ -295,6 +307,8 @@ row "roce_bench write_bw 64 KiB" GB/s "$(kv "$VBW" gbytes_per_s)" "$udp_gb" udp 
 row "ib_write_bw 64 KiB" GB/s "$(kv "$PBW" gbytes_per_s)" "$udp_gb" udp ">=" 0.9 "$(failed_why "${PT_WHY:-$UDP_WHY}")"
 row "roce_bench pingpong 64 B" us "$(kv "$VPP" median_us)" "$tcp_med" tcp "<=" 0.5 "$(failed_why "")"
 row "ib_send_lat 64 B" us "$(kv "$PLAT" typical_us)" "$tcp_med" tcp "<=" 0.5 "$(failed_why "$PT_WHY")"
+row "ib_write_lat 64 B" us "$(kv "$PWLAT" typical_us)" "$(kv "$PLAT" typical_us)" send "<=" 2 "$(failed_why "$PT_WHY")"
+row "ib_write_lat 4 KiB" us "$(kv "$PWLAT4K" typical_us)" "$(kv "$PLAT4K" typical_us)" send "<=" 2 "$(failed_why "$PT_WHY")"
 # or_dash VALUE UNIT: "VALUE UNIT", or "-" when there is no number.
 or_dash() { if [ -n "$1" ]; then echo "$1 $2"; else echo "-"; fi; }
 echo "  for information: tcp write_bw 64 KiB $(or_dash "$(kv "$TBW" gbytes_per_s)" GB/s) (TCP loopback moves 64 KiB"
@@ -302,7 +316,8 @@ echo "  segments); p99 one way at 64 B: roce_bench $(or_dash "$(kv "$VPP" p99_us
      "$(or_dash "$(kv "$PLAT" p99_us)" us), tcp $(or_dash "$(kv "$TPP" p99_us)" us)"
 echo "  udp: udp_ceiling, bare 4112-byte datagrams sent much as the runtime sends them (this kernel's"
 echo "  ceiling for RoCE at MTU 4096); bandwidth: roce_bench 16 WRITEs in flight, ib_write_bw 128;"
-echo "  latency one way: roce_bench median of round trip / 2, ib_send_lat t_typical (its median)"
+echo "  latency one way: roce_bench median of round trip / 2, ib_send_lat t_typical (its median);"
+echo "  ib_write_lat t_typical against ib_send_lat's of the same size (send), both at this priority"
 echo "  (GB/s = 10^9 bytes/s; RESULT lines in $OUT/results.txt)"
 
 if [ ${#FAILED[@]} -gt 0 ]; then

@@ -3,40 +3,40 @@
 # end to end. It checks that every measurement was made, never how fast: this machine's
 # speed decides the numbers and their PASS/MISS verdicts, and a test must not depend on it.
 #   - run.sh exits 0: roce_bench's four runs (verbs and TCP, bandwidth and ping-pong) and
-#     perftest's ib_write_bw and ib_send_lat on the runtime succeeded on both sides (server
-#     and client), and udp_ceiling succeeded; roce_bench refuses to print a number for data
+#     perftest's five on the runtime (ib_write_bw; ib_send_lat and ib_write_lat at 64 B
+#     and 4 KiB) succeeded on both sides (server and client), and udp_ceiling succeeded; roce_bench refuses to print a number for data
 #     that did not check out, so that includes "the bytes were right".
-#   - its results.txt holds exactly seven RESULT lines, one per run, each with the size and
+#   - its results.txt holds exactly ten RESULT lines, one per run, each with the size and
 #     the iterations asked for (1000 of every kind; udp_ceiling's 200000 datagrams) and a
 #     positive, finite measurement: GB/s for the bandwidth runs and the ceiling (which must
 #     have received datagrams), the median one-way microseconds for the ping-pongs, with
 #     their p99 present.
-#   - its table has the four target rows, each with a ratio and a verdict (PASS or MISS),
+#   - its table has the six target rows, each with a ratio and a verdict (PASS or MISS),
 #     none saying "no number".
 # Time bounds, sized for a loaded machine (where a 64-byte round trip can take 10 ms of
 # scheduler time slices, so 1000 of them 10 s): roce_bench gives up after 60 s without
 # progress (--timeout), every process run.sh starts is killed after 120 s (BENCH_GUARD),
-# and run.sh's seven runs take at most 4 x 120 s (roce_bench's four) + 2 x (60 s waiting
-# for perftest's server to listen + 120 s) + 60 s (udp_ceiling) = 900 s, so the whole run
-# is stopped after 960 s; whatever it left running (each run's `timeout` is in a process
+# and run.sh's ten runs take at most 4 x 120 s (roce_bench's four) + 5 x (60 s waiting
+# for perftest's server to listen + 120 s) + 60 s (udp_ceiling) = 1440 s, so the whole run
+# is stopped after 1500 s; whatever it left running (each run's `timeout` is in a process
 # group of its own) is killed with it, by session.
-# TCP ports 18600-18605 (run.sh's own). Logs in $BUILD_DIR/userspace-roce/test-out/uroce_bench/.
+# TCP ports 18590-18598 (run.sh's own). Logs in $BUILD_DIR/userspace-roce/test-out/uroce_bench/.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 t_init uroce_bench
 need "$BENCH" "$BUILD_DIR/userspace-roce/bench/udp_ceiling"
-for tool in ib_write_bw ib_send_lat ss setsid pkill; do
+for tool in ib_write_bw ib_send_lat ib_write_lat ss setsid pkill; do
   command -v "$tool" >/dev/null \
     || { fail "$tool is not installed (perftest, iproute2, util-linux, procps: scripts/install-deps.sh)"; t_finish; }
 done
 
 # run.sh in a session of its own, whose id it writes down first, so that everything in
-# it can be killed if the 960 s run out.
-LIMIT=960
+# it can be killed if the 1500 s run out.
+LIMIT=1500
 rc=0
 # shellcheck disable=SC2016  # $$ is the inner shell's: the new session's id
 BENCH_GUARD=120 timeout -k 10 "$LIMIT" setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ \
-  "$OUT/session" "$ROOT/userspace-roce/bench/run.sh" --quick --iters 1000 --timeout 60 --port 18600 \
+  "$OUT/session" "$ROOT/userspace-roce/bench/run.sh" --quick --iters 1000 --timeout 60 --port 18590 \
   --out "$OUT/run" >"$OUT/run.log" 2>&1 || rc=$?
 sid=$(cat "$OUT/session" 2>/dev/null)
 if [[ $sid =~ ^[1-9][0-9]*$ ]] && [ "$sid" != "$(ps -o sid= $$ | tr -d ' ')" ]; then
@@ -57,10 +57,10 @@ if [ ! -s "$RESULTS" ]; then
   t_finish
 fi
 lines=$(grep -c '^RESULT ' "$RESULTS")
-if [ "$lines" -eq 7 ]; then
-  pass "results.txt holds 7 RESULT lines"
+if [ "$lines" -eq 10 ]; then
+  pass "results.txt holds 10 RESULT lines"
 else
-  fail "results.txt holds $lines RESULT lines, not 7: $(tr '\n' '|' <"$RESULTS")"
+  fail "results.txt holds $lines RESULT lines, not 10: $(tr '\n' '|' <"$RESULTS")"
 fi
 
 # result PATTERN: the RESULT line in results.txt matching PATTERN (a grep -E expression).
@@ -81,27 +81,31 @@ check_bw() {
     fail "$1: expected size=$3 iters=$4 and gbytes_per_s > 0 in: $line"
   fi
 }
-# check_lat LABEL PATTERN MEDIAN_KEY ITERS: a 64-byte ping-pong line for ITERS round trips,
-# its median one way (MEDIAN_KEY) positive and its p99 present (both come from the same
-# sorted samples, so p99 >= median is checked only as a sign the line was read right).
+# check_lat LABEL PATTERN MEDIAN_KEY SIZE ITERS: a ping-pong line of SIZE-byte messages
+# for ITERS round trips, its median one way (MEDIAN_KEY) positive and its p99 present
+# (both come from the same sorted samples, so p99 >= median is checked only as a sign the
+# line was read right).
 check_lat() {
   local line med p99
-  line=$(result "$2")
+  line=$(result "$2 size=$4 ")
   if [ -z "$line" ]; then fail "$1: no RESULT line in $RESULTS"; return; fi
   med=$(kv "$line" "$3") p99=$(kv "$line" p99_us)
-  if [ "$(kv "$line" size)" = 64 ] && [ "$(kv "$line" iters)" = "$4" ] && positive "$med" \
+  if [ "$(kv "$line" iters)" = "$5" ] && positive "$med" \
      && positive "$p99" && awk -v m="$med" -v p="$p99" 'BEGIN { exit !(m + 0 <= p + 0) }'; then
-    pass "$1: 64 B x $4, one way $med us ($3), p99 $p99 us"
+    pass "$1: $4 B x $5, one way $med us ($3), p99 $p99 us"
   else
-    fail "$1: expected size=64 iters=$4 and 0 < $3 <= p99_us in: $line"
+    fail "$1: expected size=$4 iters=$5 and 0 < $3 <= p99_us in: $line"
   fi
 }
 check_bw "roce_bench verbs write_bw" "transport=verbs test=write_bw" 65536 1000
 check_bw "roce_bench tcp write_bw" "transport=tcp test=write_bw" 65536 1000
-check_lat "roce_bench verbs pingpong" "transport=verbs test=pingpong" median_us 1000
-check_lat "roce_bench tcp pingpong" "transport=tcp test=pingpong" median_us 1000
+check_lat "roce_bench verbs pingpong" "transport=verbs test=pingpong" median_us 64 1000
+check_lat "roce_bench tcp pingpong" "transport=tcp test=pingpong" median_us 64 1000
 check_bw "perftest ib_write_bw" "program=ib_write_bw" 65536 1000
-check_lat "perftest ib_send_lat" "program=ib_send_lat" typical_us 1000
+check_lat "perftest ib_send_lat" "program=ib_send_lat" typical_us 64 1000
+check_lat "perftest ib_write_lat" "program=ib_write_lat" typical_us 64 1000
+check_lat "perftest ib_send_lat" "program=ib_send_lat" typical_us 4096 1000
+check_lat "perftest ib_write_lat" "program=ib_write_lat" typical_us 4096 1000
 udp=$(result "transport=udp test=datagram_ceiling")
 if [ -n "$udp" ] && [ "$(kv "$udp" size)" = 4112 ] && [ "$(kv "$udp" datagrams)" = 200000 ] \
    && positive "$(kv "$udp" received)" && positive "$(kv "$udp" gbytes_per_s)"; then
@@ -113,7 +117,7 @@ fi
 # The table: each target row has a ratio and a verdict.
 ROW_RE='[0-9]+\.[0-9]+ +(>=|<=) [0-9.]+ +(PASS|MISS)$'
 for label in "roce_bench write_bw 64 KiB" "ib_write_bw 64 KiB" "roce_bench pingpong 64 B" \
-             "ib_send_lat 64 B"; do
+             "ib_send_lat 64 B" "ib_write_lat 64 B" "ib_write_lat 4 KiB"; do
   row=$(grep -F "  $label " "$OUT/run.log" | head -n 1)
   if [[ $row =~ $ROW_RE ]]; then
     pass "table row '$label': ratio and verdict ${BASH_REMATCH[2]}"

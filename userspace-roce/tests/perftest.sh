@@ -18,16 +18,20 @@
 #     atomics and EOPNOTSUPP (a memory registration with remote atomic access is accepted,
 #     as on rxe, so it says nothing). A server that asked for none may instead say it lost its client
 #     ("Couldn't read remote address").
-#   - latency: ib_write_lat's typical (median) latency at most 2 x ib_send_lat's, at 64 B
-#     and at 4 KiB, measured within this test: a ratio of measurements seconds apart on
-#     the same machine, never an absolute time. ib_write_lat's receiver waits by watching
-#     memory and calls no verb, so without the runtime's delayed ACK each of its packets
-#     waits for the engine thread to be woken (measured 2.3-5.5 x on quiet 2-vCPU VMs,
-#     500 x with other programs busy and the pairs at nice 0); with it, both programs
-#     take their packets in themselves (README, "Delayed ACKs in ping-pong"). The pairs
-#     run at nice -20 where the test may (CAP_SYS_NICE or RLIMIT_NICE), so that other
-#     programs keeping the CPUs busy do not decide the ratio, and three times each,
-#     alternating (see section 5). UROCE_ACK_DELAY is unset: the runtime's default.
+#   - latency: a WRITE round trip can be as quick as a SEND's: ib_write_lat's fastest
+#     round trip (t_min) at most 2 x ib_send_lat's, at 64 B and at 4 KiB, measured within
+#     this test: a ratio of measurements seconds apart on the same machine, never an
+#     absolute time. ib_write_lat's receiver waits by watching memory and calls no verb,
+#     so without the runtime's delayed ACK every one of its WRITEs waits for the engine
+#     thread to be woken, its fastest too (t_min 3.1-5.2 x ib_send_lat's with
+#     UROCE_ACK_DELAY=0, under load); with it, both programs take their packets in
+#     themselves and the fastest round trips of the two programs are alike (0.9 x). The
+#     typical (median) latencies are printed, not judged: with other programs keeping the
+#     CPUs busy, a run's round trips fall into a fast group and a slow one, and the median
+#     lands in either, for ib_send_lat too (README, "Delayed ACKs in ping-pong"); the
+#     2 x target on them is the benchmark's (bench/run.sh). The pairs run at nice -20
+#     where the test may (CAP_SYS_NICE or RLIMIT_NICE), three times each, alternating (see
+#     section 5). UROCE_ACK_DELAY is unset: the runtime's default.
 # The -a runs take most of the test's time (5-16 s each here), in perftest itself: at
 # every one of the 23 sizes each process samples the CPU clock for about 0.2 s, busy
 # (get_cpu_mhz), once or twice. Every run is made alone: two pairs at once on two CPUs
@@ -174,6 +178,10 @@ table() {
 typical() {
   awk -v size="$2" '/#bytes/ { t = 1; next } t && $1 == size && NF >= 9 { print $5; exit }' "$1"
 }
+# fastest LOG SIZE: t_min, the fastest one-way time, of SIZE's row in a latency table.
+fastest() {
+  awk -v size="$2" '/#bytes/ { t = 1; next } t && $1 == size && NF >= 9 { print $3; exit }' "$1"
+}
 
 # expect_ok NAME KIND SERVER_SIZES CLIENT_SIZES ITERS: the pair NAME (finished) ran
 # well: both exit 0, and each side's table is as table() wants it.
@@ -261,11 +269,15 @@ done
 
 # --- 5. latency: ib_write_lat against ib_send_lat, in this run ---------------------------------
 # Both programs' receivers take their packets in themselves (ib_write_lat's thanks to the
-# delayed ACK), so neither waits for the engine to be scheduled in most round trips, and
-# the two latencies are alike. What varies is how a pair's two spinning programs and two
-# engine threads share two CPUs from one run to the next: single runs of 1000 iterations
-# measured write over send 0.46-2.28 under load. So each program runs three times,
-# alternating, and the median of its three medians is compared.
+# delayed ACK), so neither waits for the engine to be scheduled in most round trips. How
+# many round trips are slowed by the CPUs' other work, and so which group the median
+# falls in, varies from run to run under load (typical ratios of single runs of 1000
+# iterations: 0.46-3.6, ib_send_lat's own median 8.2 us in one run and 27 us in the
+# next). The fastest round trip does not: at least a few of 1000 run undisturbed, and
+# they show whether a WRITE's receiver had to wait for its engine (t_min with the delayed
+# ACK 6.2-7.4 us against ib_send_lat's 6.7-7.8; without it 31-45 against 8.8-9.1). So each
+# program runs three times, alternating; the median of its three t_min is judged, and the
+# median of its three typical latencies printed.
 # The pairs run at nice -20 where that is allowed (CAP_SYS_NICE or RLIMIT_NICE): a nice-0
 # program then weighs 1/87 of a pair's thread, and other programs' load hardly enters
 # the comparison; elsewhere at the default, said on one line. `nice -n` adds to the
@@ -280,30 +292,34 @@ fi
 # median3 A B C
 median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 for size in 64 4096; do
-  declare -A got=([ib_send_lat]="" [ib_write_lat]="")
+  declare -A best=([ib_send_lat]="" [ib_write_lat]="") typ=([ib_send_lat]="" [ib_write_lat]="")
   for round in 1 2 3; do
     for prog in ib_send_lat ib_write_lat; do
       name="$prog-s$size-r$round"
       start_pair "$name" 90 "$prog" -s "$size" -n 1000; finish_pair "$name"
       expect_ok "$name" lat "$size" "$size" 1000
-      got[$prog]+="$(typical "$OUT/$name-client.log" "$size") "
+      best[$prog]+="$(fastest "$OUT/$name-client.log" "$size") "
+      typ[$prog]+="$(typical "$OUT/$name-client.log" "$size") "
     done
   done
-  read -r -a sends <<<"${got[ib_send_lat]}"
-  read -r -a writes <<<"${got[ib_write_lat]}"
+  read -r -a sends <<<"${best[ib_send_lat]}"
+  read -r -a writes <<<"${best[ib_write_lat]}"
   if [ ${#sends[@]} -ne 3 ] || [ ${#writes[@]} -ne 3 ]; then
-    fail "write/send latency at $size B: not three numbers each (ib_send_lat: '${got[ib_send_lat]}', ib_write_lat: '${got[ib_write_lat]}'; a run failed above)"
+    fail "write/send latency at $size B: not three numbers each (ib_send_lat: '${best[ib_send_lat]}', ib_write_lat: '${best[ib_write_lat]}'; a run failed above)"
     continue
   fi
+  read -r -a send_typ <<<"${typ[ib_send_lat]}"
+  read -r -a write_typ <<<"${typ[ib_write_lat]}"
+  echo "    $size B, typical (median) one way, for information: ib_write_lat $(median3 "${write_typ[@]}") us (${write_typ[*]}), ib_send_lat $(median3 "${send_typ[@]}") us (${send_typ[*]})"
   send=$(median3 "${sends[@]}") write=$(median3 "${writes[@]}")
   verdict=$(awk -v w="$write" -v s="$send" 'BEGIN {
     if (s <= 0) { print "bad"; exit }
     printf "%.2f %s", w / s, (w <= 2 * s) ? "ok" : "over" }')
   ratio=${verdict% *}
-  line="$size B, typical (median) one-way latency, median of three runs: ib_write_lat $write us (${writes[*]}), ib_send_lat $send us (${sends[*]}), ratio $ratio"
+  line="$size B, fastest (t_min) one-way latency, median of three runs: ib_write_lat $write us (${writes[*]}), ib_send_lat $send us (${sends[*]}), ratio $ratio"
   case $verdict in
     *ok) pass "$line <= 2" ;;
-    *over) fail "$line > 2: a WRITE's receiver waits for something a SEND's does not, the engine most likely (logs: $OUT/ib_*_lat-s$size-r*-client.log)" ;;
+    *over) fail "$line > 2: even a WRITE's fastest round trip waits for something a SEND's does not, the engine most likely (logs: $OUT/ib_*_lat-s$size-r*-client.log)" ;;
     *) fail "write/send latency at $size B: ib_send_lat reports $send us (logs: $OUT/ib_send_lat-s$size-r*.log)" ;;
   esac
 done
