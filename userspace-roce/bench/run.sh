@@ -37,7 +37,7 @@
 #   bandwidth: 64 KiB RDMA WRITE (roce_bench, and perftest) / UDP ceiling   >= 0.9
 #   latency:   64 B ping-pong one way (roce_bench median, perftest typical) / TCP's
 #              median one way                                               <= 0.5
-#   WRITE/SEND: ib_write_lat typical / ib_send_lat typical, at 64 B and 4 KiB <= 2
+#   WRITE/SEND: ib_write_lat typical / ib_send_lat typical, 64 B and 4 KiB   <= 2
 # with TCP's bandwidth and the p99 latencies for information. This is a benchmark, not a
 # test: the exit status is 0 whenever every run succeeded (whatever the numbers), 1 if a
 # run failed (its log tail is shown), 2 for bad usage. roce_bench itself refuses to
@@ -50,7 +50,8 @@
 #                  20000 for the latency runs; roce_bench's warmups are 200 / 1000)
 #   --quick        fewer iterations (1000 / 3000, warmups 50 / 200): a smoke run
 #   --timeout SEC  roce_bench --timeout: seconds any wait may go without progress (15)
-#   --port P       first TCP port; the nine runs use P .. P+8 (default 18590)
+#   --port P       first TCP port; the nine runs with a peer (all but udp_ceiling) use
+#                  P .. P+8 (default 18590)
 #   --out DIR      where the logs go (default: a new /tmp/roce-bench.XXXXXX)
 #
 # Environment:
@@ -228,7 +229,8 @@ run_perftest() {
 
 # perftest_result LOG PROGRAM KIND SIZE: perftest's table row for SIZE as a RESULT line
 # like roce_bench's (bw: gbytes_per_s, from perftest's MB/s of 2^20 bytes; lat: min_us,
-# typical_us, the median one-way time, and p99_us). Nothing if LOG has no such row.
+# t_min, half the fastest round trip; typical_us, t_typical, the median one-way time; and
+# p99_us). Nothing if LOG has no such row.
 perftest_result() {
   [ -n "$1" ] || return 0
   awk -v prog="$2" -v kind="$3" -v size="$4" '/#bytes/ { t = 1; next }
@@ -317,7 +319,8 @@ echo "  segments); p99 one way at 64 B: roce_bench $(or_dash "$(kv "$VPP" p99_us
 echo "  udp: udp_ceiling, bare 4112-byte datagrams sent much as the runtime sends them (this kernel's"
 echo "  ceiling for RoCE at MTU 4096); bandwidth: roce_bench 16 WRITEs in flight, ib_write_bw 128;"
 echo "  latency one way: roce_bench median of round trip / 2, ib_send_lat t_typical (its median);"
-echo "  ib_write_lat t_typical against ib_send_lat's of the same size (send), both at this priority"
+echo "  ib_write_lat t_typical against ib_send_lat's of the same size (send), both at run.sh's own"
+echo "  priority (nice $(nice))"
 echo "  (GB/s = 10^9 bytes/s; RESULT lines in $OUT/results.txt)"
 
 if [ ${#FAILED[@]} -gt 0 ]; then

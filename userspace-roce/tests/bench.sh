@@ -2,10 +2,11 @@
 # uroce_bench: the benchmark (userspace-roce/bench/run.sh --quick --iters 1000) runs from
 # end to end. It checks that every measurement was made, never how fast: this machine's
 # speed decides the numbers and their PASS/MISS verdicts, and a test must not depend on it.
-#   - run.sh exits 0: roce_bench's four runs (verbs and TCP, bandwidth and ping-pong) and
-#     perftest's five on the runtime (ib_write_bw; ib_send_lat and ib_write_lat at 64 B
-#     and 4 KiB) succeeded on both sides (server and client), and udp_ceiling succeeded; roce_bench refuses to print a number for data
-#     that did not check out, so that includes "the bytes were right".
+#   - run.sh exits 0: roce_bench's four runs (verbs and TCP, bandwidth and ping-pong)
+#     and perftest's five on the runtime (ib_write_bw; ib_send_lat and ib_write_lat at
+#     64 B and 4 KiB) succeeded on both sides (server and client), and udp_ceiling
+#     succeeded; roce_bench refuses to print a number for data that did not check out,
+#     so that includes "the bytes were right".
 #   - its results.txt holds exactly ten RESULT lines, one per run, each with the size and
 #     the iterations asked for (1000 of every kind; udp_ceiling's 200000 datagrams) and a
 #     positive, finite measurement: GB/s for the bandwidth runs and the ceiling (which must
