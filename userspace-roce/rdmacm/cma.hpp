@@ -197,8 +197,13 @@ struct Device {
   ibv_port_attr port{};
   cm::Manager* mgr = nullptr;
 };
-/// The library's settings and checks (UROCE_CM_DROP): 0, or EINVAL (said once on stderr).
+/// The library's settings and checks (UROCE_CM_DROP, UROCE_CM_CONNECT_GATE): 0, or
+/// EINVAL (said once on stderr).
 int lib_init();
+/// The test hook UROCE_CM_CONNECT_GATE=DIR: the process's Nth rdma_connect waits, before
+/// anything else, until the file DIR/N exists (N from 1). 0, or ETIMEDOUT after 120 s
+/// (said on stderr). Without the variable: 0 at once. Lock not held (it may wait).
+int wait_connect_gate();
 /// The device, opened on first use (bind to an address, resolve, listen). Lock held.
 /// nullptr with errno set if it cannot be opened.
 Device* device_locked();

@@ -557,6 +557,7 @@ RDMACM_EXPORT void rdma_destroy_srq(rdma_cm_id* id) {
 
 RDMACM_EXPORT int rdma_connect(rdma_cm_id* id, rdma_conn_param* conn_param) {
   if (!id) return fail(EINVAL);
+  if (int e = wait_connect_gate()) return fail(e);
   IdPriv* p = priv(id);
   std::unique_lock<std::mutex> lk(lib().mu);
   if (p->state != State::route_resolved) {

@@ -1,12 +1,15 @@
 // The CM's port to the device: the device context (opened once, when an id first needs
 // it), QP 1 (the general services interface, src/gsi.h) through which the CM's MADs come
 // and go, the CM thread that feeds received MADs and timer expiries to the Manager, and
-// the test hook UROCE_CM_DROP. Also the library's log and settings.
+// the test hooks UROCE_CM_DROP and UROCE_CM_CONNECT_GATE. Also the library's log and
+// settings.
 #include <endian.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -85,11 +88,29 @@ struct Settings {
   int error = 0;
   /// Attribute IDs whose first transmission is still to be dropped (lock held to use).
   std::set<uint16_t> drop_first;
+  /// UROCE_CM_CONNECT_GATE: the directory whose files open rdma_connect's gates ("": none).
+  std::string connect_gate;
 };
+
+// UROCE_CM_CONNECT_GATE=DIR: an existing directory, or refused like a wrong UROCE_CM_DROP.
+int read_connect_gate(Settings& st) {
+  const char* v = std::getenv("UROCE_CM_CONNECT_GATE");
+  if (!v || !*v) return 0;
+  struct stat sb {};
+  if (stat(v, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    say("UROCE_CM_CONNECT_GATE=%s refused: it must name an existing directory (each "
+        "rdma_connect of this process waits for its file there, 1, 2, ...)",
+        v);
+    return EINVAL;
+  }
+  st.connect_gate = v;
+  return 0;
+}
 
 Settings& settings() {
   static Settings* s = [] {
     auto* st = new Settings;
+    st->error = read_connect_gate(*st);
     const char* v = std::getenv("UROCE_CM_DROP");
     if (!v || !*v) return st;
     std::string all(v);
@@ -126,6 +147,25 @@ const char* type_name(uint16_t attr) {
   return "mad";
 }
 }  // namespace
+
+int wait_connect_gate() {
+  const std::string& dir = settings().connect_gate;
+  if (dir.empty()) return 0;
+  static std::atomic<unsigned> connects{0};
+  const std::string path = dir + "/" + std::to_string(++connects);
+  // The file, not a time, decides: a test makes it once the peer listens. Looked for
+  // every 10 ms, for at most 120 s.
+  for (int i = 0; i < 12000; i++) {
+    if (access(path.c_str(), F_OK) == 0) {
+      trace("UROCE_CM_CONNECT_GATE: %s is there: rdma_connect goes on", path.c_str());
+      return 0;
+    }
+    usleep(10000);
+  }
+  say("UROCE_CM_CONNECT_GATE: no %s within 120 s: rdma_connect fails with ETIMEDOUT",
+      path.c_str());
+  return ETIMEDOUT;
+}
 
 int lib_init() {
   static bool sink_set = [] {

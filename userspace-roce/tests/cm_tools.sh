@@ -13,10 +13,13 @@
 #   - perftest over RDMA CM (-R): ib_send_bw, ib_write_bw and ib_read_lat with
 #     -d uroce0 -x 0 -R -p PORT: both exit 0; the side(s) that print a result table print
 #     one row of the default size with a positive iteration count and a positive, finite
-#     bandwidth (bw) or 0 < t_min <= t_typical <= t_max (lat)
+#     bandwidth (bw) or 0 < t_min <= t_typical <= t_max (lat); the client's second
+#     connect waits until the server listens again (UROCE_CM_CONNECT_GATE, see perf)
 #   - udaddy (UD QPs over RDMA CM) and mckey (multicast): the runtime implements neither;
 #     server and client each fail by themselves within 20 s, with a nonzero exit and the
 #     runtime's note on stderr naming what is not implemented
+#   - UROCE_CM_CONNECT_GATE naming no directory: refused on one line, and rping's first
+#     librdmacm call fails (rping exits nonzero within 20 s)
 #   - not here: rdma-core 44's test_rdmacm (python3-pyverbs), which cannot run on the
 #     runtime (userspace-roce/README.md, "rdma-core's test_rdmacm", says why);
 #     uroce_rdma_core_suite (rdma_core_suite.sh) accepts its skip ("Device uroce0
@@ -141,24 +144,35 @@ perf_table() {
 # connects twice (its own exchange, then the test's QP), so a refused client is not run
 # again (its server would be waiting for the second connection): the client starts once
 # the server's runtime says it listens (--log 1), and a refusal is a failure.
-# One exception, perftest's own: between the two connections its server listens anew,
-# and a client quicker than that is refused (REJ, invalid service ID, as any CM would
-# answer); perftest 4.5 then retries with the ids it has just freed
-# (rdma_cm_client_connection after rdma_cm_destroy_cma, src/perftest_communication.c)
-# and dies of SIGSEGV. That pair, and only that, is run again (at most 3 times).
+# Between the two connections perftest's server listens anew, only after the exchange
+# over the first (create_rdma_cm_connection, src/perftest_communication.c), while its
+# client connects as soon as that exchange ends: whichever comes first is the machine's
+# timing. A client first is refused (REJ, invalid service ID, as any CM would answer),
+# and perftest 4.5 then retries with the ids it has just freed (rdma_cm_client_connection
+# after rdma_cm_destroy_cma) and dies of SIGSEGV; on a loaded machine that happened in
+# three runs in a row. So the client's second rdma_connect waits at a gate
+# (UROCE_CM_CONNECT_GATE, the runtime's test hook) that this test opens once the
+# server's runtime has said "listening on" a second time: a barrier, not a delay.
 perf() {
   local name=$1 port=$2 addr=$3 kind=$4 size=$5 sides=$6 tool=$7
-  local args=(-d uroce0 -x 0 -R -p "$port") attempt
+  local args=(-d uroce0 -x 0 -R -p "$port") gate="$OUT/$name-gate" listening opener
+  listening="librdmacm: listening on 0\.0\.0\.0:$port "
+  rm -rf "$gate" && mkdir -p "$gate" && : >"$gate/1"
   SERVER=("${LB[@]}" "$RUNTIME" --log 1 --addr "$addr" -- "$tool" "${args[@]}")
-  CLIENT=("${LB[@]}" "$RUNTIME" -- "$tool" "${args[@]}" "$addr")
-  for attempt in 1 2 3; do
-    cm_pair "$name" "$addr" '' "librdmacm: listening on 0\.0\.0\.0:$port "
-    [ "$CRC" -eq 139 ] && grep -q "RDMA_CM_EVENT_REJECTED; error: 8" "$OUT/$name-client.log" \
-      && [ $attempt -lt 3 ] || break
-    echo "    ($name: the client was refused between perftest's two connections and crashed in perftest's retry; run $attempt of 3, again)"
-    mv "$OUT/$name-client.log" "$OUT/$name-client.run-$attempt.log"
-    mv "$OUT/$name-server.log" "$OUT/$name-server.run-$attempt.log"
-  done
+  CLIENT=(env UROCE_CM_CONNECT_GATE="$gate" "${LB[@]}" "$RUNTIME" -- "$tool" "${args[@]}" "$addr")
+  rm -f "$OUT/$name-server.log"
+  # The gate for the second connect opens at the server's second listen (bounded: 150 s,
+  # beyond the pair's own 120 s).
+  ( deadline=$((SECONDS + 150))
+    until [ "$(grep -Ec -- "$listening" "$OUT/$name-server.log" 2>/dev/null)" -ge 2 ]; do
+      [ $SECONDS -lt $deadline ] || exit 1
+      sleep 0.05
+    done
+    : >"$gate/2" ) &
+  opener=$!
+  cm_pair "$name" "$addr" '' "$listening"
+  kill "$opener" 2>/dev/null; wait "$opener" 2>/dev/null
+  [ -e "$gate/2" ] || echo "    ($name: the server never listened a second time: the client's second connect found its gate shut)"
   local side rc log why
   for side in server client; do
     [ $side = server ] && rc=$SRC || rc=$CRC
@@ -182,13 +196,13 @@ perf ib_read_lat 18986 127.0.191.7 lat 2 client ib_read_lat
 # --- UD and multicast: refused, promptly ------------------------------------------------
 # refused NAME NOTE_REGEX CMD...: one process (CMD, run under timeout 60 with stdbuf -oL)
 # must exit nonzero by itself within 20 s, with the runtime's note (NOTE_REGEX) in its
-# output.
+# output. WHY (default "not in the runtime"): what its PASS line calls the refusal.
 refused() {
   local name=$1 note=$2; shift 2
   local log="$OUT/$name.log" t=$SECONDS rc
   timeout -k 5 60 "${LB[@]}" "$@" >"$log" 2>&1 </dev/null
   rc=$?
-  local took=$((SECONDS - t)) what="$name (${*:2}): fails fast, not in the runtime"
+  local took=$((SECONDS - t)) what="$name (${*:2}): fails fast, ${WHY:-not in the runtime}"
   # 124 and 137: stopped by timeout, not failed by itself.
   if [ $rc -eq 0 ] || [ $rc -eq 124 ] || [ $rc -eq 137 ] || [ $took -gt 20 ]; then
     fail "$what: exit $rc after $took s (expected a nonzero exit of its own within 20 s; log: $log)"; show "$log"
@@ -208,5 +222,12 @@ refused udaddy-server "$UD_NOTE" "$RUNTIME" --addr 127.0.191.8 -- udaddy
 refused udaddy-client "$UD_NOTE" "$RUNTIME" -- udaddy -s 127.0.191.9
 refused mckey-receiver "$MC_NOTE" "$RUNTIME" -- mckey -m 239.1.1.1 -b 127.0.191.10
 refused mckey-sender "$MC_NOTE" "$RUNTIME" -- mckey -m 239.1.1.1 -b 127.0.191.11 -s
+
+# --- the test hook's own check: a gate that is no directory is refused --------------------
+# Like a wrong UROCE_CM_DROP: one line naming the value, and rping's first librdmacm call
+# (rdma_create_event_channel) fails with EINVAL.
+WHY="the setting refused" refused gate-not-a-directory \
+  "librdmacm: UROCE_CM_CONNECT_GATE=$OUT/no-such-gate refused: it must name an existing directory" \
+  env UROCE_CM_CONNECT_GATE="$OUT/no-such-gate" "$RUNTIME" -- rping -s -a 127.0.191.12 -C 1
 
 t_finish
