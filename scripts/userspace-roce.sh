@@ -31,8 +31,9 @@
 # (or first calls rdma_create_event_channel, rdma_create_id, rdma_getaddrinfo or
 # rdma_get_devices, if earlier): a value it cannot use is refused with one stderr line
 # saying what is accepted, and the program's ibv_get_device_list then fails with EINVAL.
-# UROCE_CM_DROP is checked by the runtime's librdmacm at the first of those four rdma_*
-# calls; a wrong one is refused the same way, and those calls then fail with EINVAL.
+# UROCE_CM_DROP and UROCE_CM_CONNECT_GATE are checked by the runtime's librdmacm at the
+# first of those four rdma_* calls; a wrong one is refused the same way, and those calls
+# then fail with EINVAL.
 #
 # A runtime built with SANITIZE=1 (ASan + UBSan; its lib/ directory then holds
 # sanitizer-runtimes.txt) needs those sanitizer runtimes loaded first in every process.

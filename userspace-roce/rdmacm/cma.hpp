@@ -201,8 +201,9 @@ struct Device {
 /// EINVAL (said once on stderr).
 int lib_init();
 /// The test hook UROCE_CM_CONNECT_GATE=DIR: the process's Nth rdma_connect waits, before
-/// anything else, until the file DIR/N exists (N from 1). 0, or ETIMEDOUT after 120 s
-/// (said on stderr). Without the variable: 0 at once. Lock not held (it may wait).
+/// anything but its null-id check, until the file DIR/N exists (N from 1; a call that then
+/// fails counts too). 0, or ETIMEDOUT once 120 s have passed (said on stderr). Without the
+/// variable: 0 at once. Lock not held (it may wait).
 int wait_connect_gate();
 /// The device, opened on first use (bind to an address, resolve, listen). Lock held.
 /// nullptr with errno set if it cannot be opened.

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -154,14 +155,15 @@ int wait_connect_gate() {
   static std::atomic<unsigned> connects{0};
   const std::string path = dir + "/" + std::to_string(++connects);
   // The file, not a time, decides: a test makes it once the peer listens. Looked for
-  // every 10 ms, for at most 120 s.
-  for (int i = 0; i < 12000; i++) {
+  // every 10 ms until 120 s have passed by the clock (a loaded machine's sleeps overrun).
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  do {
     if (access(path.c_str(), F_OK) == 0) {
       trace("UROCE_CM_CONNECT_GATE: %s is there: rdma_connect goes on", path.c_str());
       return 0;
     }
     usleep(10000);
-  }
+  } while (std::chrono::steady_clock::now() < end);
   say("UROCE_CM_CONNECT_GATE: no %s within 120 s: rdma_connect fails with ETIMEDOUT",
       path.c_str());
   return ETIMEDOUT;

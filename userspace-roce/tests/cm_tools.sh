@@ -14,7 +14,8 @@
 #     -d uroce0 -x 0 -R -p PORT: both exit 0; the side(s) that print a result table print
 #     one row of the default size with a positive iteration count and a positive, finite
 #     bandwidth (bw) or 0 < t_min <= t_typical <= t_max (lat); the client's second
-#     connect waits until the server listens again (UROCE_CM_CONNECT_GATE, see perf)
+#     connect waits until the server listens again (UROCE_CM_CONNECT_GATE, see perf),
+#     and the server's log shows its second listen before the second REQ
 #   - udaddy (UD QPs over RDMA CM) and mckey (multicast): the runtime implements neither;
 #     server and client each fail by themselves within 20 s, with a nonzero exit and the
 #     runtime's note on stderr naming what is not implemented
@@ -144,15 +145,17 @@ perf_table() {
 # connects twice (its own exchange, then the test's QP), so a refused client is not run
 # again (its server would be waiting for the second connection): the client starts once
 # the server's runtime says it listens (--log 1), and a refusal is a failure.
-# Between the two connections perftest's server listens anew, only after the exchange
-# over the first (create_rdma_cm_connection, src/perftest_communication.c), while its
-# client connects as soon as that exchange ends: whichever comes first is the machine's
-# timing. A client first is refused (REJ, invalid service ID, as any CM would answer),
-# and perftest 4.5 then retries with the ids it has just freed (rdma_cm_client_connection
-# after rdma_cm_destroy_cma) and dies of SIGSEGV; on a loaded machine that happened in
-# three runs in a row. So the client's second rdma_connect waits at a gate
-# (UROCE_CM_CONNECT_GATE, the runtime's test hook) that this test opens once the
-# server's runtime has said "listening on" a second time: a barrier, not a delay.
+# perftest's server destroys its listener once it has accepted the first connection, and
+# after the exchange over it (create_rdma_cm_connection, src/perftest_communication.c)
+# creates, binds and listens on a new one; its client, after the same exchange, resolves
+# the route, creates its QP and connects. Nothing orders the two: a ConnectRequest first
+# is refused (REJ, invalid service ID, as the Linux kernel's CM answers too), and
+# perftest 4.5 then passes the ids it has just destroyed to rdma_resolve_addr
+# (rdma_cm_client_connection after rdma_cm_destroy_cma) and dies of SIGSEGV; on a loaded
+# machine that happened in three runs in a row. So the client's second rdma_connect
+# waits at a gate (UROCE_CM_CONNECT_GATE, the runtime's test hook) that this test opens
+# once the server's runtime has said "listening on" a second time: a barrier, not a
+# delay. The server's log must then show that second listen before the second REQ.
 perf() {
   local name=$1 port=$2 addr=$3 kind=$4 size=$5 sides=$6 tool=$7
   local args=(-d uroce0 -x 0 -R -p "$port") gate="$OUT/$name-gate" listening opener
@@ -160,19 +163,29 @@ perf() {
   rm -rf "$gate" && mkdir -p "$gate" && : >"$gate/1"
   SERVER=("${LB[@]}" "$RUNTIME" --log 1 --addr "$addr" -- "$tool" "${args[@]}")
   CLIENT=(env UROCE_CM_CONNECT_GATE="$gate" "${LB[@]}" "$RUNTIME" -- "$tool" "${args[@]}" "$addr")
-  rm -f "$OUT/$name-server.log"
+  : >"$OUT/$name-server.log"
   # The gate for the second connect opens at the server's second listen (bounded: 150 s,
-  # beyond the pair's own 120 s).
+  # beyond the server's own `timeout 120`).
   ( deadline=$((SECONDS + 150))
-    until [ "$(grep -Ec -- "$listening" "$OUT/$name-server.log" 2>/dev/null)" -ge 2 ]; do
+    until [ "$(grep -Ec -- "$listening" "$OUT/$name-server.log")" -ge 2 ]; do
       [ $SECONDS -lt $deadline ] || exit 1
       sleep 0.05
     done
     : >"$gate/2" ) &
   opener=$!
+  T_PIDS+=("$opener")
   cm_pair "$name" "$addr" '' "$listening"
-  kill "$opener" 2>/dev/null; wait "$opener" 2>/dev/null
-  [ -e "$gate/2" ] || echo "    ($name: the server never listened a second time: the client's second connect found its gate shut)"
+  kill "$opener" 2>/dev/null; reap "$opener"
+  # The barrier held: the server's second listen came before the second ConnectRequest
+  # (the second transaction ID: a REQ sent again keeps its ID).
+  if awk -v l="$listening" '$0 ~ l { if (++n == 2) ln = NR }
+       / cm: received REQ from / && match($0, /TID 0x[0-9a-f]+/) {
+         t = substr($0, RSTART, RLENGTH); if (!(t in seen)) { seen[t]; if (++r == 2) rq = NR } }
+       END { exit !(ln && rq && ln < rq) }' "$OUT/$name-server.log"; then
+    pass "$tool: the client's second connect waited for the server's second listen"
+  else
+    fail "$tool: the server's log has no second 'listening on' before a second REQ (log: $OUT/$name-server.log)"
+  fi
   local side rc log why
   for side in server client; do
     [ $side = server ] && rc=$SRC || rc=$CRC
@@ -227,7 +240,13 @@ refused mckey-sender "$MC_NOTE" "$RUNTIME" -- mckey -m 239.1.1.1 -b 127.0.191.11
 # Like a wrong UROCE_CM_DROP: one line naming the value, and rping's first librdmacm call
 # (rdma_create_event_channel) fails with EINVAL.
 WHY="the setting refused" refused gate-not-a-directory \
-  "librdmacm: UROCE_CM_CONNECT_GATE=$OUT/no-such-gate refused: it must name an existing directory" \
+  "librdmacm: UROCE_CM_CONNECT_GATE=[^ ]*/no-such-gate refused: it must name an existing directory" \
   env UROCE_CM_CONNECT_GATE="$OUT/no-such-gate" "$RUNTIME" -- rping -s -a 127.0.191.12 -C 1
+if [ "$(grep -c "UROCE_CM_CONNECT_GATE=" "$OUT/gate-not-a-directory.log")" -eq 1 ] \
+   && grep -q "^failed to create RDMA CM event channel: Invalid argument\$" "$OUT/gate-not-a-directory.log"; then
+  pass "gate-not-a-directory: said on one line; rdma_create_event_channel failed with EINVAL"
+else
+  fail "gate-not-a-directory: expected one line naming UROCE_CM_CONNECT_GATE and rping's 'failed to create RDMA CM event channel: Invalid argument' (log: $OUT/gate-not-a-directory.log)"
+fi
 
 t_finish
