@@ -17,7 +17,10 @@
 #                          peer's WRITE), and both latencies again at -s 4096
 # (-n: the same iterations as roce_bench's runs, --iters),
 # and udp_ceiling: bare UDP datagrams of RoCE's size (4112 bytes), sent much as the
-# runtime sends them, the most this kernel moves over loopback in that shape.
+# runtime sends them, the most this kernel moves over loopback in that shape; then
+# udp_ceiling --icrc: the same datagrams, each with an ICRC the sender computes and the
+# receiver checks (the runtime's own CRC code), the most any RoCE over UDP could move here
+# with that CRC.
 # The verbs and perftest runs start server and client each through
 # scripts/userspace-roce.sh (so each process gets its own 127.0.0.x and GID index 0 is
 # ::ffff:127.0.0.x); the TCP runs start them directly. roce_bench's client connects to
@@ -38,7 +41,8 @@
 #   latency:   64 B ping-pong one way (roce_bench median, perftest typical) / TCP's
 #              median one way                                               <= 0.5
 #   WRITE/SEND: ib_write_lat typical / ib_send_lat typical, 64 B and 4 KiB   <= 2
-# with TCP's bandwidth and the p99 latencies for information. This is a benchmark, not a
+# with TCP's bandwidth, the p99 latencies and the 64 KiB WRITEs against the ceiling with
+# ICRC for information. This is a benchmark, not a
 # test: the exit status is 0 whenever every run succeeded (whatever the numbers), 1 if a
 # run failed (its log tail is shown), 2 for bad usage. roce_bench itself refuses to
 # report a number when the data it moved does not check out, so "succeeded" includes
@@ -262,21 +266,29 @@ run_perftest perftest-send_lat4k "$((PORT + 7))" ib_send_lat -s 4096 -n "$PP_ITE
 PLAT4K=$(perftest_result "$PT_LOG" ib_send_lat lat 4096)
 run_perftest perftest-write_lat4k "$((PORT + 8))" ib_write_lat -s 4096 -n "$PP_ITERS"
 PWLAT4K=$(perftest_result "$PT_LOG" ib_write_lat lat 4096)
-# The kernel's own ceiling for RoCE-sized UDP datagrams on loopback (see udp_ceiling.cpp).
-UDP="" UDP_WHY=""
-if [ -x "$BUILD_DIR/userspace-roce/bench/udp_ceiling" ]; then
-  printf 'run.sh: %-16s ... ' "udp_ceiling"
-  if UDP=$(timeout 60 "$BUILD_DIR/userspace-roce/bench/udp_ceiling" 2>"$OUT/udp_ceiling.log"); then
+# The kernel's own ceiling for RoCE-sized UDP datagrams on loopback, without and with the
+# ICRC (see udp_ceiling.cpp). run_ceiling NAME ARGS...: sets CEILING to its RESULT line, or
+# "" and CEILING_WHY.
+run_ceiling() {
+  local name=$1; shift
+  CEILING="" CEILING_WHY=""
+  if [ ! -x "$BUILD_DIR/userspace-roce/bench/udp_ceiling" ]; then
+    CEILING_WHY="udp_ceiling is not built (cmake --build $BUILD_DIR --target udp_ceiling)"
+    return 0
+  fi
+  printf 'run.sh: %-16s %s ... ' "udp_ceiling" "$*"
+  if CEILING=$(timeout 60 "$BUILD_DIR/userspace-roce/bench/udp_ceiling" "$@" 2>"$OUT/$name.log"); then
     echo "ok"
   else
-    echo "FAILED (log: $OUT/udp_ceiling.log)"; UDP="" UDP_WHY="udp_ceiling failed"
-    tail -n 8 "$OUT/udp_ceiling.log" | sed 's/^/    | /'
-    FAILED+=(udp_ceiling)
+    echo "FAILED (log: $OUT/$name.log)"; CEILING="" CEILING_WHY="udp_ceiling $* failed"
+    tail -n 8 "$OUT/$name.log" | sed 's/^/    | /'
+    FAILED+=("$name")
   fi
-else
-  UDP_WHY="udp_ceiling is not built (cmake --build $BUILD_DIR --target udp_ceiling)"
-fi
-printf '%s\n' "$VBW" "$TBW" "$VPP" "$TPP" "$PBW" "$PLAT" "$PWLAT" "$PLAT4K" "$PWLAT4K" "$UDP" | sed '/^$/d' >"$OUT/results.txt"
+}
+run_ceiling udp_ceiling; UDP=$CEILING UDP_WHY=$CEILING_WHY
+run_ceiling udp_ceiling_icrc --icrc; UDPI=$CEILING UDPI_WHY=$CEILING_WHY
+printf '%s\n' "$VBW" "$TBW" "$VPP" "$TPP" "$PBW" "$PLAT" "$PWLAT" "$PLAT4K" "$PWLAT4K" "$UDP" "$UDPI" \
+  | sed '/^$/d' >"$OUT/results.txt"
 
 # --- the table -------------------------------------------------------------------------
 # row LABEL UNIT VALUE REF REF_NAME OP LIMIT WHY: the ratio VALUE/REF against the target
@@ -313,11 +325,17 @@ row "ib_write_lat 64 B" us "$(kv "$PWLAT" typical_us)" "$(kv "$PLAT" typical_us)
 row "ib_write_lat 4 KiB" us "$(kv "$PWLAT4K" typical_us)" "$(kv "$PLAT4K" typical_us)" send "<=" 2 "$(failed_why "$PT_WHY")"
 # or_dash VALUE UNIT: "VALUE UNIT", or "-" when there is no number.
 or_dash() { if [ -n "$1" ]; then echo "$1 $2"; else echo "-"; fi; }
+# ratio V R: V / R to two places, or "-".
+ratio() { awk -v v="$1" -v r="$2" 'BEGIN { if (v != "" && r + 0 > 0) printf "%.2f", v / r; else printf "-" }'; }
+udpi_gb=$(kv "$UDPI" gbytes_per_s)
+echo "  for information: udp with ICRC $(or_dash "$udpi_gb" GB/s)${UDPI_WHY:+ ($UDPI_WHY)}, 64 KiB WRITE against it:" \
+     "roce_bench $(ratio "$(kv "$VBW" gbytes_per_s)" "$udpi_gb"), ib_write_bw $(ratio "$(kv "$PBW" gbytes_per_s)" "$udpi_gb")"
 echo "  for information: tcp write_bw 64 KiB $(or_dash "$(kv "$TBW" gbytes_per_s)" GB/s) (TCP loopback moves 64 KiB"
 echo "  segments); p99 one way at 64 B: roce_bench $(or_dash "$(kv "$VPP" p99_us)" us), ib_send_lat" \
      "$(or_dash "$(kv "$PLAT" p99_us)" us), tcp $(or_dash "$(kv "$TPP" p99_us)" us)"
 echo "  udp: udp_ceiling, bare 4112-byte datagrams sent much as the runtime sends them (this kernel's"
-echo "  ceiling for RoCE at MTU 4096); bandwidth: roce_bench 16 WRITEs in flight, ib_write_bw 128;"
+echo "  ceiling for RoCE at MTU 4096); udp with ICRC: the same, each datagram's ICRC computed and"
+echo "  checked by the runtime's CRC code; bandwidth: roce_bench 16 WRITEs in flight, ib_write_bw 128;"
 echo "  latency one way: roce_bench median of round trip / 2, ib_send_lat t_typical (its median);"
 echo "  ib_write_lat t_typical against ib_send_lat's of the same size (send), both at run.sh's own"
 echo "  priority (nice $(nice))"

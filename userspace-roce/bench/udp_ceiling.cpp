@@ -4,7 +4,7 @@
 // cost per datagram — not the runtime's protocol work — bounds what any UDP-based RoCE can
 // reach. TCP loopback is not bound by it: it moves 64 KiB segments.
 //
-//   udp_ceiling [--datagrams N] [--size BYTES]
+//   udp_ceiling [--datagrams N] [--size BYTES] [--icrc]
 //
 // One process, two threads: a sender with sendmmsg batches of 32 from an unconnected
 // socket with "don't fragment", as the runtime sends (but always 32 where the runtime
@@ -25,9 +25,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "wire.hpp"
 
 namespace {
 
@@ -52,19 +55,39 @@ int bind_loopback(uint16_t port, sockaddr_in& addr) {
   return -1;
 }
 
+// The ICRC's view of a datagram from `from` to `to`: the flow as the runtime sends (DF
+// set, so Linux sends IPv4 ID 0).
+uroce::wire::Ipv4Flow flow_of(const sockaddr_in& from, const sockaddr_in& to) {
+  uroce::wire::Ipv4Flow f;
+  f.src = ntohl(from.sin_addr.s_addr);
+  f.dst = ntohl(to.sin_addr.s_addr);
+  f.src_port = ntohs(from.sin_port);
+  f.dst_port = ntohs(to.sin_port);
+  return f;
+}
+
+// The ICRC of the first len - 4 bytes of d, as the wire stores it.
+uint32_t icrc_of(const uroce::wire::Ipv4Flow& flow, const uint8_t* d, size_t len) {
+  const std::span<const uint8_t> part(d, len - uroce::wire::kIcrcSize);
+  return uroce::wire::compute_icrc(flow, std::span<const std::span<const uint8_t>>(&part, 1));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   long datagrams = 200000;
   size_t size = 4112;
+  bool icrc = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--datagrams" && i + 1 < argc) {
+    if (a == "--icrc") {
+      icrc = true;
+    } else if (a == "--datagrams" && i + 1 < argc) {
       datagrams = std::atol(argv[++i]);
     } else if (a == "--size" && i + 1 < argc) {
       size = static_cast<size_t>(std::atol(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: udp_ceiling [--datagrams N] [--size BYTES]\n");
+      std::fprintf(stderr, "usage: udp_ceiling [--datagrams N] [--size BYTES] [--icrc]\n");
       return 2;
     }
   }
@@ -83,6 +106,9 @@ int main(int argc, char** argv) {
   int pmtu = IP_PMTUDISC_DO;
   setsockopt(tx, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
 
+  // With --icrc both threads do what RoCE asks of every packet (see the top).
+  const uroce::wire::Ipv4Flow rx_flow = flow_of(from, to);
+  long bad = 0;  // the receiver's: datagrams of the wrong size or with a wrong ICRC
   std::atomic<long> received{0};
   std::atomic<bool> sending{true};
   auto last_rx = std::chrono::steady_clock::now();
@@ -99,6 +125,13 @@ int main(int argc, char** argv) {
         m[i].msg_hdr.msg_iovlen = 1;
       }
       int n = recvmmsg(rx, m, kBatch, MSG_DONTWAIT, nullptr);
+      if (icrc) {
+        for (int i = 0; i < n; ++i) {
+          const auto* d = reinterpret_cast<const uint8_t*>(v[i].iov_base);
+          const size_t len = m[i].msg_len;
+          if (len != size || icrc_of(rx_flow, d, len) != uroce::wire::load_icrc(d + len - 4)) ++bad;
+        }
+      }
       auto now = std::chrono::steady_clock::now();
       if (n > 0) {
         received += n;
@@ -111,14 +144,24 @@ int main(int argc, char** argv) {
     }
   });
 
-  std::vector<char> payload(size, 0x5a);
+  // One buffer for every datagram, or with --icrc one per datagram of a batch (each has
+  // its own number and ICRC).
+  std::vector<uint8_t> payload(icrc ? kBatch * size : size, 0x5a);
+  const uroce::wire::Ipv4Flow tx_flow = flow_of(from, to);
   mmsghdr m[kBatch];
   iovec v[kBatch];
   const auto start = std::chrono::steady_clock::now();
   for (long sent = 0; sent < datagrams;) {
     int k = static_cast<int>(std::min<long>(kBatch, datagrams - sent));
     for (int i = 0; i < k; ++i) {
-      v[i] = {payload.data(), size};
+      uint8_t* d = payload.data();
+      if (icrc) {
+        d += static_cast<size_t>(i) * size;
+        const auto number = static_cast<uint32_t>(sent + i);
+        std::memcpy(d, &number, sizeof number);
+        uroce::wire::store_icrc(icrc_of(tx_flow, d, size), d + size - 4);
+      }
+      v[i] = {d, size};
       m[i] = {};
       m[i].msg_hdr.msg_iov = &v[i];
       m[i].msg_hdr.msg_iovlen = 1;
@@ -143,7 +186,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double payload_bytes = static_cast<double>(got) * static_cast<double>(size > 16 ? size - 16 : size);
-  std::printf("RESULT transport=udp test=datagram_ceiling size=%zu datagrams=%ld received=%ld gbytes_per_s=%.3f\n",
-              size, datagrams, got, payload_bytes / seconds / 1e9);
+  if (!icrc) {
+    std::printf("RESULT transport=udp test=datagram_ceiling size=%zu datagrams=%ld received=%ld gbytes_per_s=%.3f\n",
+                size, datagrams, got, payload_bytes / seconds / 1e9);
+    return 0;
+  }
+  std::printf("RESULT transport=udp test=datagram_ceiling_icrc size=%zu datagrams=%ld received=%ld bad_icrc=%ld gbytes_per_s=%.3f\n",
+              size, datagrams, got, bad, payload_bytes / seconds / 1e9);
+  if (bad > 0) {
+    std::fprintf(stderr, "udp_ceiling: %ld of %ld datagrams arrived with a wrong size or ICRC\n", bad, got);
+    return 1;
+  }
   return 0;
 }

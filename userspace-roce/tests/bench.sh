@@ -5,21 +5,22 @@
 #   - run.sh exits 0: roce_bench's four runs (verbs and TCP, bandwidth and ping-pong)
 #     and perftest's five on the runtime (ib_write_bw; ib_send_lat and ib_write_lat at
 #     64 B and 4 KiB) succeeded on both sides (server and client), and udp_ceiling
-#     succeeded; roce_bench refuses to print a number for data that did not check out,
+#     succeeded, without and with --icrc (which fails on a datagram whose ICRC does not
+#     check out); roce_bench refuses to print a number for data that did not check out,
 #     so that includes "the bytes were right".
-#   - its results.txt holds exactly ten RESULT lines, one per run, each with the size and
-#     the iterations asked for (1000 of every kind; udp_ceiling's 200000 datagrams) and a
-#     positive, finite measurement: GB/s for the bandwidth runs and the ceiling (which must
-#     have received datagrams), the median one-way microseconds for the ping-pongs, with
-#     their p99 present.
+#   - its results.txt holds exactly eleven RESULT lines, one per run, each with the size
+#     and the iterations asked for (1000 of every kind; udp_ceiling's 200000 datagrams)
+#     and a positive, finite measurement: GB/s for the bandwidth runs and both ceilings
+#     (which must have received datagrams, with --icrc none with a bad ICRC), the median
+#     one-way microseconds for the ping-pongs, with their p99 present.
 #   - its table has the six target rows, each with a ratio and a verdict (PASS or MISS),
 #     none saying "no number".
 # Time bounds, sized for a loaded machine (where a 64-byte round trip can take 10 ms of
 # scheduler time slices, so 1000 of them 10 s): roce_bench gives up after 60 s without
 # progress (--timeout), every process run.sh starts is killed after 120 s (BENCH_GUARD),
-# and run.sh's ten runs take at most 4 x 120 s (roce_bench's four) + 5 x (60 s waiting
-# for perftest's server to listen + 120 s) + 60 s (udp_ceiling) = 1440 s, so the whole run
-# is stopped after 1500 s; whatever it left running (each run's `timeout` is in a process
+# and run.sh's eleven runs take at most 4 x 120 s (roce_bench's four) + 5 x (60 s waiting
+# for perftest's server to listen + 120 s) + 2 x 60 s (udp_ceiling) = 1500 s, so the
+# whole run is stopped after 1560 s; whatever it left running (each run's `timeout` is in a
 # group of its own) is killed with it, by session.
 # TCP ports 18590-18598 (run.sh's own). Logs in $BUILD_DIR/userspace-roce/test-out/uroce_bench/.
 set -uo pipefail
@@ -32,8 +33,8 @@ for tool in ib_write_bw ib_send_lat ib_write_lat ss setsid pkill; do
 done
 
 # run.sh in a session of its own, whose id it writes down first, so that everything in
-# it can be killed if the 1500 s run out.
-LIMIT=1500
+# it can be killed if the 1560 s run out.
+LIMIT=1560
 rc=0
 # shellcheck disable=SC2016  # $$ is the inner shell's: the new session's id
 BENCH_GUARD=120 timeout -k 10 "$LIMIT" setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ \
@@ -58,10 +59,10 @@ if [ ! -s "$RESULTS" ]; then
   t_finish
 fi
 lines=$(grep -c '^RESULT ' "$RESULTS")
-if [ "$lines" -eq 10 ]; then
-  pass "results.txt holds 10 RESULT lines"
+if [ "$lines" -eq 11 ]; then
+  pass "results.txt holds 11 RESULT lines"
 else
-  fail "results.txt holds $lines RESULT lines, not 10: $(tr '\n' '|' <"$RESULTS")"
+  fail "results.txt holds $lines RESULT lines, not 11: $(tr '\n' '|' <"$RESULTS")"
 fi
 
 # result PATTERN: the RESULT line in results.txt matching PATTERN (a grep -E expression).
@@ -107,12 +108,25 @@ check_lat "perftest ib_send_lat" "program=ib_send_lat" typical_us 64 1000
 check_lat "perftest ib_write_lat" "program=ib_write_lat" typical_us 64 1000
 check_lat "perftest ib_send_lat" "program=ib_send_lat" typical_us 4096 1000
 check_lat "perftest ib_write_lat" "program=ib_write_lat" typical_us 4096 1000
-udp=$(result "transport=udp test=datagram_ceiling")
+udp=$(result "transport=udp test=datagram_ceiling ")
 if [ -n "$udp" ] && [ "$(kv "$udp" size)" = 4112 ] && [ "$(kv "$udp" datagrams)" = 200000 ] \
    && positive "$(kv "$udp" received)" && positive "$(kv "$udp" gbytes_per_s)"; then
   pass "udp_ceiling: $(kv "$udp" received) of $(kv "$udp" datagrams) datagrams of 4112 B, $(kv "$udp" gbytes_per_s) GB/s"
 else
   fail "udp_ceiling: expected size=4112 datagrams=200000, received > 0 and gbytes_per_s > 0 in: ${udp:-(no RESULT line in $RESULTS)}"
+fi
+udpi=$(result "transport=udp test=datagram_ceiling_icrc ")
+if [ -n "$udpi" ] && [ "$(kv "$udpi" size)" = 4112 ] && [ "$(kv "$udpi" datagrams)" = 200000 ] \
+   && positive "$(kv "$udpi" received)" && [ "$(kv "$udpi" bad_icrc)" = 0 ] \
+   && positive "$(kv "$udpi" gbytes_per_s)"; then
+  pass "udp_ceiling --icrc: $(kv "$udpi" received) of $(kv "$udpi" datagrams) datagrams of 4112 B, every ICRC right, $(kv "$udpi" gbytes_per_s) GB/s"
+else
+  fail "udp_ceiling --icrc: expected size=4112 datagrams=200000, received > 0, bad_icrc=0 and gbytes_per_s > 0 in: ${udpi:-(no RESULT line in $RESULTS)}"
+fi
+if grep -qE '^  for information: udp with ICRC [0-9.]+ GB/s, 64 KiB WRITE against it: roce_bench [0-9]+\.[0-9]+, ib_write_bw [0-9]+\.[0-9]+$' "$OUT/run.log"; then
+  pass "the table's information line has both WRITEs against the ceiling with ICRC"
+else
+  fail "the table has no line 'for information: udp with ICRC ... against it: roce_bench R, ib_write_bw R': $(grep -F 'udp with ICRC' "$OUT/run.log" | head -n 1)"
 fi
 
 # The table: each target row has a ratio and a verdict.
