@@ -328,7 +328,7 @@ or_dash() { if [ -n "$1" ]; then echo "$1 $2"; else echo "-"; fi; }
 # ratio V R: V / R to two places, or "-".
 ratio() { awk -v v="$1" -v r="$2" 'BEGIN { if (v != "" && r + 0 > 0) printf "%.2f", v / r; else printf "-" }'; }
 udpi_gb=$(kv "$UDPI" gbytes_per_s)
-echo "  for information: udp with ICRC $(or_dash "$udpi_gb" GB/s)${UDPI_WHY:+ ($UDPI_WHY)}, 64 KiB WRITE against it:" \
+echo "  for information: udp with ICRC $(or_dash "$udpi_gb" GB/s)${UDPI:+ (CRC $(kv "$UDPI" crc))}${UDPI_WHY:+ ($UDPI_WHY)}, 64 KiB WRITE against it:" \
      "roce_bench $(ratio "$(kv "$VBW" gbytes_per_s)" "$udpi_gb"), ib_write_bw $(ratio "$(kv "$PBW" gbytes_per_s)" "$udpi_gb")"
 echo "  for information: tcp write_bw 64 KiB $(or_dash "$(kv "$TBW" gbytes_per_s)" GB/s) (TCP loopback moves 64 KiB"
 echo "  segments); p99 one way at 64 B: roce_bench $(or_dash "$(kv "$VPP" p99_us)" us), ib_send_lat" \

@@ -201,8 +201,18 @@ struct Ipv4Flow {
 /// wire: write it with store_icrc().
 uint32_t compute_icrc(const Ipv4Flow& flow, std::span<const std::span<const uint8_t>> parts);
 /// CRC-32 (IEEE, reflected) continued over p[0..len): zlib's crc32() convention (start
-/// with 0), computed with carry-less multiplication where the CPU has it.
+/// with 0), computed with carry-less multiplication where the CPU has it (crc_method()).
 uint32_t crc32_update(uint32_t crc, const uint8_t* p, size_t len);
+/// How a CRC-32 is computed: zlib's tables; PCLMULQDQ folding 128 bits a multiply (inputs
+/// of 64 bytes and more); VPCLMULQDQ with AVX-512 folding four 128-bit lanes at once
+/// (inputs of 256 bytes and more; shorter ones as with PCLMULQDQ).
+enum class CrcMethod { table, clmul128, clmul512 };
+/// The fastest method this CPU has: the one crc32_update uses.
+CrcMethod crc_method();
+bool crc_method_available(CrcMethod m);
+const char* crc_method_name(CrcMethod m);
+/// crc32_update with the given method, which must be available (for tests and benchmarks).
+uint32_t crc32_update_with(CrcMethod m, uint32_t crc, const uint8_t* p, size_t len);
 /// Stores an ICRC value as the wire has it (little-endian, as the Linux rxe driver and
 /// hardware do).
 void store_icrc(uint32_t icrc, uint8_t* out);

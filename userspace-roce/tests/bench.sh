@@ -117,16 +117,16 @@ else
 fi
 udpi=$(result "transport=udp test=datagram_ceiling_icrc ")
 if [ -n "$udpi" ] && [ "$(kv "$udpi" size)" = 4112 ] && [ "$(kv "$udpi" datagrams)" = 200000 ] \
-   && positive "$(kv "$udpi" received)" && [ "$(kv "$udpi" bad_icrc)" = 0 ] \
+   && positive "$(kv "$udpi" received)" && [ "$(kv "$udpi" bad_icrc)" = 0 ] && [ -n "$(kv "$udpi" crc)" ] \
    && positive "$(kv "$udpi" gbytes_per_s)"; then
-  pass "udp_ceiling --icrc: $(kv "$udpi" received) of $(kv "$udpi" datagrams) datagrams of 4112 B, every ICRC right, $(kv "$udpi" gbytes_per_s) GB/s"
+  pass "udp_ceiling --icrc: $(kv "$udpi" received) of $(kv "$udpi" datagrams) datagrams of 4112 B, every ICRC right (CRC $(kv "$udpi" crc)), $(kv "$udpi" gbytes_per_s) GB/s"
 else
-  fail "udp_ceiling --icrc: expected size=4112 datagrams=200000, received > 0, bad_icrc=0 and gbytes_per_s > 0 in: ${udpi:-(no RESULT line in $RESULTS)}"
+  fail "udp_ceiling --icrc: expected size=4112 datagrams=200000, received > 0, bad_icrc=0, crc= and gbytes_per_s > 0 in: ${udpi:-(no RESULT line in $RESULTS)}"
 fi
-if grep -qE '^  for information: udp with ICRC [0-9.]+ GB/s, 64 KiB WRITE against it: roce_bench [0-9]+\.[0-9]+, ib_write_bw [0-9]+\.[0-9]+$' "$OUT/run.log"; then
+if grep -qE '^  for information: udp with ICRC [0-9.]+ GB/s \(CRC (clmul512|clmul128|table)\), 64 KiB WRITE against it: roce_bench [0-9]+\.[0-9]+, ib_write_bw [0-9]+\.[0-9]+$' "$OUT/run.log"; then
   pass "the table's information line has both WRITEs against the ceiling with ICRC"
 else
-  fail "the table has no line 'for information: udp with ICRC ... against it: roce_bench R, ib_write_bw R': $(grep -F 'udp with ICRC' "$OUT/run.log" | head -n 1)"
+  fail "the table has no line 'for information: udp with ICRC X GB/s (CRC M), 64 KiB WRITE against it: roce_bench R, ib_write_bw R': $(grep -F 'udp with ICRC' "$OUT/run.log" | head -n 1)"
 fi
 
 # The table: each target row has a ratio and a verdict.

@@ -574,11 +574,12 @@ TEST(IcrcParts, SplittingInsideTheBthDoesNotChangeTheIcrc) {
   }
 }
 
-// crc32_update folds the bulk of long inputs with carry-less multiplication (PCLMULQDQ)
-// and leaves the tail to zlib: every length around the 16- and 64-byte steps of the
-// folding, every alignment, any starting value and any way of cutting the input into
-// consecutive calls must give zlib's crc32() exactly.
-TEST(Crc32, MatchesZlibForEveryLengthAlignmentAndStart) {
+// crc32_update folds the bulk of long inputs with carry-less multiplication (PCLMULQDQ,
+// or VPCLMULQDQ with AVX-512 from 256 bytes up) and leaves the tail to zlib: every length
+// around the 16-, 64- and 256-byte steps of the folding, every alignment, any starting
+// value and any way of cutting the input into consecutive calls must give zlib's crc32()
+// exactly, with each method this CPU has.
+void expect_matches_zlib(CrcMethod m) {
   std::mt19937 rng(99);
   std::vector<uint8_t> buf(10000);
   for (auto& b : buf) b = static_cast<uint8_t>(rng());
@@ -588,24 +589,52 @@ TEST(Crc32, MatchesZlibForEveryLengthAlignmentAndStart) {
   for (size_t len = 0; len <= 1100; ++len) {
     for (size_t align = 0; align < 16; align += (len < 300 ? 1 : 5)) {
       const uint32_t start = len % 3 == 0 ? 0 : static_cast<uint32_t>(rng());
-      ASSERT_EQ(crc32_update(start, buf.data() + align, len), zlib(start, buf.data() + align, len))
+      ASSERT_EQ(crc32_update_with(m, start, buf.data() + align, len), zlib(start, buf.data() + align, len))
           << "len " << len << " align " << align << " start " << start;
     }
   }
   for (size_t len : {size_t{4096}, size_t{4096 + 28}, size_t{8191}, size_t{9000}, size_t{9983}})
-    ASSERT_EQ(crc32_update(0, buf.data() + 3, len), zlib(0, buf.data() + 3, len)) << len;
+    ASSERT_EQ(crc32_update_with(m, 0, buf.data() + 3, len), zlib(0, buf.data() + 3, len)) << len;
   // An all-zero and an all-ones block: the folding constants meet no help from the data.
   const std::vector<uint8_t> zeros(4096, 0), ones(4096, 0xFF);
-  EXPECT_EQ(crc32_update(0, zeros.data(), zeros.size()), zlib(0, zeros.data(), zeros.size()));
-  EXPECT_EQ(crc32_update(0, ones.data(), ones.size()), zlib(0, ones.data(), ones.size()));
+  EXPECT_EQ(crc32_update_with(m, 0, zeros.data(), zeros.size()), zlib(0, zeros.data(), zeros.size()));
+  EXPECT_EQ(crc32_update_with(m, 0, ones.data(), ones.size()), zlib(0, ones.data(), ones.size()));
   // Continued across calls, as compute_icrc does part by part.
   for (int i = 0; i < 2000; ++i) {
     const size_t total = rng() % 5000;
     const size_t cut = total ? rng() % total : 0;
-    const uint32_t first = crc32_update(0, buf.data(), cut);
-    ASSERT_EQ(crc32_update(first, buf.data() + cut, total - cut), zlib(0, buf.data(), total))
+    const uint32_t first = crc32_update_with(m, 0, buf.data(), cut);
+    ASSERT_EQ(crc32_update_with(m, first, buf.data() + cut, total - cut), zlib(0, buf.data(), total))
         << "total " << total << " cut " << cut;
   }
+}
+
+void expect_method_matches_zlib(CrcMethod m) {
+  if (!crc_method_available(m)) {
+    GTEST_SKIP() << "this CPU cannot run " << crc_method_name(m);
+  }
+  expect_matches_zlib(m);
+}
+
+TEST(Crc32, TablesMatchZlib) { expect_method_matches_zlib(CrcMethod::table); }
+TEST(Crc32, Clmul128MatchesZlibForEveryLengthAlignmentAndStart) {
+  expect_method_matches_zlib(CrcMethod::clmul128);
+}
+TEST(Crc32, Clmul512MatchesZlibForEveryLengthAlignmentAndStart) {
+  expect_method_matches_zlib(CrcMethod::clmul512);
+}
+// What the runtime uses: the best method of this CPU, the same answers.
+TEST(Crc32, Crc32UpdateUsesTheBestMethodAndMatchesZlib) {
+  EXPECT_TRUE(crc_method_available(crc_method()));
+  if (crc_method_available(CrcMethod::clmul512)) {
+    EXPECT_EQ(crc_method(), CrcMethod::clmul512);
+  }
+  std::vector<uint8_t> buf(4124);
+  std::mt19937 rng(7);
+  for (auto& b : buf) b = static_cast<uint8_t>(rng());
+  for (size_t len : {size_t{0}, size_t{63}, size_t{64}, size_t{255}, size_t{256}, size_t{4124}})
+    EXPECT_EQ(crc32_update(0, buf.data(), len), static_cast<uint32_t>(crc32(0, buf.data(), static_cast<uInt>(len))))
+        << len;
 }
 
 TEST(IcrcParts, StoreAndLoadAreLittleEndian) {
