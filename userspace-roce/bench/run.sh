@@ -19,8 +19,8 @@
 # and udp_ceiling: bare UDP datagrams of RoCE's size (4112 bytes), sent much as the
 # runtime sends them, the most this kernel moves over loopback in that shape; then
 # udp_ceiling --icrc: the same datagrams, each with an ICRC the sender computes and the
-# receiver checks (the runtime's own CRC code), the most any RoCE over UDP could move here
-# with that CRC.
+# receiver checks (the runtime's own CRC code), the most one sending and one receiving
+# thread move here when each computes the ICRC in line, as the runtime's do.
 # The verbs and perftest runs start server and client each through
 # scripts/userspace-roce.sh (so each process gets its own 127.0.0.x and GID index 0 is
 # ::ffff:127.0.0.x); the TCP runs start them directly. roce_bench's client connects to
@@ -276,7 +276,7 @@ run_ceiling() {
     CEILING_WHY="udp_ceiling is not built (cmake --build $BUILD_DIR --target udp_ceiling)"
     return 0
   fi
-  printf 'run.sh: %-16s %s ... ' "udp_ceiling" "$*"
+  printf 'run.sh: %-16s %s... ' "udp_ceiling" "${*:+$* }"
   if CEILING=$(timeout 60 "$BUILD_DIR/userspace-roce/bench/udp_ceiling" "$@" 2>"$OUT/$name.log"); then
     echo "ok"
   else

@@ -616,7 +616,6 @@ void expect_method_matches_zlib(CrcMethod m) {
   expect_matches_zlib(m);
 }
 
-TEST(Crc32, TablesMatchZlib) { expect_method_matches_zlib(CrcMethod::table); }
 TEST(Crc32, Clmul128MatchesZlibForEveryLengthAlignmentAndStart) {
   expect_method_matches_zlib(CrcMethod::clmul128);
 }
