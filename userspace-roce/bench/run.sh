@@ -41,8 +41,8 @@
 #   latency:   64 B ping-pong one way (roce_bench median, perftest typical) / TCP's
 #              median one way                                               <= 0.5
 #   WRITE/SEND: ib_write_lat typical / ib_send_lat typical, 64 B and 4 KiB   <= 2
-# with TCP's bandwidth, the p99 latencies and the 64 KiB WRITEs against the ceiling with
-# ICRC for information. This is a benchmark, not a
+# with TCP's bandwidth, the p99 latencies, perftest's fastest one-way latencies (t_min)
+# and the 64 KiB WRITEs against the ceiling with ICRC for information. This is a benchmark, not a
 # test: the exit status is 0 whenever every run succeeded (whatever the numbers), 1 if a
 # run failed (its log tail is shown), 2 for bad usage. roce_bench itself refuses to
 # report a number when the data it moved does not check out, so "succeeded" includes
@@ -327,6 +327,9 @@ row "ib_write_lat 4 KiB" us "$(kv "$PWLAT4K" typical_us)" "$(kv "$PLAT4K" typica
 or_dash() { if [ -n "$1" ]; then echo "$1 $2"; else echo "-"; fi; }
 # ratio V R: V / R to two places, or "-".
 ratio() { awk -v v="$1" -v r="$2" 'BEGIN { if (v != "" && r + 0 > 0) printf "%.2f", v / r; else printf "-" }'; }
+echo "  for information: fastest one way (t_min), ib_write_lat against ib_send_lat:" \
+     "64 B $(or_dash "$(kv "$PWLAT" min_us)" us) / $(or_dash "$(kv "$PLAT" min_us)" us)," \
+     "4 KiB $(or_dash "$(kv "$PWLAT4K" min_us)" us) / $(or_dash "$(kv "$PLAT4K" min_us)" us)"
 udpi_gb=$(kv "$UDPI" gbytes_per_s)
 echo "  for information: udp with ICRC $(or_dash "$udpi_gb" GB/s)${UDPI:+ (CRC $(kv "$UDPI" crc))}${UDPI_WHY:+ ($UDPI_WHY)}, 64 KiB WRITE against it:" \
      "roce_bench $(ratio "$(kv "$VBW" gbytes_per_s)" "$udpi_gb"), ib_write_bw $(ratio "$(kv "$PBW" gbytes_per_s)" "$udpi_gb")"

@@ -14,7 +14,8 @@
 #     (which must have received datagrams, with --icrc none with a bad ICRC), the median
 #     one-way microseconds for the ping-pongs, with their p99 present.
 #   - its table has the six target rows, each with a ratio and a verdict (PASS or MISS),
-#     none saying "no number".
+#     none saying "no number", and its information lines have perftest's four t_min and
+#     both WRITEs against the ceiling with ICRC.
 # Time bounds, sized for a loaded machine (where a 64-byte round trip can take 10 ms of
 # scheduler time slices, so 1000 of them 10 s): roce_bench gives up after 60 s without
 # progress (--timeout), every process run.sh starts is killed after 120 s (BENCH_GUARD),
@@ -122,6 +123,11 @@ if [ -n "$udpi" ] && [ "$(kv "$udpi" size)" = 4112 ] && [ "$(kv "$udpi" datagram
   pass "udp_ceiling --icrc: $(kv "$udpi" received) of $(kv "$udpi" datagrams) datagrams of 4112 B, none with a bad ICRC (CRC $(kv "$udpi" crc)), $(kv "$udpi" gbytes_per_s) GB/s"
 else
   fail "udp_ceiling --icrc: expected size=4112 datagrams=200000, received > 0, bad_icrc=0, crc= and gbytes_per_s > 0 in: ${udpi:-(no RESULT line in $RESULTS)}"
+fi
+if grep -qE '^  for information: fastest one way \(t_min\), ib_write_lat against ib_send_lat: 64 B [0-9.]+ us / [0-9.]+ us, 4 KiB [0-9.]+ us / [0-9.]+ us$' "$OUT/run.log"; then
+  pass "the table's information line has the four t_min"
+else
+  fail "the table has no line 'for information: fastest one way (t_min) ... 64 B W us / S us, 4 KiB W us / S us': $(grep -F 'fastest one way' "$OUT/run.log" | head -n 1)"
 fi
 if grep -qE '^  for information: udp with ICRC [0-9.]+ GB/s \(CRC (clmul512|clmul128|table)\), 64 KiB WRITE against it: roce_bench [0-9]+\.[0-9]+, ib_write_bw [0-9]+\.[0-9]+$' "$OUT/run.log"; then
   pass "the table's information line has both WRITEs against the ceiling with ICRC"
