@@ -42,9 +42,9 @@
 #              median one way                                               <= 0.5
 #   WRITE/SEND: ib_write_lat typical / ib_send_lat typical, 64 B and 4 KiB   <= 2
 # with TCP's bandwidth, the p99 latencies, perftest's fastest one-way latencies (t_min)
-# and the 64 KiB WRITEs against the ceiling with ICRC for information. This is a benchmark, not a
-# test: the exit status is 0 whenever every run succeeded (whatever the numbers), 1 if a
-# run failed (its log tail is shown), 2 for bad usage. roce_bench itself refuses to
+# and the 64 KiB WRITEs against the ceiling with ICRC for information. This is a
+# benchmark, not a test: the exit status is 0 whenever every run succeeded (whatever the
+# numbers), 1 if a run failed (its log tail is shown), 2 for bad usage. roce_bench itself refuses to
 # report a number when the data it moved does not check out, so "succeeded" includes
 # "the bytes were right". Without perftest installed (or `ss`, which waits for its
 # server), its four rows stay empty and say why; that is not a failure.

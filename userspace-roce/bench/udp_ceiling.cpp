@@ -20,10 +20,10 @@
 // receiver checks, with the runtime's own code (wire::compute_icrc), over the datagram's
 // other bytes (which begin with a running number, so no two ICRCs are alike). RoCE
 // requires that work on every packet. The line then says test=datagram_ceiling_icrc and
-// also bad_icrc=B and crc=M (the CRC method this CPU runs: clmul512, VPCLMULQDQ with
+// also bad_icrc=B and crc=M (the method crc32_update picks on this CPU: clmul512, VPCLMULQDQ with
 // AVX-512; clmul128, PCLMULQDQ; table, zlib's); B > 0 (a datagram arrived cut short or
 // changed) is exit 1. Both sides run the same CRC code, so B cannot show that code wrong:
-// the unit tests compare every method with zlib. Against this line the runtime's
+// the unit tests compare each folding method this CPU has with zlib. Against this line the runtime's
 // bandwidth shows what its work other than the ICRC costs (with one thread a side
 // computing the ICRC in line, as the runtime does).
 //

@@ -5,8 +5,8 @@
 #   - run.sh exits 0: roce_bench's four runs (verbs and TCP, bandwidth and ping-pong)
 #     and perftest's five on the runtime (ib_write_bw; ib_send_lat and ib_write_lat at
 #     64 B and 4 KiB) succeeded on both sides (server and client), and udp_ceiling
-#     succeeded, without and with --icrc (which fails on a datagram that arrives cut short
-#     or changed: its ICRC does not check out); roce_bench refuses to print a number for data that did not check out,
+#     succeeded, without and with --icrc (which fails if a datagram arrives with the
+#     wrong size or an ICRC that does not check out); roce_bench refuses to print a number for data that did not check out,
 #     so that includes "the bytes were right".
 #   - its results.txt holds exactly eleven RESULT lines, one per run, each with the size
 #     and the iterations asked for (1000 of every kind; udp_ceiling's 200000 datagrams)
