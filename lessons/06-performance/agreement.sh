@@ -10,7 +10,8 @@
 # (Debian's, unmodified), each pair with the same settings:
 #   latency    lesson 06  client --run pingpong -s 64 -n ITERS --signal-every 1
 #              perftest   ib_send_lat -s 64 -n ITERS
-#              compared:  the typical (median) one-way time, round trip / 2
+#              compared:  the fastest one-way time (round trip / 2; perftest's t_min),
+#                         and, for information, the typical (median) one
 #   bandwidth  lesson 06  client --run write -s 65536 -n 5000 --window 128 --signal-every 1 --chain 1
 #              perftest   ib_write_bw -s 65536 -n 5000
 #              compared:  the average bandwidth in MiB/s (perftest's "MB/sec" is 2^20 bytes/s)
@@ -29,15 +30,23 @@
 # three rounds, whose medians alone compared 0.49 where the rounds' ratios were 0.83,
 # 0.49 and 1.01). Every client starts once `ss` shows its server
 # listening (checked every 50 ms, at most 30 s), never after a fixed sleep.
+# The ping-pong is judged on its fastest round trip, not its median: on the runtime a
+# large minority of round trips are several times slower than the rest (ib_send_lat's
+# average 23-27 us against a median of 8-9 us on a quiet 2-CPU machine), so the median
+# of one run lands in either group and flips between runs of the same program (a CI run
+# saw ib_send_lat's median at 26.3, 8.0 and 21.0 us in three rounds while lesson 06's
+# stayed at 7.7-8.1). Load only adds time; the fastest round trip is the least disturbed
+# number (6.1-6.6 us in nine ib_send_lat runs on that machine) and still shows every
+# method error (a round trip against half of one is a factor of 2 in it too).
 #
 # Prints: measure, lesson 06, perftest, ratio (of the medians, lesson 06 / perftest) and
 # "agree (within ±15 %)" or "differ", then every run's number and, for the typical
 # latency and the bandwidth, the rounds' own ratios. Exit status:
 #   0  every run succeeded, whatever the ratios (this is a benchmark);
 #   1  a run failed (named, with its logs' tails); or the median of the rounds' ratios of
-#      the typical latency or the bandwidth is outside 0.5 .. 2: a
-#      factor of two is not noise but a method error, one of the two measuring something
-#      else (a round trip against half of one, MB against MiB); or, with --strict, one of
+#      the fastest latency is outside 0.67 .. 1.5, or of the bandwidth outside 0.5 .. 2:
+#      that is not noise but a method error, one of the two measuring something else (a
+#      round trip against half of one, bits against bytes); or, with --strict, one of
 #      those medians is outside 0.85 .. 1.15;
 #   2  bad usage.
 #
@@ -77,7 +86,11 @@ LAT_TX_DEPTH=1 LAT_SIGNAL_EVERY=1
 BW_TX_DEPTH=128 BW_SIGNAL_EVERY=1 BW_CHAIN=1
 INLINE_BYTES=0
 AGREE_LO=0.85 AGREE_HI=1.15    # "agree": within ±15 %
-GROSS_LO=0.5 GROSS_HI=2        # outside: a method error, not noise
+# Outside these: a method error, not noise. The fastest round trip varies by up to about
+# 15 % between runs, so a factor of 1.5 is far from noise and catches a factor of 2 (a
+# round trip against half of one) with room; a bandwidth under load varies more.
+LAT_GROSS_LO=0.67 LAT_GROSS_HI=1.5
+BW_GROSS_LO=0.5 BW_GROSS_HI=2
 
 usage() { sed -n '2,/^set -euo pipefail/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 die_usage() {
@@ -146,9 +159,9 @@ perftest_setting() { sed -n "s/^ $2 *: *\([^ \t]*\).*/\1/p" "$1" | head -n 1; }
 # is_number TEXT
 is_number() { [[ $1 =~ ^[0-9]+([.][0-9]+)?([eE][+-]?[0-9]+)?$ ]]; }
 
-# Each run's number, by measure: LAT_OURS, LAT_PT (µs one way), BW_OURS, BW_PT (MiB/s),
-# and the p99s and message rates for information.
-LAT_OURS=() LAT_PT=() BW_OURS=() BW_PT=() P99_OURS=() P99_PT=() MR_OURS=() MR_PT=()
+# Each run's number, by measure: MIN_OURS, MIN_PT (the fastest, µs one way), BW_OURS,
+# BW_PT (MiB/s), and the typical latencies, p99s and message rates for information.
+MIN_OURS=() MIN_PT=() LAT_OURS=() LAT_PT=() BW_OURS=() BW_PT=() P99_OURS=() P99_PT=() MR_OURS=() MR_PT=()
 SETTINGS_SEEN=()
 
 # lesson_take NAME LOG KEY: sets VAL to KEY's number in the lesson client's result line;
@@ -172,10 +185,14 @@ for round in $(seq 1 "$ROUNDS"); do
        "$BIN_DIR/client" "$HOST" -p "$PORT" "${DEV_LESSON[@]}" --run pingpong -s "$LAT_SIZE" -n "$LAT_ITERS" \
        --signal-every "$LAT_SIGNAL_EVERY"; then
     log="$OUT/$name-client.log"
-    if lesson_take "$name" "$log" lat_typical_us; then
-      lat=$VAL
-      if lesson_take "$name" "$log" lat_p99_us; then
-        LAT_OURS+=("$lat") P99_OURS+=("$VAL"); echo "ok: $lat us one way (typical), p99 $VAL us"
+    if lesson_take "$name" "$log" lat_min_us; then
+      fastest=$VAL
+      if lesson_take "$name" "$log" lat_typical_us; then
+        lat=$VAL
+        if lesson_take "$name" "$log" lat_p99_us; then
+          MIN_OURS+=("$fastest") LAT_OURS+=("$lat") P99_OURS+=("$VAL")
+          echo "ok: $fastest us one way (fastest), $lat us (typical), p99 $VAL us"
+        fi
       fi
     fi
   fi
@@ -188,8 +205,9 @@ for round in $(seq 1 "$ROUNDS"); do
     log="$OUT/$name-client.log"
     # #bytes #iterations t_min t_max t_typical t_avg t_stdev 99% 99.9% (usec; one way)
     read -r -a row <<<"$(perftest_row "$log" "$LAT_SIZE")"
-    if [ ${#row[@]} -ge 9 ] && is_number "${row[4]}" && is_number "${row[7]}"; then
-      LAT_PT+=("${row[4]}") P99_PT+=("${row[7]}"); echo "ok: ${row[4]} us one way (t_typical), p99 ${row[7]} us"
+    if [ ${#row[@]} -ge 9 ] && is_number "${row[2]}" && is_number "${row[4]}" && is_number "${row[7]}"; then
+      MIN_PT+=("${row[2]}") LAT_PT+=("${row[4]}") P99_PT+=("${row[7]}")
+      echo "ok: ${row[2]} us one way (t_min), ${row[4]} us (t_typical), p99 ${row[7]} us"
       SETTINGS_SEEN+=("ib_send_lat: TX depth $(perftest_setting "$log" "TX depth"), Max inline data $(perftest_setting "$log" "Max inline data")")
     else
       echo "FAILED (exit 0, but no $LAT_SIZE B row of 9 columns in its table; log: $log)"
@@ -248,12 +266,13 @@ fi
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 GROSS=() OFF=() ROUND_RATIOS=()
 FMT='  %-36s %16s %16s %7s  %s\n'
-# row LABEL UNIT JUDGED OURS... -- PERFTEST...: the medians, their ratio and the verdict,
-# which judges, for a JUDGED measure, the median of the rounds' own ratios (OURS[i] /
-# PERFTEST[i]; the ratio of the medians when a run failed and the two lists differ in
-# length), appending them to ROUND_RATIOS; for the others, the ratio of the medians.
+# row LABEL UNIT JUDGED GROSS_LO GROSS_HI OURS... -- PERFTEST...: the medians, their ratio
+# and the verdict, which judges, for a JUDGED measure, the median of the rounds' own ratios
+# (OURS[i] / PERFTEST[i]; the ratio of the medians when a run failed and the two lists
+# differ in length), appending them to ROUND_RATIOS, against GROSS_LO .. GROSS_HI; for the
+# others, the ratio of the medians (and the gross bounds are not used: give "-").
 row() {
-  local label=$1 unit=$2 judged=$3; shift 3
+  local label=$1 unit=$2 judged=$3 glo=$4 ghi=$5; shift 5
   local -a ours=() pt=()
   while [ "$1" != -- ]; do ours+=("$1"); shift; done
   shift
@@ -277,20 +296,21 @@ row() {
   # ±15 %) or gross (outside 0.5 .. 2).
   local out class
   out=$(awk -v fmt="$FMT" -v label="$label" -v u="$unit" -v o="$mo" -v p="$mp" -v judged="$judged" \
-      -v alo="$AGREE_LO" -v ahi="$AGREE_HI" -v glo="$GROSS_LO" -v ghi="$GROSS_HI" -v rr="$rr" 'BEGIN {
+      -v alo="$AGREE_LO" -v ahi="$AGREE_HI" -v glo="$glo" -v ghi="$ghi" -v rr="$rr" 'BEGIN {
     if (p + 0 <= 0) { printf fmt, label, o " " u, p " " u, "-", "no ratio (perftest said 0)"; print "gross"; exit }
     r = o / p
     q = (rr != "") ? rr + 0 : r
     v = (q >= alo && q <= ahi) ? "agree (within ±15 %)" : "differ"
     if (!judged) v = v " (for information)"
     printf fmt, label, o " " u, p " " u, sprintf("%.2f", r), v
-    print (q < glo || q > ghi) ? "gross" : (q < alo || q > ahi) ? "off" : "ok"
+    if (!judged) print "ok"
+    else print (q < glo || q > ghi) ? "gross" : (q < alo || q > ahi) ? "off" : "ok"
   }') || die "awk failed computing the ratio for $label"
   printf '%s\n' "$out" | sed '$d'
   class=$(printf '%s\n' "$out" | tail -n 1)
   if [ "$judged" = 1 ]; then
     case "$class" in
-      gross) GROSS+=("$label") ;;
+      gross) GROSS+=("$label: outside $glo .. $ghi") ;;
       off) OFF+=("$label") ;;
     esac
   fi
@@ -300,12 +320,14 @@ echo
 echo "lesson 06 against perftest on the userspace runtime, medians of $ROUNDS alternating rounds, on $(hostname) ($(nproc) CPUs)"
 # shellcheck disable=SC2059
 printf "$FMT" "measure" "lesson 06" "perftest" "ratio" "verdict"
-row "64 B ping-pong, one way, typical" us 1 "${LAT_OURS[@]}" -- "${LAT_PT[@]}"
-row "64 KiB WRITE bandwidth, average" "MiB/s" 1 "${BW_OURS[@]}" -- "${BW_PT[@]}"
-row "64 B ping-pong, one way, p99" us 0 "${P99_OURS[@]}" -- "${P99_PT[@]}"
-row "64 KiB WRITE message rate" "Mmsg/s" 0 "${MR_OURS[@]}" -- "${MR_PT[@]}"
+row "64 B ping-pong, one way, fastest" us 1 "$LAT_GROSS_LO" "$LAT_GROSS_HI" "${MIN_OURS[@]}" -- "${MIN_PT[@]}"
+row "64 KiB WRITE bandwidth, average" "MiB/s" 1 "$BW_GROSS_LO" "$BW_GROSS_HI" "${BW_OURS[@]}" -- "${BW_PT[@]}"
+row "64 B ping-pong, one way, typical" us 0 - - "${LAT_OURS[@]}" -- "${LAT_PT[@]}"
+row "64 B ping-pong, one way, p99" us 0 - - "${P99_OURS[@]}" -- "${P99_PT[@]}"
+row "64 KiB WRITE message rate" "Mmsg/s" 0 - - "${MR_OURS[@]}" -- "${MR_PT[@]}"
 echo "  (MiB = 2^20 bytes: perftest's \"MB/sec\" is MiB/s (format_factor 0x100000), lesson 06's mib_per_s too;"
 echo "  ratio = lesson 06 / perftest; the runs, in order:"
+echo "    lesson 06 ping-pong fastest us: ${MIN_OURS[*]:--}   ib_send_lat t_min us: ${MIN_PT[*]:--}"
 echo "    lesson 06 ping-pong typical us: ${LAT_OURS[*]:--}   ib_send_lat t_typical us: ${LAT_PT[*]:--}"
 echo "    lesson 06 write MiB/s: ${BW_OURS[*]:--}   ib_write_bw BW average MiB/s: ${BW_PT[*]:--})"
 echo "  the rounds' own ratios, whose medians the first two verdicts judge:"
@@ -319,9 +341,9 @@ fi
 # joined ITEMS...: the items separated by "; " (the labels have commas of their own).
 joined() { local IFS=';'; printf '%s' "$*" | sed 's/;/; /g'; }
 if [ ${#GROSS[@]} -gt 0 ]; then
-  echo "agreement.sh: $(joined "${GROSS[@]}"): lesson 06 and perftest are more than a factor of 2 apart." \
+  echo "agreement.sh: $(joined "${GROSS[@]}"): lesson 06 and perftest are too far apart." \
        "That is not noise: one of the two measures something else (a round trip against half" \
-       "of one, MB against MiB, a different queue depth or signaling); compare the methods." >&2
+       "of one, bits against bytes, a different queue depth or signaling); compare the methods." >&2
   status=1
 fi
 if [ "$STRICT" = 1 ] && [ ${#OFF[@]} -gt 0 ]; then

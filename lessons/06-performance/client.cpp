@@ -135,10 +135,10 @@ int run_measurements(lesson06::Connection& c, common::Channel& channel, const le
     lesson06::print_table_header();
     run(lesson06::plan_run(settings, max_inline, c.ring_bytes));
     const Result& r = results.back();
-    std::printf("result: kind=%s size=%u iters=%u mib_per_s=%.3f mmsg_per_s=%.6f lat_typical_us=%.3f lat_p99_us=%.3f "
-                "cpu_percent=%.1f\n",
+    std::printf("result: kind=%s size=%u iters=%u mib_per_s=%.3f mmsg_per_s=%.6f lat_min_us=%.3f "
+                "lat_typical_us=%.3f lat_p99_us=%.3f cpu_percent=%.1f\n",
                 r.technique.name.c_str(), r.technique.spec.size, r.technique.spec.iters, r.mib_per_s, r.mmsg_per_s,
-                r.lat_typical_us, r.lat_p99_us, r.cpu_percent);
+                r.lat_min_us, r.lat_typical_us, r.lat_p99_us, r.cpu_percent);
   } else {
     std::set<int> techniques = settings.steps;
     techniques.erase(8);

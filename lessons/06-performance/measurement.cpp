@@ -54,6 +54,7 @@ Result Meter::finish(const Technique& technique, std::uint64_t messages) {
   }
   r.cpu_us_per_msg = messages ? cpu * 1e6 / msgs : 0;
   std::sort(samples_.begin(), samples_.end());
+  r.lat_min_us = samples_.empty() ? 0 : samples_.front();
   r.lat_typical_us = quantile(samples_, 0.5);
   r.lat_p99_us = quantile(samples_, 0.99);
   return r;

@@ -8,7 +8,8 @@
  *  - **Latency** of a ping-pong is half its round trip, as ib_send_lat reports it; of any
  *    other measurement, the time from posting a signaled work request to polling its
  *    completion (in a window, that includes the time it waited behind the others).
- *    "Typical" is the median, as perftest's t_typical; p99 the 99th percentile.
+ *    "Typical" is the median, as perftest's t_typical; p99 the 99th percentile; "min" the
+ *    fastest sample, as perftest's t_min (only `--run`'s result line prints it).
  *  - **CPU** is user + system time of the client process (getrusage(RUSAGE_SELF): every
  *    thread, a userspace RoCE device's too) divided by the wall time: 100 % is one core
  *    kept busy. Not counted: the server's CPU, and work the kernel does for us outside the
@@ -54,6 +55,7 @@ struct Result {
   double seconds = 0;             ///< first post to last completion
   double mib_per_s = 0;           ///< message bytes per second, one direction, 2^20 bytes
   double mmsg_per_s = 0;          ///< millions of messages per second
+  double lat_min_us = 0;          ///< fastest sample, as perftest's t_min
   double lat_typical_us = 0;      ///< median latency (see the file comment)
   double lat_p99_us = 0;          ///< 99th percentile
   double cpu_percent = 0;         ///< CPU time / wall time, 100 = one core
