@@ -8,8 +8,8 @@
 //
 // One process, two threads: a sender with sendmmsg batches of 32 from an unconnected
 // socket with "don't fragment", as the runtime sends (but always 32 where the runtime
-// sends what one post or receive batch produced, up to 32; one buffer per datagram where
-// it gathers header, payload and ICRC; and a blocking socket with the UDP checksum on,
+// sends what one post or receive batch produced, up to 32; one buffer per datagram, as
+// the runtime lays each one out before sending; and a blocking socket with the UDP checksum on,
 // which on loopback cost nothing), and a receiver that busy-polls recvmmsg and does
 // nothing else: the best case for the runtime's engine, which sleeps when the socket is
 // empty. Prints one line:

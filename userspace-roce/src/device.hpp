@@ -41,6 +41,12 @@ struct TxPacket {
   uint8_t own[4096];  ///< the payload, when it had to be assembled (several SGEs, inline)
 };
 
+/// One datagram laid out whole for sendmmsg: headers, payload, pad and ICRC in one
+/// cache-line-aligned buffer (send_packets in socket_io.cpp says why).
+struct alignas(64) TxDatagram {
+  uint8_t bytes[wire::kMaxHeaderSize + 4096 + 8];
+};
+
 /// The emulated HCA of this process: one UDP socket bound to <addr>:4791 and the engine
 /// thread. Created by the first ibv_open_device, torn down by the last ibv_close_device.
 ///
@@ -72,6 +78,7 @@ struct Device {
   std::uniform_real_distribution<double> unit{0.0, 1.0};
   static constexpr int kTxBatch = 32;
   std::vector<TxPacket> tx = std::vector<TxPacket>(kTxBatch);
+  std::vector<TxDatagram> tx_datagrams = std::vector<TxDatagram>(kTxBatch);  ///< send_packets' copies
   int tx_count = 0;
   /// Packets the socket had no room for, in transmit order, with their payloads copied.
   std::deque<std::unique_ptr<TxPacket>> backlog;

@@ -166,8 +166,9 @@ bool send_data_packet(Qp& qp, SendWqe& w, uint32_t k, bool window_edge) {
   const uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(qp.mtu, w.length - off));
   const uint8_t* payload = nullptr;
   if (len) {
-    // The common case, a packet inside one SGE, goes straight from the registered
-    // memory; anything else (inline data, a packet spanning SGEs) is assembled.
+    // The common case, a packet inside one SGE, is copied from the registered memory
+    // when the datagram is laid out for sending (send_packets); anything else (inline
+    // data, a packet spanning SGEs) is assembled here first.
     if (!w.is_inline) payload = single_sge_ptr(qp, w, off, len);
     if (!payload) {
       uint8_t* scratch = qp.dev->tx_scratch();

@@ -189,15 +189,35 @@ int Device::send_packets(TxPacket* const* pkts, int count) {
     to[i].sin_family = AF_INET;
     to[i].sin_port = htons(wire::kRoceV2Port);
     to[i].sin_addr.s_addr = htonl(t.dst);
-    // Gathered straight from the application's memory: no copy before the kernel's.
-    iov[i][0] = {const_cast<uint8_t*>(t.hdr), t.hdr_len};
-    iov[i][1] = {const_cast<uint8_t*>(t.payload), t.len};
-    iov[i][2] = {const_cast<uint8_t*>(t.trailer), t.trailer_len};
     msgs[i] = {};
     msgs[i].msg_hdr.msg_name = &to[i];
     msgs[i].msg_hdr.msg_namelen = sizeof to[i];
     msgs[i].msg_hdr.msg_iov = iov[i];
-    msgs[i].msg_hdr.msg_iovlen = 3;
+    // Each datagram is first copied whole into one aligned buffer of ours, and the kernel
+    // copies that. Gathering the headers, the payload (straight from registered memory)
+    // and the trailer as three pieces saves that copy but costs more: the kernel's copy of
+    // a payload that follows a 12-byte header (a BTH alone: every middle and last packet
+    // of a long message) ran about four times as slowly as a contiguous datagram's on the
+    // build machine (an AMD Zen 5: _copy_from_iter 6.8 % of udp_ceiling's profile
+    // against 1.7 %; from 20 header bytes on, 2.5-2.9 %), while the copy here costs
+    // about 1.3 %. With it, ib_write_bw at 64 KiB went from 1.33-1.39 to 1.47-1.53 GB/s
+    // in alternating runs (three each), and the receiving process used 13 % less CPU.
+    const size_t whole = size_t{t.hdr_len} + t.len + t.trailer_len;
+    if (whole <= sizeof tx_datagrams[i].bytes) {
+      uint8_t* d = tx_datagrams[static_cast<size_t>(i)].bytes;
+      std::memcpy(d, t.hdr, t.hdr_len);
+      if (t.len) std::memcpy(d + t.hdr_len, t.payload, t.len);
+      std::memcpy(d + t.hdr_len + t.len, t.trailer, t.trailer_len);
+      iov[i][0] = {d, whole};
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    } else {
+      // Larger than any packet this runtime builds (4096 bytes of payload at most):
+      // gathered as it is.
+      iov[i][0] = {const_cast<uint8_t*>(t.hdr), t.hdr_len};
+      iov[i][1] = {const_cast<uint8_t*>(t.payload), t.len};
+      iov[i][2] = {const_cast<uint8_t*>(t.trailer), t.trailer_len};
+      msgs[i].msg_hdr.msg_iovlen = 3;
+    }
   }
   int done = 0;
   while (done < count) {
