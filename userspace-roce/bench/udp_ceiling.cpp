@@ -28,7 +28,8 @@
 // computing the ICRC in line, as the runtime does).
 //
 // Either way the sender cycles through 32 buffers, one per datagram of a batch, as the
-// runtime sends from many places of its registered memory.
+// runtime sends from its 32 datagram buffers (into which it copies each payload from
+// registered memory).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>

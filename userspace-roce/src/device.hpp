@@ -46,6 +46,8 @@ struct TxPacket {
 struct alignas(64) TxDatagram {
   uint8_t bytes[wire::kMaxHeaderSize + 4096 + 8];
 };
+static_assert(sizeof(TxDatagram::bytes) >= wire::kMaxHeaderSize + sizeof(TxPacket::own) + 3 + wire::kIcrcSize,
+              "a datagram of the largest header, a full path MTU of payload, pad and ICRC fits");
 
 /// The emulated HCA of this process: one UDP socket bound to <addr>:4791 and the engine
 /// thread. Created by the first ibv_open_device, torn down by the last ibv_close_device.

@@ -183,6 +183,7 @@ int Device::send_packets(TxPacket* const* pkts, int count) {
   iovec iov[kTxBatch][3];
   sockaddr_in to[kTxBatch];
   count = std::min(count, kTxBatch);
+  if (sock < 0) return count;  // no socket (the unit tests' device): the packets go nowhere
   for (int i = 0; i < count; ++i) {
     const TxPacket& t = *pkts[i];
     to[i] = {};
@@ -193,15 +194,15 @@ int Device::send_packets(TxPacket* const* pkts, int count) {
     msgs[i].msg_hdr.msg_name = &to[i];
     msgs[i].msg_hdr.msg_namelen = sizeof to[i];
     msgs[i].msg_hdr.msg_iov = iov[i];
-    // Each datagram is first copied whole into one aligned buffer of ours, and the kernel
-    // copies that. Gathering the headers, the payload (straight from registered memory)
-    // and the trailer as three pieces saves that copy but costs more: the kernel's copy of
-    // a payload that follows a 12-byte header (a BTH alone: every middle and last packet
-    // of a long message) ran about four times as slowly as a contiguous datagram's on the
-    // build machine (an AMD Zen 5: _copy_from_iter 6.8 % of udp_ceiling's profile
-    // against 1.7 %; from 20 header bytes on, 2.5-2.9 %), while the copy here costs
-    // about 1.3 %. With it, ib_write_bw at 64 KiB went from 1.33-1.39 to 1.47-1.53 GB/s
-    // in alternating runs (three each), and the receiving process used 13 % less CPU.
+    // Each datagram is first copied whole into one buffer of ours, and the kernel copies
+    // that. Handing the kernel the headers, the payload (straight from registered memory)
+    // and the trailer as three pieces saves that copy but costs more on the build machine
+    // (a paravirtualised AMD Zen 5): behind a header of 4 to 16 bytes (a BTH alone, as in
+    // every middle and last packet of a long message, or a BTH with an AETH or ImmDt),
+    // the kernel's copy took 6.6-7.3 % of a udp_ceiling variant's profile against 1.7 %
+    // for one contiguous datagram (2.5-3.4 % behind 20 to 48 bytes), while a copy here
+    // first costs about 1.3 %. With it, ib_write_bw at 64 KiB went from 1.33-1.46 to
+    // 1.44-1.54 GB/s in six alternating pairs of runs.
     const size_t whole = size_t{t.hdr_len} + t.len + t.trailer_len;
     if (whole <= sizeof tx_datagrams[i].bytes) {
       uint8_t* d = tx_datagrams[static_cast<size_t>(i)].bytes;
@@ -211,8 +212,8 @@ int Device::send_packets(TxPacket* const* pkts, int count) {
       iov[i][0] = {d, whole};
       msgs[i].msg_hdr.msg_iovlen = 1;
     } else {
-      // Larger than any packet this runtime builds (4096 bytes of payload at most):
-      // gathered as it is.
+      // Larger than any packet this runtime builds (a path MTU of 4096 at most: see the
+      // static_assert in device.hpp); were one built, it would still go out, gathered.
       iov[i][0] = {const_cast<uint8_t*>(t.hdr), t.hdr_len};
       iov[i][1] = {const_cast<uint8_t*>(t.payload), t.len};
       iov[i][2] = {const_cast<uint8_t*>(t.trailer), t.trailer_len};
@@ -221,7 +222,6 @@ int Device::send_packets(TxPacket* const* pkts, int count) {
   }
   int done = 0;
   while (done < count) {
-    if (sock < 0) return count;  // no socket (the unit tests' device): the packets go nowhere
     // The socket is non-blocking: this call never waits, whatever the kernel's queues do.
     const int n = sendmmsg(sock, msgs + done, static_cast<unsigned>(count - done), MSG_DONTWAIT);
     if (n > 0) {
