@@ -9,7 +9,14 @@
 #      announces.
 #   2. output surviving the timeout: one guest, `ibv_rc_pingpong` waiting for a client
 #      that never comes, killed by --timeout; its "local address" line must be in cmd.log.
-# Logs: $BUILD_DIR/lab-runs/lab-tools-{order,timeout}/.
+#      After that failed command the guest checks its NIC (guest-init.sh, 4c): it must
+#      find that eth0 sends.
+#   3. a stuck NIC runs the lab once more (lab.sh, "A NIC that stopped"): a command
+#      that leaves <out>/nic-stuck, the guest's verdict on a NIC that stopped sending
+#      (written here by the command itself: a real one cannot be made on demand), and
+#      fails; the second attempt passes, the first is kept in <DIR>.nic-stuck. Then one
+#      that does so every time: the lab runs twice and fails.
+# Logs: $BUILD_DIR/lab-runs/lab-tools-{order,timeout,nic-once,nic-twice}/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${BUILD_DIR:=$ROOT/build}"
@@ -60,6 +67,43 @@ echo "lab_tools: the single guest ran for $((SECONDS - t0)) s"
 [ -f "$out/server/timed-out" ] && ok "the command hit --timeout" || bad "no $out/server/timed-out"
 expect "$out/server/cmd.log" "^  local address:  LID 0x[0-9a-f]+, QPN 0x[0-9a-f]+" \
   "ibv_rc_pingpong's output, printed before it was killed, is in cmd.log"
+
+expect "$out/server/console.log" "^lab-init: NIC check: eth0 sends \(tx_packets [0-9]+ -> [0-9]+" \
+  "after the failed command the guest checked its NIC and found that it sends"
+
+# --- 3. a stuck NIC: the lab once more ---------------------------------------------
+# The command plays the guest's NIC check: nic-stuck, then a failure. It knows its
+# second attempt by the first one's directory, which lab.sh keeps beside DIR.
+stuck_cmd() {  # ALWAYS(0|1): prints the command
+  printf '%s\n' "if [ $1 = 0 ] && [ -d \"\${LAB_OUT%/server}.nic-stuck\" ]; then echo 'attempt 2: passes'; exit 0; fi
+    echo 'attempt: plays a stuck NIC'
+    echo 'eth0 took no frame off its transmit ring (written by tests/lab_tools.sh)' >\"\$LAB_OUT/nic-stuck\"
+    exit 3"
+}
+# run_stuck NAME ALWAYS: runs the lab into lab-tools-NAME; sets out and rc.
+run_stuck() {
+  out="$BUILD_DIR/lab-runs/lab-tools-$1"
+  rm -rf "$out" "$out.nic-stuck" "$out.log"
+  local t0=$SECONDS
+  rc=0
+  "$ROOT/scripts/lab/lab.sh" run --out "$out" --timeout 60 --server "$(stuck_cmd "$2")" >"$out.log" 2>&1 || rc=$?
+  echo "lab_tools: the $1 run took $((SECONDS - t0)) s and exited with $rc (output: $out.log)"
+}
+run_stuck nic-once 0
+[ $rc = 0 ] && ok "a run whose first attempt had a stuck NIC passed on its second" || bad "lab.sh run (nic-once) failed"
+expect "$out.log" "^lab: server: its NIC stopped sending: eth0 took no frame" "lab.sh names the stuck NIC and what the guest saw"
+expect "$out.log" "^lab: the command's failure is the lab's .*running the lab once more; the first attempt is in $out.nic-stuck" \
+  "lab.sh says it runs the lab once more, and where the first attempt is"
+expect "$out.nic-stuck/server/cmd.log" "^attempt: plays a stuck NIC" "the first attempt's output is kept"
+expect "$out/server/cmd.log" "^attempt 2: passes" "the second attempt ran in DIR"
+[ ! -e "$out/server/nic-stuck" ] && ok "DIR holds the second attempt only" || bad "$out/server/nic-stuck is left from the first attempt"
+
+run_stuck nic-twice 1
+[ $rc != 0 ] && ok "a run whose NIC was stuck in both attempts fails" || bad "lab.sh run (nic-twice) passed, but its NIC was stuck in both attempts"
+[ "$(grep -c "running the lab once more" "$out.log")" = 1 ] && ok "the lab ran once more, not more" ||
+  bad "'running the lab once more' is not in $out.log exactly once"
+expect "$out.log" "^lab: a NIC was stuck again: this run fails" "lab.sh says why the run fails"
+expect "$out.log" "^lab: server: exit 3 " "the second attempt's exit code is reported"
 
 [ $failed -eq 0 ] && echo "lab_tools: OK"
 exit $failed

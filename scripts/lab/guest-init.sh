@@ -319,6 +319,62 @@ if [ -n "$LAB_NETEM_IN" ]; then
     host_tool tc qdisc show dev ifb0 2>&1 | sed 's/^/lab-init:   /'
 fi
 
+# --- 4c. after a failed command: does eth0 still send? --------------------------
+# Rarely (seen twice in full test runs, both times in the client guest, qemu
+# 7.2 with TCG), the guest's emulated NIC stopped sending for good: TCP
+# connects to the other guest timed out for minutes, the kernel printed a
+# WARNING with a trace while a QP was being destroyed (in the one whose first
+# line we have: __rxe_cleanup in rxe_pool.c, references to the QP still held
+# when its wait ran out), and in that one the NETDEV WATCHDOG later said
+# "transmit queue 0 timed out" every ~5 s. A command that fails then fails
+# because of the lab, not because of what it runs. So after a failed command,
+# send a few frames and see whether the NIC takes them: virtio_net counts a
+# frame in tx_packets only when the device has taken it off the ring (the
+# driver reclaims the buffer then), while the root qdisc's "Sent" counts what
+# it handed to the driver. Frames handed over, or a transmit timeout on the
+# queue (the watchdog's count: the ring is full and the queue stopped), and
+# none taken in 10 s: the NIC is stuck, and <out>/nic-stuck says so for
+# lab.sh, which then runs the whole lab once more ("A NIC that stopped" there).
+# A link that is down, or frames a netem qdisc dropped or still holds, are not
+# judged.
+qdisc_sent() {  # prints: <packets the root qdisc handed to the driver> <its backlog in packets>
+    host_tool tc -s qdisc show dev eth0 2>/dev/null | awk '
+        / Sent / && !s { for (i = 1; i <= NF; i++) if ($(i) == "pkt") { s = $(i - 1); break } }
+        / backlog / && !b { for (i = 1; i <= NF; i++) if ($(i) ~ /^[0-9]+p$/) { b = $(i); sub(/p$/, "", b); break } }
+        END { print (s == "" ? 0 : s), (b == "" ? 0 : b) }'
+}
+check_nic() {
+    state=$(cat /sys/class/net/eth0/operstate 2>/dev/null)
+    if [ "$state" != up ]; then
+        say "NIC check: eth0 is $state, not up; not checked"
+        return
+    fi
+    peer=$LAB_CLIENT_IP; [ "$LAB_NAME" = client ] && peer=$LAB_SERVER_IP
+    tx0=$(cat /sys/class/net/eth0/statistics/tx_packets)
+    set -- $(qdisc_sent); sent0=$1
+    i=0 tx=$tx0
+    # One small datagram to the discard port of the other guest every 0.5 s (the
+    # other guest may be gone: a frame goes out all the same); each send also makes
+    # the driver reclaim what the device took. Stop as soon as one is taken.
+    while [ $i -lt 20 ] && [ "$tx" = "$tx0" ]; do
+        [ $i -lt 10 ] && host_tool bash -c "echo nic-check >/dev/udp/$peer/9" 2>/dev/null
+        sleep 0.5
+        i=$((i + 1))
+        tx=$(cat /sys/class/net/eth0/statistics/tx_packets)
+    done
+    set -- $(qdisc_sent); sent=$1 backlog=$2
+    timeouts=$(cat /sys/class/net/eth0/queues/tx-0/tx_timeout 2>/dev/null || echo 0)
+    if [ "$tx" != "$tx0" ]; then
+        say "NIC check: eth0 sends (tx_packets $tx0 -> $tx in $((i / 2)).$((i % 2 * 5)) s)"
+    elif [ "$sent" != "$sent0" ] || [ "$timeouts" != 0 ]; then
+        msg="eth0 took no frame off its transmit ring in $((i / 2)) s: tx_packets stayed $tx0 while the root qdisc handed $((sent - sent0)) more frames to the driver (and holds $backlog); transmit timeouts on queue 0: $timeouts"
+        say "NIC check: STUCK: $msg"
+        echo "$msg" >"$NEWROOT$LAB_OUT/nic-stuck"
+    else
+        say "NIC check: no frame reached the driver in $((i / 2)) s (the qdisc handed over none and holds $backlog: a netem qdisc dropping or delaying them?); not judged"
+    fi
+}
+
 # --- 5. the command (or the shell) -------------------------------------------------
 # The environment of the command and of the shell: exactly these variables (env -i).
 # Output is line-buffered: coreutils' libstdbuf.so, preloaded, sets the buffering of
@@ -390,6 +446,7 @@ if { [ $rc = 124 ] || [ $rc = 137 ]; } && [ $elapsed -ge "$LAB_TIMEOUT" ]; then
     echo "$msg" >"$NEWROOT$LAB_OUT/timed-out"
     say "$msg"
 fi
+[ "$rc" = 0 ] || check_nic
 echo $rc >"$NEWROOT$LAB_OUT/rc"
 say "command exited with $rc (up $(cut -d' ' -f1 /proc/uptime) s), powering off"
 
