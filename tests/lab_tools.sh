@@ -57,10 +57,10 @@ expect "$c" "^lab-wait: nobody: not announced within 2 s .*announced so far: .*r
 
 # --- 2. output kept when the timeout kills the command --------------------------------
 out="$BUILD_DIR/lab-runs/lab-tools-timeout"
-rm -rf "$out"
+rm -rf "$out" "$out.nic-stuck"
 t0=$SECONDS
 if "$ROOT/scripts/lab/lab.sh" run --out "$out" --timeout 30 \
-     --server 'ibv_rc_pingpong -g "$LAB_GID_INDEX"'; then
+     --server 'ibv_rc_pingpong -g "$LAB_GID_INDEX"' 2>&1 | tee "$out.log"; then
   bad "lab.sh run (timeout) succeeded, but its command should have been killed"
 fi
 echo "lab_tools: the single guest ran for $((SECONDS - t0)) s"
@@ -68,8 +68,11 @@ echo "lab_tools: the single guest ran for $((SECONDS - t0)) s"
 expect "$out/server/cmd.log" "^  local address:  LID 0x[0-9a-f]+, QPN 0x[0-9a-f]+" \
   "ibv_rc_pingpong's output, printed before it was killed, is in cmd.log"
 
-expect "$out/server/console.log" "^lab-init: NIC check: eth0 sends \(tx_packets [0-9]+ -> [0-9]+" \
-  "after the failed command the guest checked its NIC and found that it sends"
+expect "$out/server/console.log" \
+  "^lab-init: NIC check: eth0 transmits \(tx_packets [0-9]+ -> [0-9]+ in [0-9.]+ s; the root qdisc handed [1-9][0-9]* frames to the driver\)" \
+  "after the failed command the guest checked its NIC: frames reached the driver and the NIC took them"
+[ ! -e "$out.nic-stuck" ] && ! grep -q "once more" "$out.log" &&
+  ok "a failure with a NIC that transmits is not run again" || bad "lab.sh ran the lab again, though no NIC was stuck"
 
 # --- 3. a stuck NIC: the lab once more ---------------------------------------------
 # The command plays the guest's NIC check: nic-stuck, then a failure. It knows its
@@ -86,7 +89,8 @@ run_stuck() {
   rm -rf "$out" "$out.nic-stuck" "$out.log"
   local t0=$SECONDS
   rc=0
-  "$ROOT/scripts/lab/lab.sh" run --out "$out" --timeout 60 --server "$(stuck_cmd "$2")" >"$out.log" 2>&1 || rc=$?
+  "$ROOT/scripts/lab/lab.sh" run --out "$out" --timeout 60 --capture "$out/wire.pcap" --server "$(stuck_cmd "$2")" \
+    >"$out.log" 2>&1 || rc=$?
   echo "lab_tools: the $1 run took $((SECONDS - t0)) s and exited with $rc (output: $out.log)"
 }
 run_stuck nic-once 0
@@ -95,6 +99,9 @@ expect "$out.log" "^lab: server: its NIC stopped sending: eth0 took no frame" "l
 expect "$out.log" "^lab: the command's failure is the lab's .*running the lab once more; the first attempt is in $out.nic-stuck" \
   "lab.sh says it runs the lab once more, and where the first attempt is"
 expect "$out.nic-stuck/server/cmd.log" "^attempt: plays a stuck NIC" "the first attempt's output is kept"
+[ -s "$out.nic-stuck/wire.pcap" ] && [ -s "$out/wire.pcap" ] && [ -s "$out.nic-stuck/lab-info" ] &&
+  ok "the first attempt's capture and lab-info are kept, and the second attempt has its own capture" ||
+  bad "missing: $out.nic-stuck/wire.pcap, $out.nic-stuck/lab-info or $out/wire.pcap"
 expect "$out/server/cmd.log" "^attempt 2: passes" "the second attempt ran in DIR"
 [ ! -e "$out/server/nic-stuck" ] && ok "DIR holds the second attempt only" || bad "$out/server/nic-stuck is left from the first attempt"
 

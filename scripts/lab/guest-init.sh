@@ -319,42 +319,51 @@ if [ -n "$LAB_NETEM_IN" ]; then
     host_tool tc qdisc show dev ifb0 2>&1 | sed 's/^/lab-init:   /'
 fi
 
-# --- 4c. after a failed command: does eth0 still send? --------------------------
+# --- 4c. after a failed command: does eth0 still transmit? -----------------------
 # Rarely (seen twice in full test runs, both times in the client guest, qemu
-# 7.2 with TCG), the guest's emulated NIC stopped sending for good: TCP
-# connects to the other guest timed out for minutes, the kernel printed a
-# WARNING with a trace while a QP was being destroyed (in the one whose first
-# line we have: __rxe_cleanup in rxe_pool.c, references to the QP still held
-# when its wait ran out), and in that one the NETDEV WATCHDOG later said
-# "transmit queue 0 timed out" every ~5 s. A command that fails then fails
-# because of the lab, not because of what it runs. So after a failed command,
-# send a few frames and see whether the NIC takes them: virtio_net counts a
-# frame in tx_packets only when the device has taken it off the ring (the
-# driver reclaims the buffer then), while the root qdisc's "Sent" counts what
-# it handed to the driver. Frames handed over, or a transmit timeout on the
-# queue (the watchdog's count: the ring is full and the queue stopped), and
-# none taken in 10 s: the NIC is stuck, and <out>/nic-stuck says so for
-# lab.sh, which then runs the whole lab once more ("A NIC that stopped" there).
-# A link that is down, or frames a netem qdisc dropped or still holds, are not
-# judged.
-qdisc_sent() {  # prints: <packets the root qdisc handed to the driver> <its backlog in packets>
-    host_tool tc -s qdisc show dev eth0 2>/dev/null | awk '
-        / Sent / && !s { for (i = 1; i <= NF; i++) if ($(i) == "pkt") { s = $(i - 1); break } }
-        / backlog / && !b { for (i = 1; i <= NF; i++) if ($(i) ~ /^[0-9]+p$/) { b = $(i); sub(/p$/, "", b); break } }
-        END { print (s == "" ? 0 : s), (b == "" ? 0 : b) }'
+# 7.2 with TCG), a guest lost its network: TCP connects to the other
+# guest timed out for minutes, and the kernel printed a WARNING with a trace.
+# In the one whose first lines we have, the WARNING came from __rxe_cleanup
+# (rxe_pool.c) while a QP was destroyed: references to the QP were still held
+# when its wait ran out (rxe holds one for every packet it handed to the NIC,
+# dropped when the driver reclaims the packet's buffer), and later the NETDEV
+# WATCHDOG said "transmit queue 0 timed out" every ~5 s: the NIC had stopped
+# taking frames off its transmit ring. A command that fails then fails because
+# of the lab, not because of what it runs. So after a failed command, send a
+# few frames and see whether the NIC takes them: virtio_net counts a frame in
+# tx_packets only when the device has taken it off the ring (the driver
+# reclaims the buffer then), while the root qdisc's "Sent" counts what it
+# handed to the driver. Frames handed over (or, with no netem, held by the
+# qdisc), or a new transmit timeout on the queue (the watchdog's count: the
+# ring is full and the queue stopped), and none taken within 10 s: the NIC is
+# stuck, and <out>/nic-stuck says so for lab.sh, which then runs the whole lab
+# once more ("A NIC that stopped" there). Only transmitting is checked: a NIC
+# that stopped receiving passes. A link that is down, or frames a netem qdisc
+# dropped or still holds, are not judged.
+root_qdisc() {  # prints: <packets the root qdisc handed to the driver> <packets it holds>
+    host_tool tc -s qdisc show dev eth0 root 2>/dev/null | awk '
+        / Sent / && !gs { gs = 1; for (i = 1; i <= NF; i++) if ($(i) == "pkt") { s = $(i - 1); break } }
+        / backlog / && !gb { gb = 1; for (i = 1; i <= NF; i++) if ($(i) ~ /^[0-9]+p$/) { b = $(i); sub(/p$/, "", b); break } }
+        END { print (s ~ /^[0-9]+$/ ? s : 0), (b ~ /^[0-9]+$/ ? b : 0) }'
+}
+tx_timeouts() {
+    t=$(cat /sys/class/net/eth0/queues/tx-0/tx_timeout 2>/dev/null)
+    case "$t" in ''|*[!0-9]*) echo 0 ;; *) echo "$t" ;; esac
 }
 check_nic() {
     state=$(cat /sys/class/net/eth0/operstate 2>/dev/null)
     if [ "$state" != up ]; then
-        say "NIC check: eth0 is $state, not up; not checked"
+        say "NIC check: eth0 is ${state:-gone}, not up; not checked"
         return
     fi
     peer=$LAB_CLIENT_IP; [ "$LAB_NAME" = client ] && peer=$LAB_SERVER_IP
     tx0=$(cat /sys/class/net/eth0/statistics/tx_packets)
-    set -- $(qdisc_sent); sent0=$1
+    set -- $(root_qdisc); sent0=$1
+    timeouts0=$(tx_timeouts)
+    start=$(cut -d' ' -f1 /proc/uptime)
     i=0 tx=$tx0
     # One small datagram to the discard port of the other guest every 0.5 s (the
-    # other guest may be gone: a frame goes out all the same); each send also makes
+    # other guest may be gone: an ARP request goes out then); each send also makes
     # the driver reclaim what the device took. Stop as soon as one is taken.
     while [ $i -lt 20 ] && [ "$tx" = "$tx0" ]; do
         [ $i -lt 10 ] && host_tool bash -c "echo nic-check >/dev/udp/$peer/9" 2>/dev/null
@@ -362,16 +371,17 @@ check_nic() {
         i=$((i + 1))
         tx=$(cat /sys/class/net/eth0/statistics/tx_packets)
     done
-    set -- $(qdisc_sent); sent=$1 backlog=$2
-    timeouts=$(cat /sys/class/net/eth0/queues/tx-0/tx_timeout 2>/dev/null || echo 0)
+    took=$(awk -v a="$start" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", b - a }')
+    set -- $(root_qdisc); sent=$(( $1 - sent0 )) backlog=$2
+    timeouts=$(( $(tx_timeouts) - timeouts0 ))
     if [ "$tx" != "$tx0" ]; then
-        say "NIC check: eth0 sends (tx_packets $tx0 -> $tx in $((i / 2)).$((i % 2 * 5)) s)"
-    elif [ "$sent" != "$sent0" ] || [ "$timeouts" != 0 ]; then
-        msg="eth0 took no frame off its transmit ring in $((i / 2)) s: tx_packets stayed $tx0 while the root qdisc handed $((sent - sent0)) more frames to the driver (and holds $backlog); transmit timeouts on queue 0: $timeouts"
+        say "NIC check: eth0 transmits (tx_packets $tx0 -> $tx in $took s; the root qdisc handed $sent frames to the driver)"
+    elif [ $sent -gt 0 ] || [ $timeouts -gt 0 ] || { [ -z "$LAB_NETEM" ] && [ $backlog -gt 0 ]; }; then
+        msg="eth0 took no frame off its transmit ring in $took s: tx_packets stayed $tx0 while the root qdisc handed $sent more frames to the driver and holds $backlog; new transmit timeouts on queue 0: $timeouts"
         say "NIC check: STUCK: $msg"
         echo "$msg" >"$NEWROOT$LAB_OUT/nic-stuck"
     else
-        say "NIC check: no frame reached the driver in $((i / 2)) s (the qdisc handed over none and holds $backlog: a netem qdisc dropping or delaying them?); not judged"
+        say "NIC check: no frame reached the driver in $took s (the root qdisc handed over none and holds $backlog${LAB_NETEM:+; netem: $LAB_NETEM}); not judged"
     fi
 }
 
@@ -446,8 +456,8 @@ if { [ $rc = 124 ] || [ $rc = 137 ]; } && [ $elapsed -ge "$LAB_TIMEOUT" ]; then
     echo "$msg" >"$NEWROOT$LAB_OUT/timed-out"
     say "$msg"
 fi
-[ "$rc" = 0 ] || check_nic
 echo $rc >"$NEWROOT$LAB_OUT/rc"
+[ "$rc" = 0 ] || check_nic
 say "command exited with $rc (up $(cut -d' ' -f1 /proc/uptime) s), powering off"
 
 # --- 6. done ---------------------------------------------------------------------

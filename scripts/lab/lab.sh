@@ -152,11 +152,13 @@
 # RTC at boot, then stepped to the host's time to within ~10-20 ms.
 #
 # A NIC that stopped: when a command fails, its guest then checks that eth0
-# still sends (a few datagrams; the console says "NIC check: ..."). Rarely the
-# emulated NIC stops sending for good, and the command fails because of it; the
-# guest then leaves DIR/<role>/nic-stuck, and lab.sh runs the whole lab once
-# more with the same arguments, keeping the first attempt in DIR.nic-stuck. A
-# NIC stuck in the second attempt too fails the run.
+# still transmits (a few datagrams; the console says "NIC check: ..."). Rarely
+# a guest's NIC stops transmitting for good, and the command fails because of
+# it; the guest then leaves DIR/<role>/nic-stuck, and lab.sh runs the whole lab
+# once more with the same arguments (its output shows both attempts), keeping
+# the first attempt's guest directories, DIR/sync, DIR/lab-info and the capture
+# in DIR.nic-stuck. DIR then holds the second attempt, and the exit status is
+# the second attempt's; a NIC stuck in the second attempt too fails the run.
 #
 # Shells: `lab.sh shell` boots both guests and runs an interactive bash in
 # each instead of a command, as root, in the repository root, with the
@@ -200,6 +202,10 @@
 #   DIR/<role>/console.log    the guest's serial console (kernel + /init)
 #   DIR/<role>/init-error     only if the guest setup failed: why
 #   DIR/<role>/timed-out      only if the command hit --timeout
+#   DIR/<role>/nic-stuck      only if, after the command failed, the guest found
+#                             that its NIC no longer transmits (A NIC that
+#                             stopped, above): what it saw
+#   DIR.nic-stuck/            the first attempt, if lab.sh ran the lab again
 #   DIR/<role>/qemu.log       qemu's own messages (usually empty)
 #   DIR/<role>/qemu.pid       qemu's process id while it runs
 #   DIR/<role>/shell.sock     shell: the guest's shell port, for attach
@@ -214,7 +220,7 @@
 #
 # Exit status: 0 when every command exited 0 (shell: when the server's shell
 # ended by itself and no guest setup failed); 1 otherwise (failure, timeout,
-# guest crash); 2 for bad usage.
+# guest crash); 2 for bad usage. After a stuck NIC, the second attempt's.
 #
 # Environment knobs (optional):
 #   LAB_IMAGE_DIR  where the image is built/cached (default <repo>/build/lab/image)
@@ -222,6 +228,8 @@
 #   LAB_BOOT_MARGIN  seconds the host waits beyond --timeout before killing a
 #                  guest that did not power off (default 90); also how long
 #                  `shell` and `attach` wait for a guest's shell to come up
+#   LAB_NIC_RETRIED  set by lab.sh itself for the second attempt after a stuck
+#                  NIC; set beforehand, it keeps lab.sh from running a lab again
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -433,7 +441,7 @@ start_guest() {
     local dir="$OUT/$role"
     mkdir -p "$dir"
     # Results of an earlier run in the same DIR must not be mistaken for ours.
-    rm -f "$dir"/{cmd.sh,cmd.log,rc,console.log,init-error,timed-out,qemu.log,qemu.pid,shell.sock,shell-ready,shell.lock}
+    rm -f "$dir"/{cmd.sh,cmd.log,rc,console.log,init-error,timed-out,nic-stuck,qemu.log,qemu.pid,shell.sock,shell-ready,shell.lock}
     if [ "$role" = server ]; then
         cmd=$SERVER_CMD ip=$SERVER_IP mac=52:54:00:00:00:01 lport=$PORT rport=$((PORT + 1))
         runtime=$SERVER_RUNTIME peer_runtime=$CLIENT_RUNTIME extra_base=$SERVER_EXTRA_BASE
@@ -564,25 +572,30 @@ trap - EXIT INT TERM HUP
 say "guests done in $((SECONDS - T0)) s"
 
 # --- a NIC that stopped --------------------------------------------------------
-# After a failed command each guest checks that its NIC still sends
-# (guest-init.sh, 4c); <role>/nic-stuck says it does not: the emulated NIC
-# stopped taking frames off its ring, a fault of the lab's emulator, not of the
-# command. Such a run says nothing about the command, so run the whole lab once
-# more, with the same arguments and output directory; what the first attempt
-# left (both guests' directories, the sync directory, the capture) is kept in
-# <DIR>.nic-stuck. Only once: a NIC stuck again fails the run as usual.
+# After a failed command each guest checks that its NIC still sends (guest-init.sh,
+# 4c); <role>/nic-stuck says it does not: the guest's NIC stopped taking frames off
+# its transmit ring, a fault of the lab (qemu's emulated NIC or the guest's driver),
+# not of the command. Such a run says nothing about the command, so run the whole
+# lab once more, with the same arguments and output directory; what the first
+# attempt left (both guests' directories, the sync directory, lab-info, the capture)
+# is kept in <DIR>.nic-stuck. Only once (LAB_NIC_RETRIED=1 marks the second attempt):
+# a NIC stuck again fails the run as usual.
 if [ "$MODE" = run ]; then
     stuck=""
     for role in "${ROLES[@]}"; do
-        [ -f "$OUT/$role/nic-stuck" ] || continue
+        [ -f "$OUT/$role/nic-stuck" ] && [ "$(cat "$OUT/$role/rc" 2>/dev/null)" != 0 ] || continue
         stuck+="${stuck:+ }$role"
         say "$role: its NIC stopped sending: $(cat "$OUT/$role/nic-stuck") (console: $OUT/$role/console.log)"
     done
     if [ -n "$stuck" ] && [ -z "${LAB_NIC_RETRIED:-}" ]; then
+        for role in "${ROLES[@]}"; do
+            say "$role (first attempt): exit $(cat "$OUT/$role/rc" 2>/dev/null || echo none); last lines of its console:"
+            tail -n 12 "$OUT/$role/console.log" 2>/dev/null | sed 's/^/  | /'
+        done
         aside=$OUT.nic-stuck
         rm -rf "$aside"
         mkdir -p "$aside"
-        for d in "${ROLES[@]}" sync; do [ -e "$OUT/$d" ] && mv "$OUT/$d" "$aside/$d"; done
+        for d in "${ROLES[@]}" sync lab-info; do [ -e "$OUT/$d" ] && mv "$OUT/$d" "$aside/$d"; done
         [ -n "$CAPTURE" ] && [ -e "$CAPTURE" ] && mv "$CAPTURE" "$aside/$(basename "$CAPTURE")"
         say "the command's failure is the lab's (a stuck NIC in: $stuck), not the command's:" \
             "running the lab once more; the first attempt is in $aside"
