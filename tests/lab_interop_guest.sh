@@ -186,7 +186,7 @@ write_bw() {  # NAME ITERS PORT: perftest over RDMA CM, the client WRITEs 64 KiB
   on_side "$log" 180 "$1" ib_write_bw -R -d "$DEV" -p "$port" -s 65536 -n "$iters" -F "${peer[@]}" || return 1
   cat "$log"
   # The result row: size, iterations, peak, average bandwidth and message rate.
-  expect_lines "$log" "^ *65536[[:space:]]+$iters[[:space:]]+[0-9.]+[[:space:]]+[0-9.]+[[:space:]]+[0-9.]+" 1
+  expect_lines "$log" "^ *65536[[:space:]]+${iters}[[:space:]]+[0-9.]+[[:space:]]+[0-9.]+[[:space:]]+[0-9.]+" 1
 }
 
 case $group in
